@@ -1,0 +1,335 @@
+//! The in-process cache: one moka cache per TTL tier.
+//!
+//! A key holds the generations of the snapshots its answer was computed from. Every write makes
+//! a snapshot with a new generation, so after a write no key can find an answer about older data:
+//! invalidation needs no scan and cannot race with a reader. Stale entries age out by TTL or
+//! size. Concurrent misses on one key compute once: moka runs one initializer per key and the
+//! other callers wait for its value.
+
+use std::hash::Hash;
+use std::sync::Arc;
+
+use moka::sync::Cache;
+
+use crate::config::CacheConfig;
+use crate::error::Result;
+use crate::index::Filter;
+use crate::model::{EntityId, TenantName, UserId};
+use crate::query::{
+    Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, Ranking, SearchOptions,
+    TrendingQuery,
+};
+
+/// The tiers of ranked answers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Tier {
+    Recommendations,
+    Trending,
+}
+
+/// A cached answer's identity: the tenant, the data it was made from, and the question.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    pub tenant: TenantName,
+    /// Generations of the entity and interaction snapshots it depends on (0 for none).
+    pub generations: [u64; 2],
+    pub query: QueryKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum QueryKey {
+    Similar(EntityId, OptionsKey),
+    Recommend {
+        positive: Vec<ExampleKey>,
+        negative: Vec<ExampleKey>,
+        best_score: bool,
+        options: OptionsKey,
+    },
+    User(UserId, OptionsKey),
+    Trending {
+        k: usize,
+        offset: usize,
+        category: Option<String>,
+        window: i64,
+    },
+}
+
+/// [`SearchOptions`] with floats as bit patterns, so they hash.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct OptionsKey {
+    k: usize,
+    offset: usize,
+    filter: (Option<String>, Vec<String>, Vec<String>, Vec<EntityId>),
+    score_threshold: Option<u32>,
+    diversity: u32,
+    exact: bool,
+}
+
+impl From<&SearchOptions> for OptionsKey {
+    fn from(o: &SearchOptions) -> Self {
+        let Filter {
+            category,
+            tags_any,
+            tags_all,
+            exclude,
+        } = &o.filter;
+        Self {
+            k: o.k,
+            offset: o.offset,
+            filter: (
+                category.clone(),
+                tags_any.clone(),
+                tags_all.clone(),
+                exclude.clone(),
+            ),
+            score_threshold: o.score_threshold.map(f32::to_bits),
+            diversity: o.diversity.to_bits(),
+            exact: o.exact,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum ExampleKey {
+    Id(EntityId, u32),
+    Vector(Vec<u32>, u32),
+}
+
+impl From<&Example> for ExampleKey {
+    fn from(e: &Example) -> Self {
+        match &e.target {
+            ExampleTarget::Id(id) => ExampleKey::Id(id.clone(), e.weight.to_bits()),
+            ExampleTarget::Vector(v) => {
+                ExampleKey::Vector(v.iter().map(|x| x.to_bits()).collect(), e.weight.to_bits())
+            }
+        }
+    }
+}
+
+impl QueryKey {
+    pub fn recommend(
+        positive: &[Example],
+        negative: &[Example],
+        strategy: ExampleStrategy,
+        options: &SearchOptions,
+    ) -> Self {
+        QueryKey::Recommend {
+            positive: positive.iter().map(ExampleKey::from).collect(),
+            negative: negative.iter().map(ExampleKey::from).collect(),
+            best_score: strategy == ExampleStrategy::BestScore,
+            options: options.into(),
+        }
+    }
+
+    pub fn trending(query: &TrendingQuery) -> Self {
+        QueryKey::Trending {
+            k: query.k,
+            offset: query.offset,
+            category: query.category.clone(),
+            window: query.window.millis(),
+        }
+    }
+}
+
+/// A user's preference vector, for one entity snapshot and one version of the user's history.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PreferenceKey {
+    pub tenant: TenantName,
+    pub user: UserId,
+    pub entity_generation: u64,
+    pub user_version: u64,
+}
+
+/// `None` when the user has no usable history.
+pub(crate) type Preference = Arc<Option<Vec<f32>>>;
+
+/// The tiers, or nothing when the cache is off.
+#[derive(Debug)]
+pub(crate) struct Caches {
+    tiers: Option<Tiers>,
+}
+
+#[derive(Debug)]
+struct Tiers {
+    recommendations: Cache<Key, Arc<Ranking>>,
+    trending: Cache<Key, Arc<Ranking>>,
+    preferences: Cache<PreferenceKey, Preference>,
+}
+
+fn tier<K, V>(config: &CacheConfig, ttl: std::time::Duration) -> Cache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    Cache::builder()
+        .max_capacity(config.max_entries)
+        .time_to_live(ttl)
+        .build()
+}
+
+/// Looks `key` up in `cache`, computing it once on a miss however many callers ask at once.
+/// Errors are not cached.
+fn get_or_compute<K, V>(
+    cache: &Cache<K, V>,
+    key: K,
+    compute: impl FnOnce() -> Result<V>,
+) -> Result<(V, CacheStatus)>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    let entry = cache
+        .entry(key)
+        .or_try_insert_with(compute)
+        .map_err(|e| (*e).clone())?;
+    let status = if entry.is_fresh() {
+        CacheStatus::Miss
+    } else {
+        CacheStatus::Hit
+    };
+    Ok((entry.into_value(), status))
+}
+
+impl Caches {
+    pub fn new(config: &CacheConfig) -> Self {
+        let tiers = config.enabled.then(|| Tiers {
+            recommendations: tier(config, config.recommendations_ttl),
+            trending: tier(config, config.trending_ttl),
+            preferences: tier(config, config.user_preferences_ttl),
+        });
+        Self { tiers }
+    }
+
+    /// A ranked answer from `tier`, or `compute`d and kept there.
+    pub fn ranking(
+        &self,
+        tier: Tier,
+        key: impl FnOnce() -> Key,
+        compute: impl FnOnce() -> Result<Ranking>,
+    ) -> Result<Answer> {
+        let Some(tiers) = &self.tiers else {
+            return Ok(Answer {
+                ranking: Arc::new(compute()?),
+                cache: CacheStatus::Miss,
+            });
+        };
+        let cache = match tier {
+            Tier::Recommendations => &tiers.recommendations,
+            Tier::Trending => &tiers.trending,
+        };
+        let (ranking, cache) = get_or_compute(cache, key(), || compute().map(Arc::new))?;
+        Ok(Answer { ranking, cache })
+    }
+
+    /// A user's preference vector, or `compute`d and kept.
+    pub fn preference(
+        &self,
+        key: impl FnOnce() -> PreferenceKey,
+        compute: impl FnOnce() -> Preference,
+    ) -> Preference {
+        match &self.tiers {
+            Some(tiers) => tiers.preferences.get_with(key(), compute),
+            None => compute(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::thread;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::query::Strategy;
+
+    fn key(generation: u64) -> Key {
+        Key {
+            tenant: TenantName::parse("t").unwrap(),
+            generations: [generation, 0],
+            query: QueryKey::Similar(
+                EntityId::parse("a").unwrap(),
+                (&SearchOptions::default()).into(),
+            ),
+        }
+    }
+
+    fn ranking() -> Ranking {
+        Ranking {
+            results: Vec::new(),
+            missing: Vec::new(),
+            strategy: Strategy::Similar,
+        }
+    }
+
+    #[test]
+    fn concurrent_misses_compute_once() {
+        let caches = Caches::new(&CacheConfig::default());
+        let computed = AtomicUsize::new(0);
+        let statuses: Vec<CacheStatus> = thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let compute = || {
+                            computed.fetch_add(1, Ordering::SeqCst);
+                            thread::sleep(Duration::from_millis(50));
+                            Ok(ranking())
+                        };
+                        caches
+                            .ranking(Tier::Recommendations, || key(1), compute)
+                            .unwrap()
+                            .cache
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(computed.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            statuses.iter().filter(|s| **s == CacheStatus::Miss).count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_new_generation_misses_and_errors_are_not_kept() {
+        let caches = Caches::new(&CacheConfig::default());
+        let get = |g| caches.ranking(Tier::Recommendations, || key(g), || Ok(ranking()));
+        assert_eq!(get(1).unwrap().cache, CacheStatus::Miss);
+        assert_eq!(get(1).unwrap().cache, CacheStatus::Hit);
+        assert_eq!(get(2).unwrap().cache, CacheStatus::Miss);
+        let fail = || Err(crate::EngineError::EntityNotFound("a".into()));
+        assert!(caches.ranking(Tier::Trending, || key(3), fail).is_err());
+        let ok = caches.ranking(Tier::Trending, || key(3), || Ok(ranking()));
+        assert_eq!(
+            ok.unwrap().cache,
+            CacheStatus::Miss,
+            "the error was not cached"
+        );
+    }
+
+    #[test]
+    fn expired_answers_are_computed_again() {
+        let config = CacheConfig {
+            recommendations_ttl: Duration::from_millis(1),
+            ..CacheConfig::default()
+        };
+        let caches = Caches::new(&config);
+        let get = || caches.ranking(Tier::Recommendations, || key(1), || Ok(ranking()));
+        assert_eq!(get().unwrap().cache, CacheStatus::Miss);
+        thread::sleep(Duration::from_millis(20));
+        assert_eq!(get().unwrap().cache, CacheStatus::Miss);
+    }
+
+    #[test]
+    fn a_disabled_cache_always_computes() {
+        let caches = Caches::new(&CacheConfig {
+            enabled: false,
+            ..CacheConfig::default()
+        });
+        for _ in 0..2 {
+            let a = caches.ranking(Tier::Recommendations, || key(1), || Ok(ranking()));
+            assert_eq!(a.unwrap().cache, CacheStatus::Miss);
+        }
+    }
+}

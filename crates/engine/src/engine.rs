@@ -1,0 +1,704 @@
+//! The engine: tenants, their snapshots, and every query mode.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use arc_swap::ArcSwap;
+use roaring::RoaringBitmap;
+
+use crate::cache::{Caches, Key, PreferenceKey, QueryKey, Tier};
+use crate::config::{Clock, EngineConfig, SystemClock, millis};
+use crate::distance::{Probe, goodness_floor, inverse_norm, score_of};
+use crate::error::{EngineError, Result};
+use crate::index::{Candidates, EntityIndex, Filter, prepare};
+use crate::interactions::{InteractionLog, UserProfile, Weighted};
+use crate::mmr;
+use crate::model::{
+    Embedding, EntityId, EntityView, Interaction, Metric, Millis, NewEntity, Scored, TenantInfo,
+    TenantName, TenantSpec, UserId,
+};
+use crate::query::{
+    Answer, Example, ExampleStrategy, ExampleTarget, Ranking, RecommendRequest, SearchOptions,
+    Strategy, TrendingQuery, Window,
+};
+use crate::topk::TopK;
+
+/// Whether [`Engine::create_tenant`] made the tenant or found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// It was made now.
+    Created,
+    /// It existed already with the same settings.
+    Existed,
+}
+
+/// One tenant: its settings and the current snapshots. Readers load a snapshot and never wait;
+/// a writer copies the current one, changes the copy and swaps it in, one writer at a time.
+#[derive(Debug)]
+struct Tenant {
+    name: TenantName,
+    spec: TenantSpec,
+    entities: ArcSwap<EntityIndex>,
+    interactions: ArcSwap<InteractionLog>,
+    entity_writer: Mutex<()>,
+    interaction_writer: Mutex<()>,
+}
+
+/// The in-memory recommendation engine. It is `Send + Sync`: share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    clock: Arc<dyn Clock>,
+    tenants: RwLock<HashMap<TenantName, Arc<Tenant>>>,
+    generations: AtomicU64,
+    caches: Caches,
+}
+
+impl Engine {
+    /// An engine on the system clock.
+    pub fn new(config: EngineConfig) -> Result<Self> {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// An engine that reads the time from `clock`.
+    pub fn with_clock(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            caches: Caches::new(&config.cache),
+            config,
+            clock,
+            tenants: RwLock::new(HashMap::new()),
+            generations: AtomicU64::new(1),
+        })
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn tenant(&self, name: &TenantName) -> Result<Arc<Tenant>> {
+        let tenants = self.tenants.read().unwrap_or_else(PoisonError::into_inner);
+        tenants
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::TenantNotFound(name.clone()))
+    }
+
+    /// Makes a tenant, or finds it when it exists with the same settings.
+    pub fn create_tenant(&self, name: TenantName, spec: TenantSpec) -> Result<Created> {
+        let spec = TenantSpec::new(spec.dimension, spec.metric)?;
+        let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(existing) = tenants.get(&name) {
+            return if existing.spec == spec {
+                Ok(Created::Existed)
+            } else {
+                Err(EngineError::TenantConflict {
+                    name,
+                    dimension: existing.spec.dimension,
+                    metric: existing.spec.metric,
+                })
+            };
+        }
+        let tenant = Tenant {
+            name: name.clone(),
+            spec,
+            entities: ArcSwap::from_pointee(EntityIndex::new(spec, self.next_generation())),
+            interactions: ArcSwap::from_pointee(InteractionLog::new(self.next_generation())),
+            entity_writer: Mutex::new(()),
+            interaction_writer: Mutex::new(()),
+        };
+        tenants.insert(name, Arc::new(tenant));
+        Ok(Created::Created)
+    }
+
+    /// Removes a tenant and everything in it.
+    pub fn drop_tenant(&self, name: &TenantName) -> Result<()> {
+        let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
+        tenants
+            .remove(name)
+            .map(drop)
+            .ok_or_else(|| EngineError::TenantNotFound(name.clone()))
+    }
+
+    /// The names of every tenant, sorted.
+    pub fn tenants(&self) -> Vec<TenantName> {
+        let tenants = self.tenants.read().unwrap_or_else(PoisonError::into_inner);
+        let mut names: Vec<TenantName> = tenants.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// A tenant's settings and sizes.
+    pub fn tenant_info(&self, name: &TenantName) -> Result<TenantInfo> {
+        let tenant = self.tenant(name)?;
+        Ok(TenantInfo {
+            name: tenant.name.clone(),
+            spec: tenant.spec,
+            entities: tenant.entities.load().len(),
+            interactions: tenant.interactions.load().total(),
+        })
+    }
+
+    /// Roughly how many heap bytes a tenant's entity snapshot holds.
+    pub fn entity_heap_bytes(&self, name: &TenantName) -> Result<usize> {
+        Ok(self.tenant(name)?.entities.load().heap_bytes())
+    }
+
+    /// Inserts or replaces a batch of entities: all of them, or none when any is invalid.
+    /// Returns how many were written.
+    pub fn upsert(&self, name: &TenantName, batch: Vec<NewEntity>) -> Result<usize> {
+        let tenant = self.tenant(name)?;
+        let batch = prepare(tenant.spec, batch)?;
+        let count = batch.len();
+        self.write_entities(&tenant, |index| index.upsert(batch));
+        Ok(count)
+    }
+
+    /// Deletes an entity; false when it did not exist.
+    pub fn delete(&self, name: &TenantName, id: &EntityId) -> Result<bool> {
+        let tenant = self.tenant(name)?;
+        if tenant.entities.load().slot_of(id.as_str()).is_none() {
+            return Ok(false);
+        }
+        Ok(self.write_entities(&tenant, |index| index.delete(id.as_str())))
+    }
+
+    fn write_entities<T>(&self, tenant: &Tenant, change: impl FnOnce(&mut EntityIndex) -> T) -> T {
+        let _writer = tenant
+            .entity_writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut next = EntityIndex::clone(&tenant.entities.load());
+        let out = change(&mut next);
+        next.generation = self.next_generation();
+        tenant.entities.store(Arc::new(next));
+        out
+    }
+
+    /// An entity as it was stored.
+    pub fn get(&self, name: &TenantName, id: &EntityId) -> Result<EntityView> {
+        self.tenant(name)?
+            .entities
+            .load()
+            .get(id.as_str())
+            .ok_or_else(|| EngineError::EntityNotFound(id.to_string()))
+    }
+
+    /// Records a batch of interactions: all of them, or none when any is invalid.
+    pub fn record(&self, name: &TenantName, batch: Vec<Interaction>) -> Result<usize> {
+        let tenant = self.tenant(name)?;
+        let weights = self.config.kind_weights;
+        let batch = batch
+            .into_iter()
+            .enumerate()
+            .map(|(index, i)| {
+                let factor = i.weight.unwrap_or(1.0);
+                if !factor.is_finite() {
+                    return Err(EngineError::InvalidArgument(
+                        "an interaction's weight must be a finite number".into(),
+                    )
+                    .at(index));
+                }
+                Ok(Weighted {
+                    user: i.user,
+                    entity: i.entity,
+                    weight: f64::from(weights.of(i.kind)) * f64::from(factor),
+                    at: i.timestamp,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let count = batch.len();
+        let half_life = millis(self.config.half_life);
+        let retention = millis(self.config.trending_retention);
+        let now = self.clock.now();
+        let _writer = tenant
+            .interaction_writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut next = InteractionLog::clone(&tenant.interactions.load());
+        next.record(batch, half_life, now, retention);
+        next.generation = self.next_generation();
+        tenant.interactions.store(Arc::new(next));
+        Ok(count)
+    }
+
+    /// Entities most like `id`, never `id` itself.
+    pub fn similar(
+        &self,
+        name: &TenantName,
+        id: &EntityId,
+        options: &SearchOptions,
+    ) -> Result<Answer> {
+        options.validate()?;
+        let tenant = self.tenant(name)?;
+        let index = tenant.entities.load_full();
+        let key = || Key {
+            tenant: tenant.name.clone(),
+            generations: [index.generation, 0],
+            query: QueryKey::Similar(id.clone(), options.into()),
+        };
+        self.caches.ranking(Tier::Recommendations, key, || {
+            let slot = index
+                .slot_of(id.as_str())
+                .ok_or_else(|| EngineError::EntityNotFound(id.to_string()))?;
+            let row = index.row(slot).expect("a mapped slot is live");
+            let probe = Probe::new(row.vector, index.spec().metric);
+            let mut excluded = RoaringBitmap::new();
+            excluded.insert(slot);
+            Ok(Ranking {
+                results: rank(&index, options, excluded, |v, n| probe.goodness(v, n)),
+                missing: Vec::new(),
+                strategy: Strategy::Similar,
+            })
+        })
+    }
+
+    /// Entities like the positive examples and unlike the negative ones.
+    pub fn recommend(&self, name: &TenantName, request: &RecommendRequest) -> Result<Answer> {
+        request.options.validate()?;
+        let tenant = self.tenant(name)?;
+        check_examples(request, tenant.spec)?;
+        let index = tenant.entities.load_full();
+        let key = || Key {
+            tenant: tenant.name.clone(),
+            generations: [index.generation, 0],
+            query: QueryKey::recommend(
+                &request.positive,
+                &request.negative,
+                request.strategy,
+                &request.options,
+            ),
+        };
+        self.caches
+            .ranking(Tier::Recommendations, key, || recommend(&index, request))
+    }
+
+    /// Recommendations for a user from their history, or what is trending when they have none.
+    pub fn recommend_for_user(
+        &self,
+        name: &TenantName,
+        user: &UserId,
+        options: &SearchOptions,
+    ) -> Result<Answer> {
+        options.validate()?;
+        let tenant = self.tenant(name)?;
+        let index = tenant.entities.load_full();
+        let log = tenant.interactions.load_full();
+        let key = || Key {
+            tenant: tenant.name.clone(),
+            generations: [index.generation, log.generation],
+            query: QueryKey::User(user.clone(), options.into()),
+        };
+        self.caches.ranking(Tier::Recommendations, key, || {
+            let now = self.clock.now();
+            let profile = log.user(user);
+            let mut interacted = RoaringBitmap::new();
+            if let Some(profile) = profile {
+                interacted.extend(
+                    profile
+                        .items
+                        .keys()
+                        .filter_map(|e| index.slot_of(e.as_str())),
+                );
+            }
+            let preference = profile.map_or_else(
+                || Arc::new(None),
+                |profile| {
+                    let key = || PreferenceKey {
+                        tenant: tenant.name.clone(),
+                        user: user.clone(),
+                        entity_generation: index.generation,
+                        user_version: profile.version,
+                    };
+                    let half_life = millis(self.config.half_life);
+                    self.caches.preference(key, || {
+                        Arc::new(preference(&index, profile, now, half_life))
+                    })
+                },
+            );
+            if let Some(vector) = preference.as_ref() {
+                let probe = Probe::new(vector, index.spec().metric);
+                return Ok(Ranking {
+                    results: rank(&index, options, interacted, |v, n| probe.goodness(v, n)),
+                    missing: Vec::new(),
+                    strategy: Strategy::Personalized,
+                });
+            }
+            let window = Window::from_millis(millis(self.config.cold_start_window))?;
+            let trend = Trend {
+                now,
+                window,
+                half_life: millis(self.config.trending_half_life),
+            };
+            Ok(Ranking {
+                results: trend.rank(
+                    &index,
+                    &log,
+                    &options.filter,
+                    interacted,
+                    options.k,
+                    options.offset,
+                ),
+                missing: Vec::new(),
+                strategy: Strategy::Trending,
+            })
+        })
+    }
+
+    /// What users interacted with most in a window, time-decayed.
+    pub fn trending(&self, name: &TenantName, query: &TrendingQuery) -> Result<Answer> {
+        query.validate(millis(self.config.trending_retention))?;
+        let tenant = self.tenant(name)?;
+        let index = tenant.entities.load_full();
+        let log = tenant.interactions.load_full();
+        let key = || Key {
+            tenant: tenant.name.clone(),
+            generations: [index.generation, log.generation],
+            query: QueryKey::trending(query),
+        };
+        self.caches.ranking(Tier::Trending, key, || {
+            let trend = Trend {
+                now: self.clock.now(),
+                window: query.window,
+                half_life: millis(self.config.trending_half_life),
+            };
+            let filter = Filter {
+                category: query.category.clone(),
+                ..Filter::default()
+            };
+            Ok(Ranking {
+                results: trend.rank(
+                    &index,
+                    &log,
+                    &filter,
+                    RoaringBitmap::new(),
+                    query.k,
+                    query.offset,
+                ),
+                missing: Vec::new(),
+                strategy: Strategy::Trending,
+            })
+        })
+    }
+}
+
+/// Ranks the candidates of `options` by `goodness`, with threshold, offset and diversity.
+fn rank(
+    index: &EntityIndex,
+    options: &SearchOptions,
+    excluded: RoaringBitmap,
+    goodness: impl FnMut(&[f32], f32) -> f32,
+) -> Vec<Scored> {
+    let metric = index.spec().metric;
+    let want = options.k + options.offset;
+    let floor = options
+        .score_threshold
+        .map_or(f32::NEG_INFINITY, |t| goodness_floor(metric, t));
+    let diverse = options.diversity > 0.0;
+    let mut top = TopK::new(if diverse { mmr::pool_size(want) } else { want });
+    let candidates = index.candidates(&options.filter, excluded);
+    index.scan(&candidates, floor, &mut top, goodness);
+    let mut picked = top.into_sorted();
+    if diverse {
+        picked = mmr::rerank(index, picked, want, options.diversity);
+    }
+    picked
+        .iter()
+        .skip(options.offset)
+        .map(|c| Scored {
+            id: index
+                .row(c.slot)
+                .expect("picked slots are live")
+                .record
+                .id
+                .clone(),
+            score: score_of(metric, c.goodness),
+        })
+        .collect()
+}
+
+/// Checks what can be checked of examples without the data: counts, weights and raw vectors.
+fn check_examples(request: &RecommendRequest, spec: TenantSpec) -> Result<()> {
+    match request.strategy {
+        ExampleStrategy::AverageVector if request.positive.is_empty() => {
+            return Err(EngineError::InvalidArgument(
+                "average_vector needs at least one positive example".into(),
+            ));
+        }
+        ExampleStrategy::BestScore
+            if request.positive.is_empty() && request.negative.is_empty() =>
+        {
+            return Err(EngineError::InvalidArgument(
+                "best_score needs at least one positive or negative example".into(),
+            ));
+        }
+        ExampleStrategy::AverageVector | ExampleStrategy::BestScore => {}
+    }
+    for (list, examples) in [
+        ("positive", &request.positive),
+        ("negative", &request.negative),
+    ] {
+        for (index, example) in examples.iter().enumerate() {
+            if !(example.weight.is_finite() && example.weight > 0.0) {
+                return Err(EngineError::InvalidArgument(format!(
+                    "{list} example {index}: a weight is a finite number above 0, not {}",
+                    example.weight
+                )));
+            }
+            if let ExampleTarget::Vector(v) = &example.target {
+                Embedding::new(v.clone(), spec).map_err(|e| {
+                    EngineError::InvalidVector(format!("{list} example {index}: {e}"))
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An example found in the snapshot or given raw: its vector, inverse norm and weight.
+struct Resolved {
+    vector: Vec<f32>,
+    inverse_norm: f32,
+    weight: f32,
+}
+
+impl Resolved {
+    fn probe(&self, metric: Metric) -> Probe<'_> {
+        Probe {
+            vector: &self.vector,
+            metric,
+            inverse_norm: self.inverse_norm,
+        }
+    }
+}
+
+/// Looks up examples by id, noting the slots to exclude and the ids that do not exist.
+fn resolve(
+    index: &EntityIndex,
+    examples: &[Example],
+    excluded: &mut RoaringBitmap,
+    missing: &mut Vec<EntityId>,
+) -> Vec<Resolved> {
+    let mut out = Vec::with_capacity(examples.len());
+    for example in examples {
+        let (vector, inverse_norm) = match &example.target {
+            ExampleTarget::Vector(v) => (v.clone(), inverse_norm(v)),
+            ExampleTarget::Id(id) => {
+                let found = index
+                    .slot_of(id.as_str())
+                    .and_then(|s| Some((s, index.row(s)?)));
+                let Some((slot, row)) = found else {
+                    if !missing.contains(id) {
+                        missing.push(id.clone());
+                    }
+                    continue;
+                };
+                excluded.insert(slot);
+                (row.vector.to_vec(), row.inverse_norm)
+            }
+        };
+        out.push(Resolved {
+            vector,
+            inverse_norm,
+            weight: example.weight,
+        });
+    }
+    out
+}
+
+fn recommend(index: &EntityIndex, request: &RecommendRequest) -> Result<Ranking> {
+    let metric = index.spec().metric;
+    let mut missing = Vec::new();
+    let mut excluded = RoaringBitmap::new();
+    let positive = resolve(index, &request.positive, &mut excluded, &mut missing);
+    let negative = resolve(index, &request.negative, &mut excluded, &mut missing);
+    let none_left = |what: &str| {
+        let ids: Vec<&str> = missing.iter().map(EntityId::as_str).collect();
+        EngineError::NoUsableExamples(format!("{what}; missing: {}", ids.join(", ")))
+    };
+    let options = &request.options;
+    let results = match request.strategy {
+        ExampleStrategy::AverageVector => {
+            if positive.is_empty() {
+                return Err(none_left("no positive example exists"));
+            }
+            let query = average(&positive, &negative, index.spec().dimension, metric);
+            if metric == Metric::Cosine && query.iter().all(|x| *x == 0.0) {
+                return Err(EngineError::InvalidArgument(
+                    "the positive and negative examples cancel out, leaving no direction to search"
+                        .into(),
+                ));
+            }
+            let probe = Probe::new(&query, metric);
+            rank(index, options, excluded, |v, n| probe.goodness(v, n))
+        }
+        ExampleStrategy::BestScore => {
+            if positive.is_empty() && negative.is_empty() {
+                return Err(none_left("no example exists"));
+            }
+            let best = |list: &[Resolved], v: &[f32], n: f32| {
+                (!list.is_empty()).then(|| {
+                    list.iter()
+                        .map(|r| r.probe(metric).goodness(v, n))
+                        .fold(f32::NEG_INFINITY, f32::max)
+                })
+            };
+            rank(index, options, excluded, |v, n| {
+                best_score(best(&positive, v, n), best(&negative, v, n))
+            })
+        }
+    };
+    let strategy = match request.strategy {
+        ExampleStrategy::AverageVector => Strategy::AverageVector,
+        ExampleStrategy::BestScore => Strategy::BestScore,
+    };
+    Ok(Ranking {
+        results,
+        missing,
+        strategy,
+    })
+}
+
+/// Combines a candidate's goodness against its best positive and best negative example.
+/// With both, a candidate closer to a negative than to any positive is pushed down by the gap;
+/// with negatives only, the farther from every negative the better.
+pub(crate) fn best_score(positive: Option<f32>, negative: Option<f32>) -> f32 {
+    match (positive, negative) {
+        (Some(p), Some(n)) if n > p => p - (n - p),
+        (Some(p), Some(_) | None) => p,
+        (None, Some(n)) => -n,
+        (None, None) => f32::NEG_INFINITY,
+    }
+}
+
+/// The weighted mean of positives minus the weighted mean of negatives. Under cosine each
+/// example counts by direction: it is scaled to unit length first.
+fn average(positive: &[Resolved], negative: &[Resolved], dim: usize, metric: Metric) -> Vec<f32> {
+    let mut query = vec![0.0f64; dim];
+    for (list, sign) in [(positive, 1.0), (negative, -1.0)] {
+        let total: f64 = list.iter().map(|r| f64::from(r.weight)).sum();
+        for r in list {
+            let unit = if metric == Metric::Cosine {
+                r.inverse_norm
+            } else {
+                1.0
+            };
+            let scale = sign * f64::from(r.weight) / total * f64::from(unit);
+            for (q, x) in query.iter_mut().zip(&r.vector) {
+                *q += scale * f64::from(*x);
+            }
+        }
+    }
+    query.into_iter().map(|x| x as f32).collect()
+}
+
+/// A user's preference vector at `now`: the time-decayed, weighted sum of the vectors of the
+/// entities they touched (unit vectors under cosine), negatives subtracting. Under euclidean it
+/// is divided by the total positive weight, so that it is a point among the entities. `None`
+/// when no entity with a positive weight is left.
+fn preference(
+    index: &EntityIndex,
+    profile: &UserProfile,
+    now: Millis,
+    half_life: Millis,
+) -> Option<Vec<f32>> {
+    let metric = index.spec().metric;
+    let mut sum = vec![0.0f64; index.spec().dimension];
+    let mut positive_total = 0.0f64;
+    for (entity, decayed) in &profile.items {
+        let Some(row) = index.slot_of(entity.as_str()).and_then(|s| index.row(s)) else {
+            continue;
+        };
+        let weight = decayed.value_at(now, half_life);
+        if weight > 0.0 {
+            positive_total += weight;
+        }
+        let unit = if metric == Metric::Cosine {
+            row.inverse_norm
+        } else {
+            1.0
+        };
+        let scale = weight * f64::from(unit);
+        for (s, x) in sum.iter_mut().zip(row.vector) {
+            *s += scale * f64::from(*x);
+        }
+    }
+    if positive_total <= 0.0 {
+        return None;
+    }
+    let divisor = if metric == Metric::Euclidean {
+        positive_total
+    } else {
+        1.0
+    };
+    let vector: Vec<f32> = sum.into_iter().map(|s| (s / divisor) as f32).collect();
+    let usable = vector.iter().all(|x| x.is_finite())
+        && !(metric == Metric::Cosine && vector.iter().all(|x| *x == 0.0));
+    usable.then_some(vector)
+}
+
+/// How trending is measured for one query.
+struct Trend {
+    now: Millis,
+    window: Window,
+    half_life: Millis,
+}
+
+impl Trend {
+    fn rank(
+        &self,
+        index: &EntityIndex,
+        log: &InteractionLog,
+        filter: &Filter,
+        excluded: RoaringBitmap,
+        k: usize,
+        offset: usize,
+    ) -> Vec<Scored> {
+        let candidates = index.candidates(filter, excluded);
+        let mut top = TopK::new(k + offset);
+        for (id, score) in log.trending(self.now, self.window.millis(), self.half_life) {
+            let Some(slot) = index.slot_of(id.as_str()) else {
+                continue;
+            };
+            let allowed = match &candidates {
+                Candidates::All { excluded } => !excluded.contains(slot),
+                Candidates::Only(slots) => slots.contains(slot),
+            };
+            if allowed {
+                top.offer(score as f32, slot, || id.as_str());
+            }
+        }
+        top.into_sorted()
+            .iter()
+            .skip(offset)
+            .map(|c| Scored {
+                id: index
+                    .row(c.slot)
+                    .expect("a mapped slot is live")
+                    .record
+                    .id
+                    .clone(),
+                score: c.goodness,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_score_pushes_down_by_the_nearer_negative() {
+        assert_eq!(best_score(Some(0.9), None), 0.9);
+        assert_eq!(best_score(Some(0.9), Some(0.5)), 0.9);
+        assert!((best_score(Some(0.5), Some(0.9)) - 0.1).abs() < 1e-6);
+        assert_eq!(best_score(None, Some(0.9)), -0.9);
+    }
+}

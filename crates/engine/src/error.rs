@@ -1,0 +1,60 @@
+//! The one error type of the engine.
+//!
+//! Every variant is a caller mistake or a missing object: the engine does no I/O, so nothing here
+//! can be transient.
+
+use crate::model::{Metric, TenantName};
+
+/// Why an engine operation was refused. A refused operation changes nothing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    /// A tenant name, entity id or user id is malformed.
+    #[error("invalid name: {0}")]
+    InvalidName(String),
+    /// A vector has the wrong length, a non-finite component, or is all zeros under cosine.
+    #[error("invalid vector: {0}")]
+    InvalidVector(String),
+    /// An item of a batch is invalid; the whole batch was rejected.
+    #[error("item {index} of the batch is invalid: {source}")]
+    InvalidItem {
+        /// The position of the first invalid item in the batch.
+        index: usize,
+        /// What is wrong with it.
+        source: Box<EngineError>,
+    },
+    /// A query or setting is out of range or inconsistent.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The tenant does not exist.
+    #[error("tenant `{0}` does not exist")]
+    TenantNotFound(TenantName),
+    /// The tenant exists with other settings.
+    #[error("tenant `{name}` already exists with dimension {dimension} and metric {metric}")]
+    TenantConflict {
+        /// The tenant.
+        name: TenantName,
+        /// Its existing dimension.
+        dimension: usize,
+        /// Its existing metric.
+        metric: Metric,
+    },
+    /// The entity does not exist in the tenant.
+    #[error("entity `{0}` does not exist")]
+    EntityNotFound(String),
+    /// None of the examples of a recommendation exist, so there is nothing to rank against.
+    #[error("none of the examples exist: {0}")]
+    NoUsableExamples(String),
+}
+
+impl EngineError {
+    /// Wraps `self` as the error of item `index` of a batch.
+    pub(crate) fn at(self, index: usize) -> Self {
+        EngineError::InvalidItem {
+            index,
+            source: Box::new(self),
+        }
+    }
+}
+
+/// The engine's result type.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -1,0 +1,529 @@
+//! A tenant's entities: one immutable snapshot that writers copy, change and swap.
+//!
+//! Rows live in chunks of [`CHUNK_ROWS`] behind `Arc`s. Cloning a snapshot clones a vector of
+//! `Arc`s and a few persistent maps (`imbl`), so a write pays for the chunks it touches, not for
+//! the whole tenant. Slots of deleted entities are reused. Category and tag filters are roaring
+//! bitmaps of slots, so a filter is a few bitmap operations rather than a string compare per
+//! candidate.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+
+use crate::distance::inverse_norm;
+use crate::error::{EngineError, Result};
+use crate::model::{Embedding, EntityId, EntityView, NewEntity, TenantSpec, check_label};
+use crate::topk::TopK;
+
+/// Rows per chunk. A write copies at most this many rows of each chunk it touches.
+pub(crate) const CHUNK_ROWS: usize = 512;
+const CHUNK_SHIFT: u32 = CHUNK_ROWS.trailing_zeros();
+
+/// What ranking does not need of an entity, kept beside its row.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub id: EntityId,
+    pub category: Option<Arc<str>>,
+    pub tags: Box<[Arc<str>]>,
+    pub attributes: Option<Arc<str>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Chunk {
+    /// `records.len() * dimension` components, row after row.
+    vectors: Vec<f32>,
+    inverse_norms: Vec<f32>,
+    /// `None` marks a free slot.
+    records: Vec<Option<Record>>,
+}
+
+/// Which slots a scan visits.
+#[derive(Debug)]
+pub(crate) enum Candidates {
+    /// Every live slot but the excluded ones.
+    All { excluded: RoaringBitmap },
+    /// Exactly these live slots.
+    Only(RoaringBitmap),
+}
+
+/// The category, tag and id conditions a result must meet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Only entities of this category.
+    pub category: Option<String>,
+    /// Only entities with at least one of these tags (no condition when empty).
+    pub tags_any: Vec<String>,
+    /// Only entities with every one of these tags.
+    pub tags_all: Vec<String>,
+    /// Never these entities. Ids that do not exist are ignored.
+    pub exclude: Vec<EntityId>,
+}
+
+/// An entity checked against the tenant, ready to apply.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    id: EntityId,
+    vector: Vec<f32>,
+    category: Option<String>,
+    tags: Vec<String>,
+    attributes: Option<Arc<str>>,
+}
+
+/// Checks a batch: every vector, label and id, with no id twice. Errors name the item.
+pub(crate) fn prepare(spec: TenantSpec, batch: Vec<NewEntity>) -> Result<Vec<Prepared>> {
+    let mut seen = HashSet::with_capacity(batch.len());
+    let mut out = Vec::with_capacity(batch.len());
+    for (index, entity) in batch.into_iter().enumerate() {
+        let item = || -> Result<Prepared> {
+            if !seen.insert(entity.id.clone()) {
+                return Err(EngineError::InvalidArgument(format!(
+                    "entity `{}` appears twice in the batch",
+                    entity.id
+                )));
+            }
+            let vector = Embedding::new(entity.vector, spec)?.into_inner();
+            if let Some(category) = &entity.category {
+                check_label("a category", category)?;
+            }
+            for tag in &entity.tags {
+                check_label("a tag", tag)?;
+            }
+            let mut tags = entity.tags;
+            let mut unique = HashSet::with_capacity(tags.len());
+            tags.retain(|t| unique.insert(t.clone()));
+            Ok(Prepared {
+                id: entity.id,
+                vector,
+                category: entity.category,
+                tags,
+                attributes: entity.attributes,
+            })
+        };
+        out.push(item().map_err(|e| e.at(index))?);
+    }
+    Ok(out)
+}
+
+/// A snapshot of a tenant's entities.
+#[derive(Debug, Clone)]
+pub(crate) struct EntityIndex {
+    spec: TenantSpec,
+    /// Unique across the engine's life; cached answers carry it in their key.
+    pub generation: u64,
+    chunks: Vec<Arc<Chunk>>,
+    slots: imbl::HashMap<EntityId, u32>,
+    free: Vec<u32>,
+    categories: imbl::HashMap<Arc<str>, Arc<RoaringBitmap>>,
+    tags: imbl::HashMap<Arc<str>, Arc<RoaringBitmap>>,
+}
+
+/// A stored row, borrowed from a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Row<'a> {
+    pub vector: &'a [f32],
+    pub inverse_norm: f32,
+    pub record: &'a Record,
+}
+
+impl EntityIndex {
+    pub fn new(spec: TenantSpec, generation: u64) -> Self {
+        Self {
+            spec,
+            generation,
+            chunks: Vec::new(),
+            slots: imbl::HashMap::new(),
+            free: Vec::new(),
+            categories: imbl::HashMap::new(),
+            tags: imbl::HashMap::new(),
+        }
+    }
+
+    pub fn spec(&self) -> TenantSpec {
+        self.spec
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn slot_of(&self, id: &str) -> Option<u32> {
+        self.slots.get(id).copied()
+    }
+
+    /// The row of a live slot.
+    pub fn row(&self, slot: u32) -> Option<Row<'_>> {
+        let chunk = self.chunks.get((slot >> CHUNK_SHIFT) as usize)?;
+        let r = slot as usize & (CHUNK_ROWS - 1);
+        let record = chunk.records.get(r)?.as_ref()?;
+        let dim = self.spec.dimension;
+        Some(Row {
+            vector: &chunk.vectors[r * dim..(r + 1) * dim],
+            inverse_norm: chunk.inverse_norms[r],
+            record,
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Option<EntityView> {
+        let row = self.row(self.slot_of(id)?)?;
+        Some(EntityView {
+            id: row.record.id.clone(),
+            vector: row.vector.to_vec(),
+            category: row.record.category.clone(),
+            tags: row.record.tags.to_vec(),
+            attributes: row.record.attributes.clone(),
+        })
+    }
+
+    /// Inserts or replaces each entity of a checked batch.
+    pub fn upsert(&mut self, batch: Vec<Prepared>) {
+        for entity in batch {
+            let slot = match self.slots.get(&entity.id) {
+                Some(&slot) => {
+                    self.unlabel(slot);
+                    slot
+                }
+                None => self.allocate(),
+            };
+            let category = entity
+                .category
+                .map(|c| Self::label(&mut self.categories, &c, slot));
+            let tags = entity
+                .tags
+                .iter()
+                .map(|t| Self::label(&mut self.tags, t, slot))
+                .collect();
+            let record = Record {
+                id: entity.id.clone(),
+                category,
+                tags,
+                attributes: entity.attributes,
+            };
+            self.write_row(slot, &entity.vector, record);
+            self.slots.insert(entity.id, slot);
+        }
+    }
+
+    /// Removes an entity; false when it did not exist.
+    pub fn delete(&mut self, id: &str) -> bool {
+        let Some(slot) = self.slots.remove(id) else {
+            return false;
+        };
+        self.unlabel(slot);
+        let (chunk, r) = self.chunk_mut(slot);
+        chunk.records[r] = None;
+        self.free.push(slot);
+        true
+    }
+
+    fn chunk_mut(&mut self, slot: u32) -> (&mut Chunk, usize) {
+        let chunk = Arc::make_mut(&mut self.chunks[(slot >> CHUNK_SHIFT) as usize]);
+        (chunk, slot as usize & (CHUNK_ROWS - 1))
+    }
+
+    /// A free slot, or a new one at the end.
+    fn allocate(&mut self) -> u32 {
+        if let Some(slot) = self.free.pop() {
+            return slot;
+        }
+        let dim = self.spec.dimension;
+        if self
+            .chunks
+            .last()
+            .is_none_or(|c| c.records.len() == CHUNK_ROWS)
+        {
+            self.chunks.push(Arc::new(Chunk::default()));
+        }
+        let base = ((self.chunks.len() - 1) << CHUNK_SHIFT) as u32;
+        let chunk = Arc::make_mut(self.chunks.last_mut().expect("a chunk was just ensured"));
+        chunk.vectors.resize(chunk.vectors.len() + dim, 0.0);
+        chunk.inverse_norms.push(0.0);
+        chunk.records.push(None);
+        base + (chunk.records.len() - 1) as u32
+    }
+
+    fn write_row(&mut self, slot: u32, vector: &[f32], record: Record) {
+        let dim = self.spec.dimension;
+        let (chunk, r) = self.chunk_mut(slot);
+        chunk.vectors[r * dim..(r + 1) * dim].copy_from_slice(vector);
+        chunk.inverse_norms[r] = inverse_norm(vector);
+        chunk.records[r] = Some(record);
+    }
+
+    /// Adds `slot` to a label's bitmap and returns the shared label text.
+    fn label(
+        labels: &mut imbl::HashMap<Arc<str>, Arc<RoaringBitmap>>,
+        label: &str,
+        slot: u32,
+    ) -> Arc<str> {
+        if let Some((key, bitmap)) = labels.get_key_value_mut(label) {
+            Arc::make_mut(bitmap).insert(slot);
+            return key.clone();
+        }
+        let key: Arc<str> = label.into();
+        let mut bitmap = RoaringBitmap::new();
+        bitmap.insert(slot);
+        labels.insert(key.clone(), Arc::new(bitmap));
+        key
+    }
+
+    /// Takes a live slot out of its category and tag bitmaps.
+    fn unlabel(&mut self, slot: u32) {
+        let Some(row) = self.row(slot) else {
+            return;
+        };
+        let category = row.record.category.clone();
+        let tags = row.record.tags.clone();
+        let drop_slot = |labels: &mut imbl::HashMap<Arc<str>, Arc<RoaringBitmap>>, l: &str| {
+            if let Some(bitmap) = labels.get_mut(l) {
+                let bitmap = Arc::make_mut(bitmap);
+                bitmap.remove(slot);
+                if bitmap.is_empty() {
+                    labels.remove(l);
+                }
+            }
+        };
+        if let Some(category) = category {
+            drop_slot(&mut self.categories, &category);
+        }
+        for tag in tags.iter() {
+            drop_slot(&mut self.tags, tag);
+        }
+    }
+
+    /// The slots a filter allows, less `excluded`.
+    pub fn candidates(&self, filter: &Filter, mut excluded: RoaringBitmap) -> Candidates {
+        excluded.extend(
+            filter
+                .exclude
+                .iter()
+                .filter_map(|id| self.slot_of(id.as_str())),
+        );
+        let lookup = |labels: &imbl::HashMap<Arc<str>, Arc<RoaringBitmap>>, l: &str| {
+            labels.get(l).map(|b| (**b).clone()).unwrap_or_default()
+        };
+        let mut allowed: Option<RoaringBitmap> = filter
+            .category
+            .as_deref()
+            .map(|c| lookup(&self.categories, c));
+        let intersect = |allowed: Option<RoaringBitmap>, other: RoaringBitmap| match allowed {
+            Some(a) => a & other,
+            None => other,
+        };
+        if !filter.tags_any.is_empty() {
+            let mut any = RoaringBitmap::new();
+            for tag in &filter.tags_any {
+                if let Some(b) = self.tags.get(tag.as_str()) {
+                    any |= &**b;
+                }
+            }
+            allowed = Some(intersect(allowed, any));
+        }
+        for tag in &filter.tags_all {
+            allowed = Some(intersect(allowed, lookup(&self.tags, tag)));
+        }
+        match allowed {
+            Some(mut only) => {
+                only -= excluded;
+                Candidates::Only(only)
+            }
+            None => Candidates::All { excluded },
+        }
+    }
+
+    /// Offers every candidate that reaches `floor` to `top`, scored by `goodness(row)`.
+    #[inline]
+    pub fn scan<'s>(
+        &'s self,
+        candidates: &Candidates,
+        floor: f32,
+        top: &mut TopK<'s>,
+        mut goodness: impl FnMut(&[f32], f32) -> f32,
+    ) {
+        let dim = self.spec.dimension;
+        match candidates {
+            Candidates::All { excluded } => {
+                for (c, chunk) in self.chunks.iter().enumerate() {
+                    let base = (c << CHUNK_SHIFT) as u32;
+                    let rows = chunk.vectors.chunks_exact(dim);
+                    for (r, (row, record)) in rows.zip(&chunk.records).enumerate() {
+                        let Some(record) = record else { continue };
+                        let slot = base + r as u32;
+                        if !excluded.is_empty() && excluded.contains(slot) {
+                            continue;
+                        }
+                        let g = goodness(row, chunk.inverse_norms[r]);
+                        if g >= floor {
+                            top.offer(g, slot, || record.id.as_str());
+                        }
+                    }
+                }
+            }
+            Candidates::Only(slots) => {
+                for slot in slots {
+                    if let Some(row) = self.row(slot) {
+                        let g = goodness(row.vector, row.inverse_norm);
+                        if g >= floor {
+                            top.offer(g, slot, || row.record.id.as_str());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes this snapshot holds on the heap, roughly: rows, records, ids, maps and bitmaps.
+    /// Shared chunks are counted in full.
+    pub fn heap_bytes(&self) -> usize {
+        let rows: usize = self
+            .chunks
+            .iter()
+            .map(|c| {
+                c.vectors.capacity() * 4
+                    + c.inverse_norms.capacity() * 4
+                    + c.records.capacity() * size_of::<Option<Record>>()
+            })
+            .sum();
+        let ids: usize = self.slots.keys().map(|id| id.as_str().len() + 16).sum();
+        let map = self.slots.len() * (size_of::<(EntityId, u32)>() + 8);
+        let bitmaps: usize = self
+            .categories
+            .values()
+            .chain(self.tags.values())
+            .map(|b| b.serialized_size())
+            .sum();
+        rows + ids + map + bitmaps + self.free.capacity() * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Metric;
+
+    fn spec() -> TenantSpec {
+        TenantSpec::new(2, Metric::Dot).unwrap()
+    }
+
+    fn entity(id: &str, v: [f32; 2], category: Option<&str>, tags: &[&str]) -> NewEntity {
+        NewEntity {
+            id: EntityId::parse(id).unwrap(),
+            vector: v.to_vec(),
+            category: category.map(str::to_owned),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            attributes: None,
+        }
+    }
+
+    fn index(entities: Vec<NewEntity>) -> EntityIndex {
+        let mut index = EntityIndex::new(spec(), 1);
+        index.upsert(prepare(spec(), entities).unwrap());
+        index
+    }
+
+    fn allowed(index: &EntityIndex, filter: &Filter) -> Vec<String> {
+        let mut top = TopK::new(100);
+        let candidates = index.candidates(filter, RoaringBitmap::new());
+        index.scan(&candidates, f32::NEG_INFINITY, &mut top, |_, _| 0.0);
+        top.into_sorted().iter().map(|c| c.id.to_owned()).collect()
+    }
+
+    #[test]
+    fn batches_with_a_bad_item_name_it() {
+        let batch = vec![
+            entity("a", [1.0, 0.0], None, &[]),
+            entity("b", [f32::NAN, 0.0], None, &[]),
+        ];
+        let Err(EngineError::InvalidItem { index, source }) = prepare(spec(), batch) else {
+            panic!("a NaN was accepted");
+        };
+        assert_eq!(index, 1);
+        assert!(matches!(*source, EngineError::InvalidVector(_)));
+        let twice = vec![
+            entity("a", [1.0, 0.0], None, &[]),
+            entity("a", [1.0, 0.0], None, &[]),
+        ];
+        assert!(matches!(
+            prepare(spec(), twice),
+            Err(EngineError::InvalidItem { index: 1, .. })
+        ));
+        let long_tag = "t".repeat(300);
+        let bad_tag = vec![entity("a", [1.0, 0.0], None, &[&long_tag])];
+        assert!(prepare(spec(), bad_tag).is_err());
+    }
+
+    #[test]
+    fn upserts_replace_and_deletes_free_slots() {
+        let mut index = index(vec![
+            entity("a", [1.0, 0.0], Some("x"), &["t", "t", "u"]),
+            entity("b", [0.0, 1.0], Some("y"), &["u"]),
+        ]);
+        assert_eq!(
+            index.get("a").unwrap().tags.len(),
+            2,
+            "repeated tags are folded"
+        );
+        index.upsert(prepare(spec(), vec![entity("a", [2.0, 2.0], Some("y"), &[])]).unwrap());
+        let a = index.get("a").unwrap();
+        assert_eq!(a.vector, [2.0, 2.0]);
+        assert_eq!(a.category.as_deref(), Some("y"));
+        let in_x = Filter {
+            category: Some("x".into()),
+            ..Filter::default()
+        };
+        assert!(
+            allowed(&index, &in_x).is_empty(),
+            "the old category is gone"
+        );
+        assert!(index.delete("a"));
+        assert!(!index.delete("a"));
+        assert!(index.get("a").is_none());
+        assert_eq!(index.len(), 1);
+        index.upsert(prepare(spec(), vec![entity("c", [3.0, 3.0], None, &[])]).unwrap());
+        assert_eq!(index.slot_of("c"), Some(0), "the freed slot is reused");
+    }
+
+    #[test]
+    fn filters_combine() {
+        let index = index(vec![
+            entity("a", [1.0, 0.0], Some("x"), &["t", "u"]),
+            entity("b", [1.0, 0.0], Some("x"), &["u"]),
+            entity("c", [1.0, 0.0], Some("y"), &["t"]),
+            entity("d", [1.0, 0.0], None, &[]),
+        ]);
+        let f = |category: Option<&str>, any: &[&str], all: &[&str], exclude: &[&str]| Filter {
+            category: category.map(str::to_owned),
+            tags_any: any.iter().map(|t| (*t).to_owned()).collect(),
+            tags_all: all.iter().map(|t| (*t).to_owned()).collect(),
+            exclude: exclude
+                .iter()
+                .map(|e| EntityId::parse(e).unwrap())
+                .collect(),
+        };
+        assert_eq!(
+            allowed(&index, &f(None, &[], &[], &[])),
+            ["a", "b", "c", "d"]
+        );
+        assert_eq!(allowed(&index, &f(Some("x"), &[], &[], &[])), ["a", "b"]);
+        assert_eq!(allowed(&index, &f(None, &["t"], &[], &[])), ["a", "c"]);
+        assert_eq!(allowed(&index, &f(None, &[], &["t", "u"], &[])), ["a"]);
+        assert_eq!(
+            allowed(&index, &f(Some("x"), &["t", "nope"], &[], &[])),
+            ["a"]
+        );
+        assert_eq!(
+            allowed(&index, &f(None, &[], &[], &["b", "zz"])),
+            ["a", "c", "d"]
+        );
+        assert!(allowed(&index, &f(Some("zz"), &[], &[], &[])).is_empty());
+    }
+
+    #[test]
+    fn writes_to_a_clone_leave_the_original_alone() {
+        let original = index(vec![entity("a", [1.0, 0.0], None, &[])]);
+        let mut next = original.clone();
+        next.upsert(prepare(spec(), vec![entity("a", [5.0, 5.0], None, &[])]).unwrap());
+        next.delete("a");
+        assert_eq!(original.get("a").unwrap().vector, [1.0, 0.0]);
+    }
+}

@@ -1,0 +1,59 @@
+//! The ranking core of reco: per-tenant vector indexes in memory, and every recommendation mode
+//! on top of them. It does no I/O, so nothing in it fails for I/O reasons.
+//!
+//! # The key design decision: immutable snapshots, swapped
+//!
+//! Each tenant's entities and interactions are immutable snapshots behind an [`arc_swap`]
+//! pointer. A reader loads the current snapshot and ranks against it without taking a lock; a
+//! writer copies the snapshot (cheaply: rows sit in `Arc`-shared chunks and the maps are
+//! persistent), applies a whole batch to the copy, and swaps it in. So a reader never sees half a
+//! batch and never waits for a writer, and every snapshot carries a generation that makes the
+//! cache's keys exact: no cached answer can outlive the data it came from.
+//!
+//! # Using it
+//!
+//! ```
+//! use reco_engine::{
+//!     Engine, EngineConfig, EntityId, Metric, NewEntity, SearchOptions, TenantName, TenantSpec,
+//! };
+//!
+//! let engine = Engine::new(EngineConfig::default())?;
+//! let shop = TenantName::parse("shop")?;
+//! engine.create_tenant(shop.clone(), TenantSpec::new(2, Metric::Cosine)?)?;
+//! let entity = |id: &str, vector: Vec<f32>| NewEntity {
+//!     id: EntityId::parse(id).unwrap(),
+//!     vector,
+//!     category: None,
+//!     tags: Vec::new(),
+//!     attributes: None,
+//! };
+//! engine.upsert(&shop, vec![entity("a", vec![1.0, 0.0]), entity("b", vec![0.9, 0.1])])?;
+//! let answer = engine.similar(&shop, &EntityId::parse("a")?, &SearchOptions::top(5))?;
+//! assert_eq!(answer.ranking.results[0].id.as_str(), "b");
+//! # Ok::<(), reco_engine::EngineError>(())
+//! ```
+
+mod cache;
+mod config;
+pub mod distance;
+mod engine;
+mod error;
+mod index;
+mod interactions;
+mod mmr;
+mod model;
+mod query;
+mod topk;
+
+pub use config::{CacheConfig, Clock, EngineConfig, KindWeights, ManualClock, SystemClock};
+pub use engine::{Created, Engine};
+pub use error::{EngineError, Result};
+pub use index::Filter;
+pub use model::{
+    Embedding, EntityId, EntityView, Interaction, InteractionKind, MAX_DIMENSION, MAX_ID_BYTES,
+    Metric, Millis, NewEntity, Scored, TenantInfo, TenantName, TenantSpec, UserId,
+};
+pub use query::{
+    Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, MAX_K, MAX_OFFSET, Ranking,
+    RecommendRequest, SearchOptions, Strategy, TrendingQuery, Window,
+};
