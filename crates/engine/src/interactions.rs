@@ -5,7 +5,7 @@
 //! of arrival. The trending log keeps events for the retention window in chunks that remember
 //! their newest event, so a query skips whole chunks older than its window.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::model::{EntityId, Millis, UserId};
@@ -51,10 +51,11 @@ impl Decayed {
     }
 }
 
-/// What one user did, folded per entity.
+/// What one user did, folded per entity. Kept in id order, so that a preference vector sums in
+/// the same order on every server and comes out bit for bit the same.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct UserProfile {
-    pub items: HashMap<EntityId, Decayed>,
+    pub items: BTreeMap<EntityId, Decayed>,
     /// Grows with every interaction of this user; part of the preference cache key.
     pub version: u64,
 }

@@ -73,6 +73,9 @@ impl<'a> TopK<'a> {
     /// Offers a candidate. `id` is called only when the candidate may be kept.
     #[inline]
     pub fn offer(&mut self, goodness: f32, slot: u32, id: impl FnOnce() -> &'a str) {
+        // Adding +0 turns -0 into +0, so that the two zeros tie (and break the tie by id) under
+        // the total order rather than ranking -0 below +0.
+        let goodness = goodness + 0.0;
         if self.capacity == 0 || goodness.is_nan() || goodness < self.bar() {
             return;
         }
@@ -112,6 +115,16 @@ mod tests {
         }
         let kept: Vec<&str> = top.into_sorted().iter().map(|c| c.id).collect();
         assert_eq!(kept, ["a", "c", "d"]);
+    }
+
+    #[test]
+    fn the_two_zeros_tie() {
+        let mut top = TopK::new(2);
+        top.offer(-0.0, 0, || "a");
+        top.offer(0.0, 1, || "b");
+        top.offer(0.0, 2, || "c");
+        let kept: Vec<&str> = top.into_sorted().iter().map(|c| c.id).collect();
+        assert_eq!(kept, ["a", "b"]);
     }
 
     #[test]

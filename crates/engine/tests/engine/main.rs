@@ -1,0 +1,11 @@
+//! The engine's integration tests: every mode against a naive reference on random data, the
+//! cache against no cache, concurrent writers and readers, and every error path.
+
+mod cache;
+mod concurrency;
+mod errors;
+mod recommend;
+mod reference;
+mod search;
+mod support;
+mod users;
