@@ -236,6 +236,15 @@ impl EntityIndex {
         }
         let base = ((self.chunks.len() - 1) << CHUNK_SHIFT) as u32;
         let chunk = Arc::make_mut(self.chunks.last_mut().expect("a chunk was just ensured"));
+        let rows = chunk.records.len();
+        if rows == chunk.records.capacity() {
+            // Grow by doubling but never past a full chunk. A chunk copied on write has no spare
+            // room, and plain `Vec` growth would then leave up to half of it unused.
+            let target = (rows * 2).clamp(8, CHUNK_ROWS);
+            chunk.vectors.reserve_exact(target * dim - chunk.vectors.len());
+            chunk.inverse_norms.reserve_exact(target - rows);
+            chunk.records.reserve_exact(target - rows);
+        }
         chunk.vectors.resize(chunk.vectors.len() + dim, 0.0);
         chunk.inverse_norms.push(0.0);
         chunk.records.push(None);

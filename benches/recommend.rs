@@ -1,0 +1,72 @@
+//! Recommend by examples (both strategies, with diversity) and recommendations for users.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, criterion_group, criterion_main};
+use reco_benches::{Cycle, SCALES, criterion, entity_id, loaded, user_id};
+use reco_engine::{Example, ExampleStrategy, Metric, RecommendRequest, SearchOptions};
+
+fn by_examples(c: &mut criterion::Criterion) {
+    let mut group = c.benchmark_group("recommend");
+    for scale in SCALES {
+        let (engine, tenant) = loaded(scale, Metric::Cosine, false);
+        let mut cycle = Cycle::new(scale.entities);
+        let cases = [
+            ("average_vector", ExampleStrategy::AverageVector, 0.0),
+            ("best_score", ExampleStrategy::BestScore, 0.0),
+            (
+                "average_vector+diversity",
+                ExampleStrategy::AverageVector,
+                0.5,
+            ),
+        ];
+        for (name, strategy, diversity) in cases {
+            group.bench_function(
+                BenchmarkId::new(scale.label, format!("{name}/3+1/k=10")),
+                |b| {
+                    b.iter(|| {
+                        let mut example = || Example::id(entity_id(cycle.next_index()));
+                        let request = RecommendRequest {
+                            positive: vec![example(), example(), example().weighted(2.0)],
+                            negative: vec![example()],
+                            strategy,
+                            options: SearchOptions {
+                                diversity,
+                                ..SearchOptions::top(10)
+                            },
+                        };
+                        black_box(engine.recommend(&tenant, &request).expect("an answer"))
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+fn for_users(c: &mut criterion::Criterion) {
+    let mut group = c.benchmark_group("user");
+    for scale in SCALES {
+        let (engine, tenant) = loaded(scale, Metric::Cosine, false);
+        let mut cycle = Cycle::new(2_000);
+        let options = SearchOptions::top(10);
+        group.bench_function(BenchmarkId::new(scale.label, "k=10"), |b| {
+            b.iter(|| {
+                let user = user_id(cycle.next_index());
+                black_box(
+                    engine
+                        .recommend_for_user(&tenant, &user, &options)
+                        .expect("an answer"),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = criterion();
+    targets = by_examples, for_users
+}
+criterion_main!(benches);
