@@ -1,6 +1,6 @@
 //! The engine: tenants, their snapshots, and every query mode.
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -643,6 +643,26 @@ fn preference(
     usable.then_some(vector)
 }
 
+/// A trending score, ordered for a max-heap.
+struct ByScore<'a>(f32, &'a EntityId);
+
+impl PartialEq for ByScore<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.total_cmp(&other.0).is_eq()
+    }
+}
+impl Eq for ByScore<'_> {}
+impl PartialOrd for ByScore<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ByScore<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
 /// How trending is measured for one query.
 struct Trend {
     now: Millis,
@@ -662,7 +682,18 @@ impl Trend {
     ) -> Vec<Scored> {
         let candidates = index.candidates(filter, excluded);
         let mut top = TopK::new(k + offset);
-        for (id, score) in log.trending(self.now, self.window.millis(), self.half_life) {
+        // Highest score first, so that only as many ids are looked up as it takes to fill the
+        // page: the lookups, not the sums, are what cost. Once the page is full a lower score
+        // cannot enter, but an equal one can (ties go by id), so stop only below the bar.
+        let mut heap: BinaryHeap<ByScore<'_>> = log
+            .trending(self.now, self.window.millis(), self.half_life)
+            .into_iter()
+            .map(|(id, score)| ByScore(score as f32, id))
+            .collect();
+        while let Some(ByScore(score, id)) = heap.pop() {
+            if top.is_full() && score < top.bar() {
+                break;
+            }
             let Some(slot) = index.slot_of(id.as_str()) else {
                 continue;
             };
@@ -671,7 +702,7 @@ impl Trend {
                 Candidates::Only(slots) => slots.contains(slot),
             };
             if allowed {
-                top.offer(score as f32, slot, || id.as_str());
+                top.offer(score, slot, || id.as_str());
             }
         }
         top.into_sorted()

@@ -241,7 +241,9 @@ impl EntityIndex {
             // Grow by doubling but never past a full chunk. A chunk copied on write has no spare
             // room, and plain `Vec` growth would then leave up to half of it unused.
             let target = (rows * 2).clamp(8, CHUNK_ROWS);
-            chunk.vectors.reserve_exact(target * dim - chunk.vectors.len());
+            chunk
+                .vectors
+                .reserve_exact(target * dim - chunk.vectors.len());
             chunk.inverse_norms.reserve_exact(target - rows);
             chunk.records.reserve_exact(target - rows);
         }

@@ -60,6 +60,11 @@ impl<'a> TopK<'a> {
         }
     }
 
+    /// Whether `capacity` candidates are kept.
+    pub fn is_full(&self) -> bool {
+        self.heap.len() >= self.capacity
+    }
+
     /// The goodness a candidate must reach to be considered once the heap is full.
     #[inline]
     pub fn bar(&self) -> f32 {
