@@ -33,6 +33,11 @@
 //! # Ok::<(), reco_engine::EngineError>(())
 //! ```
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 mod cache;
 mod config;
 pub mod distance;

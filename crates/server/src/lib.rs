@@ -65,10 +65,12 @@ impl Settings {
     /// unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
-        let mut settings = Settings::default();
-        settings.database_url = get("DATABASE_URL");
-        settings.redis_url = get("REDIS_URL");
-        settings.admin_key = get("RECO_ADMIN_KEY");
+        let mut settings = Settings {
+            database_url: get("DATABASE_URL"),
+            redis_url: get("REDIS_URL"),
+            admin_key: get("RECO_ADMIN_KEY"),
+            ..Settings::default()
+        };
         if let Some(bind) = get("RECO_BIND") {
             settings.bind = bind.parse().map_err(|_| SettingsError::Invalid {
                 name: "RECO_BIND",
