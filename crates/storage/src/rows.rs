@@ -1,0 +1,154 @@
+//! Conversions between stored columns and the engine's types, shared by both backends.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use reco_engine::{
+    EntityId, Interaction, InteractionKind, Metric, NewEntity, TenantName, TenantSpec, UserId,
+};
+
+use crate::error::{Result, StorageError};
+
+/// Rows per page when a tenant is streamed.
+pub(crate) const PAGE: i64 = 5_000;
+
+/// A stream of rows fetched a page at a time: `next_page(cursor)` answers a page and the cursor
+/// after it, or `None` when there is nothing more.
+pub(crate) fn paged<T, K, F, Fut>(
+    first: K,
+    next_page: F,
+) -> futures::stream::BoxStream<'static, Result<T>>
+where
+    T: Send + 'static,
+    K: Send + 'static,
+    F: FnMut(K) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Option<(Vec<T>, K)>>> + Send + 'static,
+{
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::try_unfold((first, next_page), |(cursor, mut next_page)| async move {
+        let page = next_page(cursor).await?;
+        Ok::<_, StorageError>(page.map(|(page, next)| (page, (next, next_page))))
+    })
+    .map_ok(|page| futures::stream::iter(page.into_iter().map(Ok)))
+    .try_flatten()
+    .boxed()
+}
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt(what.to_string())
+}
+
+pub(crate) fn tags_to_json(tags: &[String]) -> String {
+    serde_json::Value::from(tags.to_vec()).to_string()
+}
+
+pub(crate) fn tags_from_json(text: &str) -> Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| corrupt(format!("tags `{text}`: {e}")))
+}
+
+/// Little-endian f32s, for the embedded database.
+pub(crate) fn vector_to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub(crate) fn vector_from_blob(blob: &[u8]) -> Result<Vec<f32>> {
+    if !blob.len().is_multiple_of(4) {
+        return Err(corrupt("a vector blob's length is not a multiple of 4"));
+    }
+    Ok(blob
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+pub(crate) fn tenant(name: &str, dimension: i64, metric: &str) -> Result<(TenantName, TenantSpec)> {
+    let name = TenantName::parse(name).map_err(corrupt)?;
+    let dimension = usize::try_from(dimension).map_err(corrupt)?;
+    let spec =
+        TenantSpec::new(dimension, Metric::parse(metric).map_err(corrupt)?).map_err(corrupt)?;
+    Ok((name, spec))
+}
+
+pub(crate) fn entity(
+    id: &str,
+    vector: Vec<f32>,
+    category: Option<String>,
+    tags: &str,
+    attributes: Option<String>,
+) -> Result<NewEntity> {
+    Ok(NewEntity {
+        id: EntityId::parse(id).map_err(corrupt)?,
+        vector,
+        category,
+        tags: tags_from_json(tags)?,
+        attributes: attributes.map(Arc::from),
+    })
+}
+
+pub(crate) fn interaction(
+    user: &str,
+    entity: &str,
+    kind: &str,
+    weight: Option<f32>,
+    at_ms: i64,
+) -> Result<Interaction> {
+    Ok(Interaction {
+        user: UserId::parse(user).map_err(corrupt)?,
+        entity: EntityId::parse(entity).map_err(corrupt)?,
+        kind: InteractionKind::parse(kind).map_err(corrupt)?,
+        weight,
+        timestamp: at_ms,
+    })
+}
+
+/// Checks a batch against its tenant before anything is written: the same rules as the
+/// engine's, so that storage never holds what the engine would refuse.
+pub(crate) fn check_entities(spec: TenantSpec, batch: &[NewEntity]) -> Result<()> {
+    let mut seen = std::collections::HashSet::with_capacity(batch.len());
+    for (index, e) in batch.iter().enumerate() {
+        let invalid = |reason: String| StorageError::InvalidRow { index, reason };
+        reco_engine::Embedding::new(e.vector.clone(), spec).map_err(|e| invalid(e.to_string()))?;
+        if !seen.insert(&e.id) {
+            return Err(invalid(format!(
+                "entity `{}` appears twice in the batch",
+                e.id
+            )));
+        }
+        let labels = e.category.iter().chain(&e.tags);
+        if let Some(bad) = labels.into_iter().find(|l| l.is_empty() || l.len() > 256) {
+            return Err(invalid(format!(
+                "a category or tag is 1 to 256 bytes, not {}",
+                bad.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn check_interactions(batch: &[Interaction]) -> Result<()> {
+    match batch
+        .iter()
+        .position(|i| i.weight.is_some_and(|w| !w.is_finite()))
+    {
+        Some(index) => Err(StorageError::InvalidRow {
+            index,
+            reason: "an interaction's weight must be a finite number".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_and_tags_round_trip() {
+        let v = vec![1.5, -0.0, f32::MIN_POSITIVE, 3e38];
+        assert_eq!(vector_from_blob(&vector_to_blob(&v)).unwrap(), v);
+        assert!(vector_from_blob(&[1, 2, 3]).is_err());
+        let tags = vec!["a\"b".to_owned(), "ü, c".to_owned()];
+        assert_eq!(tags_from_json(&tags_to_json(&tags)).unwrap(), tags);
+        assert!(tags_from_json("{").is_err());
+    }
+}

@@ -1,0 +1,349 @@
+//! SQLite, the embedded default: one file, no server. It keeps data durable for a single reco
+//! process; it has no change feed and does not rank (the engine does).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use reco_engine::{Created, EntityId, Interaction, NewEntity, TenantName, TenantSpec};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::error::{Result, StorageError};
+use crate::group_commit::GroupCommit;
+use crate::rows;
+use crate::settings::SqliteSettings;
+use crate::store::PoolStats;
+
+/// The embedded backend.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    interactions: GroupCommit,
+    settings: SqliteSettings,
+}
+
+impl SqliteStore {
+    /// Opens (or makes) the database file, with its folder. Commits are durable when they
+    /// return: write-ahead log with `synchronous = FULL`.
+    pub async fn open(settings: SqliteSettings) -> Result<Self> {
+        if let Some(parent) = settings.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StorageError::InvalidSetting(format!("cannot make {}: {e}", parent.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| StorageError::InvalidSetting(e.to_string()))?
+            .filename(&settings.path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .connect_with(options)
+            .await?;
+        let writer = pool.clone();
+        let interactions = GroupCommit::start(move |group| {
+            let pool = writer.clone();
+            async move { insert_interactions(&pool, group).await }
+        });
+        Ok(Self {
+            pool,
+            interactions,
+            settings,
+        })
+    }
+
+    /// Applies the migrations in `migrations/sqlite`.
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            waiting: 0,
+            max: self.settings.max_connections,
+        }
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn create_tenant(&self, name: &TenantName, spec: TenantSpec) -> Result<Created> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO tenants (name, dimension, metric) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name.as_str())
+        .bind(i64::try_from(spec.dimension).map_err(rows::corrupt)?)
+        .bind(spec.metric.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            tx.commit().await?;
+            return Ok(Created::Created);
+        }
+        let row = sqlx::query("SELECT dimension, metric FROM tenants WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let (_, existing) = rows::tenant(name.as_str(), row.try_get(0)?, row.try_get(1)?)?;
+        if existing == spec {
+            Ok(Created::Existed)
+        } else {
+            Err(StorageError::TenantConflict {
+                name: name.clone(),
+                dimension: existing.dimension,
+                metric: existing.metric,
+            })
+        }
+    }
+
+    pub async fn delete_tenant(&self, name: &TenantName) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM tenants WHERE name = $1")
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    pub async fn tenant(&self, name: &TenantName) -> Result<Option<TenantSpec>> {
+        let row = sqlx::query("SELECT dimension, metric FROM tenants WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok(rows::tenant(name.as_str(), row.try_get(0)?, row.try_get(1)?)?.1))
+            .transpose()
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<(TenantName, TenantSpec)>> {
+        let found = sqlx::query("SELECT name, dimension, metric FROM tenants ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        found
+            .iter()
+            .map(|row| rows::tenant(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+            .collect()
+    }
+
+    /// Writes a whole batch in one transaction, or nothing.
+    pub async fn upsert_entities(&self, tenant: &TenantName, batch: &[NewEntity]) -> Result<()> {
+        let spec = self
+            .tenant(tenant)
+            .await?
+            .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
+        rows::check_entities(spec, batch)?;
+        let mut tx = self.pool.begin().await?;
+        for e in batch {
+            sqlx::query(
+                "INSERT INTO entities (tenant, id, embedding, category, tags, attributes) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (tenant, id) DO UPDATE SET embedding = excluded.embedding, \
+                   category = excluded.category, tags = excluded.tags, \
+                   attributes = excluded.attributes",
+            )
+            .bind(tenant.as_str())
+            .bind(e.id.as_str())
+            .bind(rows::vector_to_blob(&e.vector))
+            .bind(e.category.as_deref())
+            .bind(rows::tags_to_json(&e.tags))
+            .bind(e.attributes.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_entity(&self, tenant: &TenantName, id: &EntityId) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM entities WHERE tenant = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    pub async fn record_interactions(
+        &self,
+        tenant: &TenantName,
+        batch: Vec<Interaction>,
+    ) -> Result<()> {
+        rows::check_interactions(&batch)?;
+        if self.tenant(tenant).await?.is_none() {
+            return Err(StorageError::TenantNotFound(tenant.clone()));
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.interactions.write(tenant.clone(), batch).await
+    }
+
+    pub async fn get_entity(
+        &self,
+        tenant: &TenantName,
+        id: &EntityId,
+    ) -> Result<Option<NewEntity>> {
+        let row = sqlx::query(
+            "SELECT id, embedding, category, tags, attributes FROM entities \
+             WHERE tenant = $1 AND id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(entity_row).transpose()
+    }
+
+    pub async fn counts(&self, tenant: &TenantName) -> Result<(u64, u64)> {
+        let (entities, interactions): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM entities WHERE tenant = $1), \
+                    (SELECT count(*) FROM interactions WHERE tenant = $1)",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((entities.unsigned_abs(), interactions.unsigned_abs()))
+    }
+
+    pub fn stream_entities(&self, tenant: &TenantName) -> BoxStream<'static, Result<NewEntity>> {
+        let (pool, tenant) = (self.pool.clone(), tenant.as_str().to_owned());
+        rows::paged(String::new(), move |after: String| {
+            let (pool, tenant) = (pool.clone(), tenant.clone());
+            async move {
+                let found = sqlx::query(
+                    "SELECT id, embedding, category, tags, attributes FROM entities \
+                     WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .bind(tenant)
+                .bind(after)
+                .bind(rows::PAGE)
+                .fetch_all(&pool)
+                .await?;
+                let page = found.iter().map(entity_row).collect::<Result<Vec<_>>>()?;
+                let next = page.last().map(|e| e.id.as_str().to_owned());
+                Ok(next.map(|next| (page, next)))
+            }
+        })
+    }
+
+    pub fn stream_interactions(
+        &self,
+        tenant: &TenantName,
+        since_ms: i64,
+    ) -> BoxStream<'static, Result<Interaction>> {
+        let (pool, tenant) = (self.pool.clone(), tenant.as_str().to_owned());
+        rows::paged(0i64, move |after: i64| {
+            let (pool, tenant) = (pool.clone(), tenant.clone());
+            async move {
+                let found = sqlx::query(
+                    "SELECT user_id, entity_id, kind, weight, at_ms, seq FROM interactions \
+                     WHERE tenant = $1 AND at_ms >= $2 AND seq > $3 ORDER BY seq LIMIT $4",
+                )
+                .bind(tenant)
+                .bind(since_ms)
+                .bind(after)
+                .bind(rows::PAGE)
+                .fetch_all(&pool)
+                .await?;
+                let next = found.last().map(|r| r.try_get::<i64, _>(5)).transpose()?;
+                let page = found
+                    .iter()
+                    .map(interaction_row)
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(next.map(|next| (page, next)))
+            }
+        })
+    }
+
+    pub async fn add_api_key(&self, tenant: &TenantName, hash: [u8; 32]) -> Result<()> {
+        if self.tenant(tenant).await?.is_none() {
+            return Err(StorageError::TenantNotFound(tenant.clone()));
+        }
+        sqlx::query("INSERT INTO api_keys (hash, tenant) VALUES ($1, $2)")
+            .bind(&hash[..])
+            .bind(tenant.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn find_api_key(&self, hash: [u8; 32]) -> Result<Option<TenantName>> {
+        let tenant: Option<String> =
+            sqlx::query_scalar("SELECT tenant FROM api_keys WHERE hash = $1")
+                .bind(&hash[..])
+                .fetch_optional(&self.pool)
+                .await?;
+        tenant
+            .map(|t| TenantName::parse(&t).map_err(rows::corrupt))
+            .transpose()
+    }
+}
+
+async fn insert_interactions(
+    pool: &SqlitePool,
+    group: Vec<(TenantName, Vec<Interaction>)>,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    for (tenant, batch) in &group {
+        for i in batch {
+            sqlx::query(
+                "INSERT INTO interactions (tenant, user_id, entity_id, kind, weight, at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(tenant.as_str())
+            .bind(i.user.as_str())
+            .bind(i.entity.as_str())
+            .bind(i.kind.as_str())
+            .bind(i.weight)
+            .bind(i.timestamp)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if let sqlx::Error::Database(db) = &e
+                    && db.is_foreign_key_violation()
+                {
+                    StorageError::TenantNotFound(tenant.clone())
+                } else {
+                    StorageError::from(e)
+                }
+            })?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn entity_row(row: &sqlx::sqlite::SqliteRow) -> Result<NewEntity> {
+    let blob: Vec<u8> = row.try_get(1)?;
+    rows::entity(
+        row.try_get(0)?,
+        rows::vector_from_blob(&blob)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+    )
+}
+
+fn interaction_row(row: &sqlx::sqlite::SqliteRow) -> Result<Interaction> {
+    rows::interaction(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+    )
+}

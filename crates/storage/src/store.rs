@@ -1,0 +1,253 @@
+//! One interface over both backends: PostgreSQL when a `postgres://` URL is given, the embedded
+//! SQLite file otherwise.
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use indicatif::ProgressBar;
+use reco_engine::{Created, EntityId, Filter, Interaction, NewEntity, TenantName, TenantSpec};
+
+use crate::error::{Result, StorageError};
+use crate::feed::ChangeFeed;
+use crate::postgres::PgStore;
+use crate::settings::{PostgresSettings, SqliteSettings};
+use crate::sqlite::SqliteStore;
+
+/// A top-k question for the database ranking mode.
+#[derive(Debug, Clone)]
+pub struct DbSearch<'a> {
+    /// The query vector, of the tenant's dimension.
+    pub vector: &'a [f32],
+    /// How many results.
+    pub k: usize,
+    /// How many of the best to skip.
+    pub offset: usize,
+    /// Category, tags and excluded ids.
+    pub filter: &'a Filter,
+    /// More ids to leave out (the query's own entity, examples, what a user has seen).
+    pub exclude: &'a [EntityId],
+    /// A least score (cosine, dot) or a greatest distance (euclidean).
+    pub score_threshold: Option<f32>,
+    /// Scan every row instead of using the HNSW index.
+    pub exact: bool,
+}
+
+/// The state of a connection pool, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Requests waiting for a connection.
+    pub waiting: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
+/// How much a load brought back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// Entities read.
+    pub entities: u64,
+    /// Interactions read.
+    pub interactions: u64,
+}
+
+/// Durable storage: PostgreSQL with pgvector, or the embedded SQLite file.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// PostgreSQL with pgvector: shared by several servers, with a change feed.
+    Postgres(PgStore),
+    /// SQLite: one file, one server.
+    Sqlite(SqliteStore),
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $body:expr) => {
+        match $self {
+            Store::Postgres($s) => $body,
+            Store::Sqlite($s) => $body,
+        }
+    };
+}
+
+impl Store {
+    /// Opens PostgreSQL for a `postgres://` or `postgresql://` URL, SQLite for a `sqlite://`
+    /// path or none.
+    pub async fn open(
+        database_url: Option<&str>,
+        postgres: PostgresSettings,
+        mut sqlite: SqliteSettings,
+    ) -> Result<Self> {
+        match database_url {
+            None => Ok(Store::Sqlite(SqliteStore::open(sqlite).await?)),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Store::Postgres(PgStore::connect(url, postgres).await?))
+            }
+            Some(url) if url.starts_with("sqlite://") => {
+                sqlite.path = url.trim_start_matches("sqlite://").into();
+                Ok(Store::Sqlite(SqliteStore::open(sqlite).await?))
+            }
+            Some(url) => Err(StorageError::InvalidSetting(format!(
+                "DATABASE_URL starts with postgres:// or sqlite://, not `{}`",
+                url.split(':').next().unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Postgres(_) => "postgres",
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Applies the backend's migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        each!(self, s => s.migrate().await)
+    }
+
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<()> {
+        each!(self, s => s.ping().await)
+    }
+
+    /// The connection pool's state.
+    pub fn pool_stats(&self) -> PoolStats {
+        each!(self, s => s.pool_stats())
+    }
+
+    /// Makes a tenant, or finds it with the same settings; another spec is a conflict.
+    pub async fn create_tenant(&self, name: &TenantName, spec: TenantSpec) -> Result<Created> {
+        each!(self, s => s.create_tenant(name, spec).await)
+    }
+
+    /// Removes a tenant and all its data; false when it did not exist.
+    pub async fn delete_tenant(&self, name: &TenantName) -> Result<bool> {
+        each!(self, s => s.delete_tenant(name).await)
+    }
+
+    /// A tenant's settings.
+    pub async fn tenant(&self, name: &TenantName) -> Result<Option<TenantSpec>> {
+        each!(self, s => s.tenant(name).await)
+    }
+
+    /// Every tenant, by name.
+    pub async fn tenants(&self) -> Result<Vec<(TenantName, TenantSpec)>> {
+        each!(self, s => s.tenants().await)
+    }
+
+    /// Inserts or replaces a batch: all of it, or nothing when any row is invalid.
+    pub async fn upsert_entities(&self, tenant: &TenantName, batch: &[NewEntity]) -> Result<()> {
+        each!(self, s => s.upsert_entities(tenant, batch).await)
+    }
+
+    /// Deletes an entity; false when it did not exist.
+    pub async fn delete_entity(&self, tenant: &TenantName, id: &EntityId) -> Result<bool> {
+        each!(self, s => s.delete_entity(tenant, id).await)
+    }
+
+    /// Records interactions and returns once they are committed.
+    pub async fn record_interactions(
+        &self,
+        tenant: &TenantName,
+        batch: Vec<Interaction>,
+    ) -> Result<()> {
+        each!(self, s => s.record_interactions(tenant, batch).await)
+    }
+
+    /// An entity as stored.
+    pub async fn get_entity(
+        &self,
+        tenant: &TenantName,
+        id: &EntityId,
+    ) -> Result<Option<NewEntity>> {
+        each!(self, s => s.get_entity(tenant, id).await)
+    }
+
+    /// How many entities and interactions a tenant has.
+    pub async fn counts(&self, tenant: &TenantName) -> Result<(u64, u64)> {
+        each!(self, s => s.counts(tenant).await)
+    }
+
+    /// Every entity of a tenant, streamed a page at a time.
+    pub fn stream_entities(&self, tenant: &TenantName) -> BoxStream<'static, Result<NewEntity>> {
+        each!(self, s => s.stream_entities(tenant))
+    }
+
+    /// A tenant's interactions since `since_ms`, in the order they were recorded.
+    pub fn stream_interactions(
+        &self,
+        tenant: &TenantName,
+        since_ms: i64,
+    ) -> BoxStream<'static, Result<Interaction>> {
+        each!(self, s => s.stream_interactions(tenant, since_ms))
+    }
+
+    /// Stores the SHA-256 of a tenant key.
+    pub async fn add_api_key(&self, tenant: &TenantName, hash: [u8; 32]) -> Result<()> {
+        each!(self, s => s.add_api_key(tenant, hash).await)
+    }
+
+    /// The tenant a key hash opens.
+    pub async fn find_api_key(&self, hash: [u8; 32]) -> Result<Option<TenantName>> {
+        each!(self, s => s.find_api_key(hash).await)
+    }
+
+    /// Top-k ranked by pgvector: the `database` ranking mode.
+    pub async fn search(
+        &self,
+        tenant: &TenantName,
+        spec: TenantSpec,
+        query: &DbSearch<'_>,
+    ) -> Result<Vec<(EntityId, f32)>> {
+        match self {
+            Store::Postgres(s) => s.search(tenant, spec, query).await,
+            Store::Sqlite(_) => Err(StorageError::Unsupported("ranking in the database")),
+        }
+    }
+
+    /// The change feed of other servers' writes; `None` for SQLite, which has one server.
+    pub async fn subscribe(&self) -> Result<Option<ChangeFeed>> {
+        match self {
+            Store::Postgres(s) => ChangeFeed::subscribe(s).await.map(Some),
+            Store::Sqlite(_) => Ok(None),
+        }
+    }
+
+    /// Streams a tenant's entities, then its interactions since `since_ms`, to the callbacks in
+    /// batches of `batch` rows, advancing `progress` by rows read.
+    pub async fn load_tenant(
+        &self,
+        tenant: &TenantName,
+        since_ms: i64,
+        batch: usize,
+        progress: &ProgressBar,
+        mut on_entities: impl FnMut(Vec<NewEntity>) -> Result<()>,
+        mut on_interactions: impl FnMut(Vec<Interaction>) -> Result<()>,
+    ) -> Result<Loaded> {
+        let (entities, interactions) = self.counts(tenant).await?;
+        progress.set_length(entities + interactions);
+        progress.set_message(format!("{tenant}: entities"));
+        let mut loaded = Loaded::default();
+        let mut rows = self.stream_entities(tenant).chunks(batch.max(1));
+        while let Some(chunk) = rows.next().await {
+            let chunk = chunk.into_iter().collect::<Result<Vec<_>>>()?;
+            loaded.entities += chunk.len() as u64;
+            progress.inc(chunk.len() as u64);
+            on_entities(chunk)?;
+        }
+        progress.set_message(format!("{tenant}: interactions"));
+        let mut rows = self
+            .stream_interactions(tenant, since_ms)
+            .chunks(batch.max(1));
+        while let Some(chunk) = rows.next().await {
+            let chunk = chunk.into_iter().collect::<Result<Vec<_>>>()?;
+            loaded.interactions += chunk.len() as u64;
+            progress.inc(chunk.len() as u64);
+            on_interactions(chunk)?;
+        }
+        Ok(loaded)
+    }
+}

@@ -1,0 +1,419 @@
+//! One suite, run against both backends: they must behave alike.
+
+use std::collections::BTreeSet;
+
+use futures::TryStreamExt;
+use reco_engine::{Created, Metric};
+use reco_storage::{StorageError, Store};
+
+use crate::helpers::{
+    Backend, Fixture, entity, id, interaction, random_entities, same_json, spec, tenant,
+};
+
+macro_rules! suite {
+    ($($test:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test] async fn $test() { super::$test(crate::helpers::Backend::Postgres).await; })*
+        }
+        mod sqlite {
+            $(#[tokio::test] async fn $test() { super::$test(crate::helpers::Backend::Sqlite).await; })*
+        }
+    };
+}
+
+suite!(
+    tenants_are_made_once_and_conflicts_refused,
+    entities_round_trip_exactly,
+    a_bad_row_rejects_the_whole_batch,
+    deleting_a_tenant_removes_all_its_data,
+    concurrent_interactions_are_all_committed,
+    a_restart_keeps_all_data,
+    streams_page_through_large_tenants,
+    api_keys_are_found_by_hash,
+    loading_reports_progress,
+);
+
+async fn tenants_are_made_once_and_conflicts_refused(backend: Backend) {
+    let (_, store) = Fixture::new(backend).await;
+    let t = tenant("shop");
+    assert_eq!(
+        store
+            .create_tenant(&t, spec(4, Metric::Cosine))
+            .await
+            .unwrap(),
+        Created::Created
+    );
+    assert_eq!(
+        store
+            .create_tenant(&t, spec(4, Metric::Cosine))
+            .await
+            .unwrap(),
+        Created::Existed
+    );
+    let conflict = store
+        .create_tenant(&t, spec(8, Metric::Dot))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            conflict,
+            StorageError::TenantConflict {
+                dimension: 4,
+                metric: Metric::Cosine,
+                ..
+            }
+        ),
+        "{conflict:?}"
+    );
+    store
+        .create_tenant(&tenant("blog"), spec(2, Metric::Euclidean))
+        .await
+        .unwrap();
+    let all = store.tenants().await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            (tenant("blog"), spec(2, Metric::Euclidean)),
+            (t.clone(), spec(4, Metric::Cosine))
+        ]
+    );
+    assert_eq!(
+        store.tenant(&t).await.unwrap(),
+        Some(spec(4, Metric::Cosine))
+    );
+    assert!(store.delete_tenant(&t).await.unwrap());
+    assert!(!store.delete_tenant(&t).await.unwrap());
+    assert_eq!(store.tenant(&t).await.unwrap(), None);
+    store.ping().await.unwrap();
+}
+
+async fn entities_round_trip_exactly(backend: Backend) {
+    let (_, store) = Fixture::new(backend).await;
+    let t = tenant("shop");
+    store.create_tenant(&t, spec(3, Metric::Dot)).await.unwrap();
+    let mut batch = vec![
+        entity(1, vec![0.1, -2.5e-7, 3.402_823e38]),
+        entity(2, vec![1.0, 2.0, 3.0]),
+    ];
+    batch[1].category = None;
+    batch[1].tags = Vec::new();
+    batch[1].attributes = None;
+    store.upsert_entities(&t, &batch).await.unwrap();
+    for e in &batch {
+        let got = store.get_entity(&t, &e.id).await.unwrap().expect("stored");
+        assert_eq!(got.vector, e.vector, "vectors are stored bit for bit");
+        assert_eq!(got.category, e.category);
+        assert_eq!(got.tags, e.tags);
+        assert!(same_json(
+            got.attributes.as_deref(),
+            e.attributes.as_deref()
+        ));
+    }
+    let mut changed = batch[0].clone();
+    changed.vector = vec![9.0, 9.0, 9.0];
+    changed.tags = vec!["new".into()];
+    store
+        .upsert_entities(&t, std::slice::from_ref(&changed))
+        .await
+        .unwrap();
+    let got = store.get_entity(&t, &changed.id).await.unwrap().unwrap();
+    assert_eq!((got.vector, got.tags), (changed.vector, changed.tags));
+    assert_eq!(store.counts(&t).await.unwrap(), (2, 0));
+    assert!(store.delete_entity(&t, &batch[1].id).await.unwrap());
+    assert!(!store.delete_entity(&t, &batch[1].id).await.unwrap());
+    assert!(store.get_entity(&t, &batch[1].id).await.unwrap().is_none());
+    assert_eq!(store.counts(&t).await.unwrap(), (1, 0));
+}
+
+async fn a_bad_row_rejects_the_whole_batch(backend: Backend) {
+    let (_, store) = Fixture::new(backend).await;
+    let t = tenant("shop");
+    store
+        .create_tenant(&t, spec(2, Metric::Cosine))
+        .await
+        .unwrap();
+    store
+        .upsert_entities(&t, &[entity(0, vec![1.0, 0.0])])
+        .await
+        .unwrap();
+    let bad_rows = [
+        vec![f32::NAN, 1.0],
+        vec![1.0, 2.0, 3.0],
+        vec![0.0, 0.0],
+        vec![f32::INFINITY, 0.0],
+    ];
+    for bad in bad_rows {
+        let batch = vec![
+            entity(0, vec![0.5, 0.5]),
+            entity(1, vec![1.0, 1.0]),
+            entity(2, bad.clone()),
+        ];
+        let err = store.upsert_entities(&t, &batch).await.unwrap_err();
+        assert!(
+            matches!(err, StorageError::InvalidRow { index: 2, .. }),
+            "{bad:?}: {err:?}"
+        );
+        assert_eq!(store.counts(&t).await.unwrap(), (1, 0), "{bad:?}");
+        assert_eq!(
+            store
+                .get_entity(&t, &id("e00000"))
+                .await
+                .unwrap()
+                .unwrap()
+                .vector,
+            [1.0, 0.0]
+        );
+    }
+    let twice = vec![entity(5, vec![1.0, 0.0]), entity(5, vec![0.0, 1.0])];
+    assert!(matches!(
+        store.upsert_entities(&t, &twice).await,
+        Err(StorageError::InvalidRow { index: 1, .. })
+    ));
+    let ghost = tenant("ghost");
+    let err = store
+        .upsert_entities(&ghost, &[entity(0, vec![1.0, 0.0])])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::TenantNotFound(_)), "{err:?}");
+    let err = store
+        .record_interactions(&ghost, vec![interaction(1, 1, 0)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::TenantNotFound(_)), "{err:?}");
+    let mut nan_weight = interaction(1, 1, 0);
+    nan_weight.weight = Some(f32::NAN);
+    let err = store
+        .record_interactions(&t, vec![interaction(1, 1, 0), nan_weight])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::InvalidRow { index: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(store.counts(&t).await.unwrap(), (1, 0));
+}
+
+async fn deleting_a_tenant_removes_all_its_data(backend: Backend) {
+    let (_, store) = Fixture::new(backend).await;
+    let (t, other) = (tenant("shop"), tenant("news1"));
+    for name in [&t, &other] {
+        store
+            .create_tenant(name, spec(2, Metric::Dot))
+            .await
+            .unwrap();
+        store
+            .upsert_entities(name, &[entity(0, vec![1.0, 0.0])])
+            .await
+            .unwrap();
+        store
+            .record_interactions(name, vec![interaction(1, 0, 5)])
+            .await
+            .unwrap();
+        store
+            .add_api_key(name, [name.as_str().len() as u8; 32])
+            .await
+            .unwrap();
+    }
+    assert!(store.delete_tenant(&t).await.unwrap());
+    store.create_tenant(&t, spec(2, Metric::Dot)).await.unwrap();
+    assert_eq!(
+        store.counts(&t).await.unwrap(),
+        (0, 0),
+        "nothing of the old tenant is left"
+    );
+    assert_eq!(store.find_api_key([4; 32]).await.unwrap(), None);
+    assert_eq!(
+        store.counts(&other).await.unwrap(),
+        (1, 1),
+        "the other tenant is untouched"
+    );
+    assert_eq!(store.find_api_key([5; 32]).await.unwrap(), Some(other));
+}
+
+async fn concurrent_interactions_are_all_committed(backend: Backend) {
+    let (_, store) = Fixture::new(backend).await;
+    let (t, ghost) = (tenant("shop"), tenant("ghost"));
+    store.create_tenant(&t, spec(2, Metric::Dot)).await.unwrap();
+    let writers = (0..40).map(|w| {
+        let store = store.clone();
+        let (t, ghost) = (t.clone(), ghost.clone());
+        tokio::spawn(async move {
+            // Every fifth writer names a tenant that does not exist: it alone must fail.
+            let target = if w % 5 == 4 { ghost } else { t };
+            let batch = (0..25)
+                .map(|i| interaction(w, i, (w * 100 + i) as i64))
+                .collect();
+            store.record_interactions(&target, batch).await
+        })
+    });
+    let results = futures::future::join_all(writers).await;
+    for (w, result) in results.into_iter().enumerate() {
+        match result.unwrap() {
+            Ok(()) => assert_ne!(w % 5, 4),
+            Err(StorageError::TenantNotFound(_)) => assert_eq!(w % 5, 4),
+            Err(other) => panic!("writer {w}: {other:?}"),
+        }
+    }
+    assert_eq!(store.counts(&t).await.unwrap().1, 32 * 25);
+    let stored: Vec<_> = store
+        .stream_interactions(&t, 0)
+        .try_collect()
+        .await
+        .unwrap();
+    let mut expected: Vec<_> = (0..40)
+        .filter(|w| w % 5 != 4)
+        .flat_map(|w| (0..25).map(move |i| interaction(w, i, (w * 100 + i) as i64)))
+        .collect();
+    let key = |i: &reco_engine::Interaction| (i.user.to_string(), i.timestamp);
+    let mut got = stored.clone();
+    got.sort_by_key(key);
+    expected.sort_by_key(key);
+    assert_eq!(
+        got, expected,
+        "every acknowledged interaction is stored, exactly"
+    );
+    // Within one batch, the order of arrival is kept.
+    let u1: Vec<i64> = stored
+        .iter()
+        .filter(|i| i.user.as_str() == "u1")
+        .map(|i| i.timestamp)
+        .collect();
+    assert_eq!(u1, (100..125).collect::<Vec<i64>>());
+    let recent: Vec<_> = store
+        .stream_interactions(&t, 3_000)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(recent.iter().all(|i| i.timestamp >= 3_000) && !recent.is_empty());
+}
+
+async fn a_restart_keeps_all_data(backend: Backend) {
+    let (fixture, store) = Fixture::new(backend).await;
+    let t = tenant("shop");
+    store
+        .create_tenant(&t, spec(8, Metric::Euclidean))
+        .await
+        .unwrap();
+    let batch = random_entities(300, 8);
+    store.upsert_entities(&t, &batch).await.unwrap();
+    let interactions: Vec<_> = (0..50).map(|i| interaction(i % 7, i, i as i64)).collect();
+    store
+        .record_interactions(&t, interactions.clone())
+        .await
+        .unwrap();
+    store.add_api_key(&t, [7; 32]).await.unwrap();
+    drop(store);
+    let store = fixture.open().await;
+    store.migrate().await.expect("migrating again is a no-op");
+    assert_eq!(
+        store.tenants().await.unwrap(),
+        vec![(t.clone(), spec(8, Metric::Euclidean))]
+    );
+    let mut entities: Vec<_> = store.stream_entities(&t).try_collect().await.unwrap();
+    entities.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(entities.len(), batch.len());
+    for (got, want) in entities.iter().zip(&batch) {
+        assert_eq!(
+            (&got.id, &got.vector, &got.category, &got.tags),
+            (&want.id, &want.vector, &want.category, &want.tags)
+        );
+    }
+    let stored: Vec<_> = store
+        .stream_interactions(&t, 0)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(stored, interactions);
+    assert_eq!(store.find_api_key([7; 32]).await.unwrap(), Some(t));
+}
+
+async fn streams_page_through_large_tenants(backend: Backend) {
+    let (_, store) = Fixture::new(backend).await;
+    let t = tenant("big");
+    store.create_tenant(&t, spec(4, Metric::Dot)).await.unwrap();
+    // More than two pages, written as one batch of 10,000 and one of 2,000.
+    let all = random_entities(12_000, 4);
+    store.upsert_entities(&t, &all[..10_000]).await.unwrap();
+    store.upsert_entities(&t, &all[10_000..]).await.unwrap();
+    let streamed: Vec<_> = store.stream_entities(&t).try_collect().await.unwrap();
+    let ids: BTreeSet<_> = streamed.iter().map(|e| e.id.clone()).collect();
+    assert_eq!((streamed.len(), ids.len()), (12_000, 12_000));
+}
+
+async fn api_keys_are_found_by_hash(backend: Backend) {
+    let (_, store) = Fixture::new(backend).await;
+    let t = tenant("shop");
+    store.create_tenant(&t, spec(2, Metric::Dot)).await.unwrap();
+    store.add_api_key(&t, [1; 32]).await.unwrap();
+    assert_eq!(store.find_api_key([1; 32]).await.unwrap(), Some(t.clone()));
+    assert_eq!(store.find_api_key([2; 32]).await.unwrap(), None);
+    assert!(matches!(
+        store.add_api_key(&tenant("ghost"), [3; 32]).await,
+        Err(StorageError::TenantNotFound(_))
+    ));
+}
+
+async fn loading_reports_progress(backend: Backend) {
+    let (_, store) = Fixture::new(backend).await;
+    let t = tenant("shop");
+    store
+        .create_tenant(&t, spec(4, Metric::Cosine))
+        .await
+        .unwrap();
+    store
+        .upsert_entities(&t, &random_entities(250, 4))
+        .await
+        .unwrap();
+    let old = (0..10).map(|i| interaction(1, i, 10)).collect();
+    let new: Vec<_> = (0..30)
+        .map(|i| interaction(2, i, 1_000 + i as i64))
+        .collect();
+    store.record_interactions(&t, old).await.unwrap();
+    store.record_interactions(&t, new.clone()).await.unwrap();
+    let progress = indicatif::ProgressBar::hidden();
+    let (mut entities, mut interactions) = (Vec::new(), Vec::new());
+    let loaded = load(&store, &t, &progress, &mut entities, &mut interactions).await;
+    assert_eq!((loaded.entities, loaded.interactions), (250, 30));
+    assert_eq!(
+        entities.iter().map(Vec::len).max(),
+        Some(100),
+        "batches of 100"
+    );
+    assert_eq!(
+        interactions.concat(),
+        new,
+        "only interactions since the horizon, in order"
+    );
+    assert_eq!(progress.position(), 280);
+    assert_eq!(
+        progress.length(),
+        Some(290),
+        "the length counts every stored row"
+    );
+}
+
+async fn load(
+    store: &Store,
+    t: &reco_engine::TenantName,
+    progress: &indicatif::ProgressBar,
+    entities: &mut Vec<Vec<reco_engine::NewEntity>>,
+    interactions: &mut Vec<Vec<reco_engine::Interaction>>,
+) -> reco_storage::Loaded {
+    store
+        .load_tenant(
+            t,
+            1_000,
+            100,
+            progress,
+            |batch| {
+                entities.push(batch);
+                Ok(())
+            },
+            |batch| {
+                interactions.push(batch);
+                Ok(())
+            },
+        )
+        .await
+        .unwrap()
+}

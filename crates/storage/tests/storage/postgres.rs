@@ -1,0 +1,350 @@
+//! What only PostgreSQL does: session settings, ranking with pgvector (checked against the
+//! engine), and the change feed between servers.
+
+use std::time::Duration;
+
+use reco_engine::{Engine, EngineConfig, EntityId, Filter, Metric, SearchOptions, TenantName};
+use reco_storage::{Change, DbSearch, PostgresSettings, Store};
+use sqlx::Row;
+
+use crate::helpers::{Backend, Fixture, interaction, random_entities, spec, tenant};
+
+#[tokio::test]
+async fn every_connection_gets_the_session_settings() {
+    let (fixture, _) = Fixture::new(Backend::Postgres).await;
+    let settings = PostgresSettings {
+        max_connections: 5,
+        min_connections: 3,
+        ..PostgresSettings::default()
+    };
+    let store = reco_storage::PgStore::connect(fixture.url(), settings)
+        .await
+        .unwrap();
+    // Every connection of the pool, not only the first, runs the SET statements.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(store.pool().acquire().await.unwrap());
+    }
+    for conn in &mut held {
+        let row = sqlx::query(
+            "SELECT current_setting('statement_timeout'), current_setting('work_mem'), \
+             current_setting('max_parallel_workers_per_gather'), current_setting('hnsw.ef_search')",
+        )
+        .fetch_one(&mut **conn)
+        .await
+        .unwrap();
+        let got: (String, String, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        assert_eq!(got, ("10s".into(), "16MB".into(), "4".into(), "100".into()));
+    }
+    let stats = store.pool_stats();
+    assert_eq!(
+        (stats.size, stats.idle, stats.waiting, stats.max),
+        (3, 0, 0, 5)
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(store.pool_stats().idle, 3);
+}
+
+/// pgvector's exact order is the engine's exact order, for every metric, with filters.
+#[tokio::test]
+async fn pgvector_exact_order_matches_the_engine() {
+    let (_, store) = Fixture::new(Backend::Postgres).await;
+    for metric in [Metric::Cosine, Metric::Dot, Metric::Euclidean] {
+        let t = tenant(metric.as_str());
+        let dimension = 16;
+        store
+            .create_tenant(&t, spec(dimension, metric))
+            .await
+            .unwrap();
+        let batch = random_entities(400, dimension);
+        store.upsert_entities(&t, &batch).await.unwrap();
+        let engine = Engine::new(EngineConfig::default()).unwrap();
+        engine
+            .create_tenant(t.clone(), spec(dimension, metric))
+            .unwrap();
+        engine.upsert(&t, batch.clone()).unwrap();
+        let filters = [
+            Filter::default(),
+            Filter {
+                category: Some("c1".into()),
+                ..Filter::default()
+            },
+            Filter {
+                tags_any: vec!["t0".into(), "t2".into()],
+                ..Filter::default()
+            },
+            Filter {
+                tags_all: vec!["t3".into(), "all".into()],
+                exclude: vec![EntityId::parse("e00007").unwrap()],
+                ..Filter::default()
+            },
+        ];
+        for (q, filter) in filters.iter().enumerate() {
+            let target = &batch[q * 37];
+            let options = SearchOptions {
+                k: 20,
+                offset: 3,
+                filter: filter.clone(),
+                exact: true,
+                ..SearchOptions::default()
+            };
+            let expected = engine
+                .similar(&t, &target.id, &options)
+                .unwrap()
+                .ranking
+                .results
+                .clone();
+            let query = DbSearch {
+                vector: &target.vector,
+                k: 20,
+                offset: 3,
+                filter,
+                exclude: std::slice::from_ref(&target.id),
+                score_threshold: None,
+                exact: true,
+            };
+            let got = store
+                .search(&t, spec(dimension, metric), &query)
+                .await
+                .unwrap();
+            assert_eq!(got.len(), expected.len(), "{metric} filter {q}");
+            for (i, ((id, score), want)) in got.iter().zip(&expected).enumerate() {
+                assert!(
+                    (score - want.score).abs() < 1e-4,
+                    "{metric} {q} #{i}: {score} vs {}",
+                    want.score
+                );
+                // Ids agree except within float ties.
+                if id != &want.id {
+                    let tied = expected
+                        .iter()
+                        .any(|e| &e.id == id && (e.score - want.score).abs() < 1e-4);
+                    assert!(
+                        tied,
+                        "{metric} {q} #{i}: {id} where the engine has {}",
+                        want.id
+                    );
+                }
+            }
+        }
+        // The HNSW index answers too, close to exact, and thresholds hold.
+        let target = &batch[0];
+        let approximate = DbSearch {
+            vector: &target.vector,
+            k: 10,
+            offset: 0,
+            filter: &Filter::default(),
+            exclude: std::slice::from_ref(&target.id),
+            score_threshold: None,
+            exact: false,
+        };
+        let exact = DbSearch {
+            exact: true,
+            ..approximate.clone()
+        };
+        let hnsw = store
+            .search(&t, spec(dimension, metric), &approximate)
+            .await
+            .unwrap();
+        let full = store
+            .search(&t, spec(dimension, metric), &exact)
+            .await
+            .unwrap();
+        let hits = hnsw
+            .iter()
+            .filter(|(id, _)| full.iter().any(|(f, _)| f == id))
+            .count();
+        assert!(hits >= 8, "{metric}: recall@10 of HNSW is {hits}/10");
+        // Halfway between the fifth and the sixth: clear of rounding at either.
+        let bar = (full[4].1 + full[5].1) / 2.0;
+        let limited = DbSearch {
+            score_threshold: Some(bar),
+            ..exact.clone()
+        };
+        let within = store
+            .search(&t, spec(dimension, metric), &limited)
+            .await
+            .unwrap();
+        assert_eq!(
+            within.len(),
+            5,
+            "{metric}: the threshold keeps the first five"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_database_mode_uses_the_hnsw_index_unless_exact() {
+    let (fixture, store) = Fixture::new(Backend::Postgres).await;
+    let t = tenant("shop");
+    store
+        .create_tenant(&t, spec(8, Metric::Cosine))
+        .await
+        .unwrap();
+    store
+        .upsert_entities(&t, &random_entities(2_000, 8))
+        .await
+        .unwrap();
+    let mut conn = sqlx::PgConnection::connect(fixture.url()).await.unwrap();
+    sqlx::query("ANALYZE entities")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let plan = |sql: &'static str| {
+        let url = fixture.url().to_owned();
+        async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            let rows = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
+            rows.iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    let approximate = plan(
+        "EXPLAIN SELECT id FROM entities WHERE tenant = 'shop' \
+         ORDER BY (embedding::vector(8)) <=> '[1,0,0,0,0,0,0,0]'::vector(8) LIMIT 10",
+    )
+    .await;
+    assert!(approximate.contains("entities_hnsw_"), "{approximate}");
+    let exact = plan(
+        "EXPLAIN SELECT id FROM entities WHERE tenant = 'shop' \
+         ORDER BY embedding <=> '[1,0,0,0,0,0,0,0]'::vector LIMIT 10",
+    )
+    .await;
+    assert!(!exact.contains("hnsw"), "{exact}");
+    let by_batch =
+        plan("EXPLAIN SELECT id FROM entities WHERE tenant = 'shop' AND batch = 3").await;
+    assert!(by_batch.contains("entities_batch"), "{by_batch}");
+    let recent =
+        plan("EXPLAIN SELECT seq FROM interactions WHERE tenant = 'shop' AND at_ms >= 5").await;
+    assert!(
+        recent.contains("interactions_recent") || recent.contains("Seq Scan on interactions"),
+        "{recent}"
+    );
+    let key = plan("EXPLAIN SELECT tenant FROM api_keys WHERE hash = '\\x00'").await;
+    assert!(key.contains("api_keys_pkey"), "{key}");
+}
+
+use sqlx::Connection;
+
+/// Two servers on one database: what one writes, the other hears within a second.
+#[tokio::test]
+async fn the_change_feed_reaches_another_server_within_a_second() {
+    let (fixture, writer) = Fixture::new(Backend::Postgres).await;
+    let reader = fixture.open().await;
+    let mut feed = reader
+        .subscribe()
+        .await
+        .unwrap()
+        .expect("PostgreSQL has a feed");
+    let mut own = writer
+        .subscribe()
+        .await
+        .unwrap()
+        .expect("PostgreSQL has a feed");
+    let t = tenant("shop");
+    writer
+        .create_tenant(&t, spec(4, Metric::Dot))
+        .await
+        .unwrap();
+    let batch = random_entities(30, 4);
+    writer.upsert_entities(&t, &batch).await.unwrap();
+    writer
+        .record_interactions(&t, vec![interaction(1, 2, 3), interaction(4, 5, 6)])
+        .await
+        .unwrap();
+    writer.delete_entity(&t, &batch[0].id).await.unwrap();
+    writer.delete_tenant(&t).await.unwrap();
+
+    let mut heard = Vec::new();
+    for _ in 0..5 {
+        let change = tokio::time::timeout(Duration::from_secs(1), feed.next()).await;
+        heard.push(change.expect("within a second").unwrap());
+    }
+    assert_eq!(heard[0], Change::TenantCreated(t.clone()));
+    let Change::Entities {
+        tenant: changed,
+        batch: entities_batch,
+    } = heard[1].clone()
+    else {
+        panic!("{heard:?}")
+    };
+    assert_eq!(changed, t);
+    let Change::Interactions {
+        batch: interactions_batch,
+        ..
+    } = heard[2].clone()
+    else {
+        panic!("{heard:?}")
+    };
+    assert_eq!(
+        heard[3],
+        Change::EntityDeleted {
+            tenant: t.clone(),
+            id: batch[0].id.clone()
+        }
+    );
+    assert_eq!(heard[4], Change::TenantDeleted(t.clone()));
+    assert!(entities_batch != interactions_batch);
+    // A store does not hear its own writes.
+    let quiet = tokio::time::timeout(Duration::from_millis(300), own.next()).await;
+    assert!(quiet.is_err(), "the writer heard itself: {quiet:?}");
+}
+
+#[tokio::test]
+async fn a_notified_batch_can_be_fetched() {
+    let (fixture, writer) = Fixture::new(Backend::Postgres).await;
+    let reader = fixture.open().await;
+    let Store::Postgres(pg) = &reader else {
+        panic!("PostgreSQL")
+    };
+    let mut feed = reader.subscribe().await.unwrap().unwrap();
+    let t = tenant("shop");
+    writer
+        .create_tenant(&t, spec(4, Metric::Dot))
+        .await
+        .unwrap();
+    let batch = random_entities(12, 4);
+    writer.upsert_entities(&t, &batch).await.unwrap();
+    let sent = vec![interaction(1, 2, 3), interaction(4, 5, 6)];
+    writer.record_interactions(&t, sent.clone()).await.unwrap();
+    let _created = feed.next().await.unwrap();
+    let Change::Entities { batch: b, .. } = feed.next().await.unwrap() else {
+        panic!()
+    };
+    let mut got = pg.entities_in_batch(&t, b).await.unwrap();
+    got.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        got.iter().map(|e| &e.vector).collect::<Vec<_>>(),
+        batch.iter().map(|e| &e.vector).collect::<Vec<_>>()
+    );
+    let Change::Interactions { batch: b, .. } = feed.next().await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(pg.interactions_in_batch(&t, b).await.unwrap(), sent);
+}
+
+#[tokio::test]
+async fn sqlite_does_not_rank() {
+    let (_, store) = Fixture::new(Backend::Sqlite).await;
+    let t: TenantName = tenant("shop");
+    store.create_tenant(&t, spec(2, Metric::Dot)).await.unwrap();
+    let query = DbSearch {
+        vector: &[1.0, 0.0],
+        k: 1,
+        offset: 0,
+        filter: &Filter::default(),
+        exclude: &[],
+        score_threshold: None,
+        exact: true,
+    };
+    let err = store
+        .search(&t, spec(2, Metric::Dot), &query)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, reco_storage::StorageError::Unsupported(_)));
+    assert!(store.subscribe().await.unwrap().is_none());
+}
