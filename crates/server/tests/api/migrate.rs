@@ -1,0 +1,84 @@
+//! `reco migrate` on both backends.
+
+use std::process::Command;
+
+use rand::Rng;
+use sqlx::Connection;
+
+fn reco() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reco"));
+    command.env_remove("DATABASE_URL");
+    command
+}
+
+#[test]
+fn migrate_makes_the_embedded_database_under_data() {
+    let dir = std::env::temp_dir().join(format!("reco_migrate_{:x}", rand::rng().random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for _ in 0..2 {
+        let out = reco().arg("migrate").current_dir(&dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "migrated the sqlite database"
+        );
+    }
+    assert!(dir.join("data").join("reco.db").is_file());
+}
+
+#[tokio::test]
+async fn migrate_prepares_a_postgres_database() {
+    let admin = std::env::var("RECO_TEST_DATABASE_URL")
+        .expect("RECO_TEST_DATABASE_URL: run the tests with ./scripts/test");
+    let name = format!("reco_test_{:016x}", rand::rng().random::<u64>());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let out = reco()
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "migrated the postgres database"
+    );
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+    let vector: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_extension WHERE extname = 'vector'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(vector, 1);
+}
+
+#[test]
+fn unknown_commands_are_refused_with_usage() {
+    let out = reco().arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: reco migrate"));
+    let bad_url = reco()
+        .arg("migrate")
+        .env("DATABASE_URL", "mysql://x")
+        .output()
+        .unwrap();
+    assert!(!bad_url.status.success());
+    assert!(String::from_utf8_lossy(&bad_url.stderr).contains("postgres://"));
+}
