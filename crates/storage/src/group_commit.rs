@@ -89,3 +89,114 @@ impl GroupCommit {
             .map_err(|_| StorageError::Unavailable("the interaction writer has stopped".into()))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use reco_engine::{EntityId, InteractionKind, UserId};
+
+    use super::*;
+
+    fn rows(n: usize) -> Vec<Interaction> {
+        (0..n)
+            .map(|i| Interaction {
+                user: UserId::parse("u").unwrap(),
+                entity: EntityId::parse(&format!("e{i}")).unwrap(),
+                kind: InteractionKind::View,
+                weight: None,
+                timestamp: 0,
+            })
+            .collect()
+    }
+
+    /// A writer whose commits take a while and fail for tenant `bad`, recording each group.
+    fn recording() -> (GroupCommit, Arc<Mutex<Vec<Vec<String>>>>) {
+        let groups = Arc::new(Mutex::new(Vec::new()));
+        let seen = groups.clone();
+        let writer = GroupCommit::start(move |group: Vec<(TenantName, Vec<Interaction>)>| {
+            let seen = seen.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let names: Vec<String> = group.iter().map(|(t, _)| t.to_string()).collect();
+                let failed = names.iter().any(|n| n == "bad");
+                seen.lock().unwrap().push(names);
+                if failed {
+                    Err(StorageError::TenantNotFound(
+                        TenantName::parse("bad").unwrap(),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        });
+        (writer, groups)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_share_commits() {
+        let (writer, groups) = recording();
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer
+                        .write(TenantName::parse(&format!("t{i}")).unwrap(), rows(3))
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let groups = groups.lock().unwrap();
+        let written: usize = groups.iter().map(Vec::len).sum();
+        assert_eq!(written, 20, "every batch was committed once");
+        assert!(
+            groups.len() < 20,
+            "writers waiting behind a commit go together: {groups:?}"
+        );
+        assert!(groups.iter().any(|g| g.len() > 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_bad_batch_fails_alone() {
+        let (writer, groups) = recording();
+        // Hold the writer busy so that the next three queue up and share a group.
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .write(TenantName::parse("first").unwrap(), rows(1))
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let names = ["good", "bad", "fine"];
+        let tasks: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let writer = writer.clone();
+                let tenant = TenantName::parse(name).unwrap();
+                tokio::spawn(async move { writer.write(tenant, rows(2)).await })
+            })
+            .collect();
+        first.await.unwrap().unwrap();
+        let results: Vec<_> = futures::future::join_all(tasks).await;
+        for (name, result) in names.iter().zip(results) {
+            match (name, result.unwrap()) {
+                (&"bad", Err(StorageError::TenantNotFound(_))) => {}
+                (&"bad", other) => panic!("bad: {other:?}"),
+                (_, Ok(())) => {}
+                (name, Err(e)) => panic!("{name} failed with the bad batch: {e}"),
+            }
+        }
+        let groups = groups.lock().unwrap();
+        assert!(
+            groups.iter().any(|g| g.len() == 3),
+            "the three shared a group first: {groups:?}"
+        );
+        assert!(groups.iter().any(|g| g == &["good"]) && groups.iter().any(|g| g == &["fine"]));
+    }
+}
