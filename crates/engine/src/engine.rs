@@ -150,6 +150,17 @@ impl Engine {
         Ok(self.tenant(name)?.entities.load().heap_bytes())
     }
 
+    /// The engine's clock, in milliseconds since the Unix epoch.
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// Checks a batch as [`Engine::upsert`] would, without writing it: a host that persists
+    /// first can refuse a bad batch before it reaches storage.
+    pub fn check_entities(&self, name: &TenantName, batch: &[NewEntity]) -> Result<()> {
+        crate::index::check(self.tenant(name)?.spec, batch)
+    }
+
     /// Inserts or replaces a batch of entities: all of them, or none when any is invalid.
     /// Returns how many were written.
     pub fn upsert(&self, name: &TenantName, batch: Vec<NewEntity>) -> Result<usize> {

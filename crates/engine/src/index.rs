@@ -71,38 +71,48 @@ pub(crate) struct Prepared {
 }
 
 /// Checks a batch: every vector, label and id, with no id twice. Errors name the item.
-pub(crate) fn prepare(spec: TenantSpec, batch: Vec<NewEntity>) -> Result<Vec<Prepared>> {
+pub(crate) fn check(spec: TenantSpec, batch: &[NewEntity]) -> Result<()> {
     let mut seen = HashSet::with_capacity(batch.len());
-    let mut out = Vec::with_capacity(batch.len());
-    for (index, entity) in batch.into_iter().enumerate() {
-        let item = || -> Result<Prepared> {
-            if !seen.insert(entity.id.clone()) {
+    for (index, entity) in batch.iter().enumerate() {
+        let mut item = || -> Result<()> {
+            if !seen.insert(&entity.id) {
                 return Err(EngineError::InvalidArgument(format!(
                     "entity `{}` appears twice in the batch",
                     entity.id
                 )));
             }
-            let vector = Embedding::new(entity.vector, spec)?.into_inner();
+            Embedding::check(&entity.vector, spec)?;
             if let Some(category) = &entity.category {
                 check_label("a category", category)?;
             }
-            for tag in &entity.tags {
-                check_label("a tag", tag)?;
-            }
+            entity
+                .tags
+                .iter()
+                .try_for_each(|tag| check_label("a tag", tag))
+        };
+        item().map_err(|e| e.at(index))?;
+    }
+    Ok(())
+}
+
+/// Checks a batch and readies it to apply, folding repeated tags.
+pub(crate) fn prepare(spec: TenantSpec, batch: Vec<NewEntity>) -> Result<Vec<Prepared>> {
+    check(spec, &batch)?;
+    Ok(batch
+        .into_iter()
+        .map(|entity| {
             let mut tags = entity.tags;
             let mut unique = HashSet::with_capacity(tags.len());
             tags.retain(|t| unique.insert(t.clone()));
-            Ok(Prepared {
+            Prepared {
                 id: entity.id,
-                vector,
+                vector: entity.vector,
                 category: entity.category,
                 tags,
                 attributes: entity.attributes,
-            })
-        };
-        out.push(item().map_err(|e| e.at(index))?);
-    }
-    Ok(out)
+            }
+        })
+        .collect())
 }
 
 /// A snapshot of a tenant's entities.

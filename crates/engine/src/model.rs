@@ -189,6 +189,12 @@ pub struct Embedding(Vec<f32>);
 impl Embedding {
     /// Checks `values` against a tenant's spec.
     pub fn new(values: Vec<f32>, spec: TenantSpec) -> Result<Self> {
+        Self::check(&values, spec)?;
+        Ok(Self(values))
+    }
+
+    /// Checks `values` against a tenant's spec without taking them.
+    pub fn check(values: &[f32], spec: TenantSpec) -> Result<()> {
         if values.len() != spec.dimension {
             return Err(EngineError::InvalidVector(format!(
                 "the vector has {} components; this tenant's dimension is {}",
@@ -207,7 +213,7 @@ impl Embedding {
                 "the vector is all zeros, which has no direction under cosine".into(),
             ));
         }
-        Ok(Self(values))
+        Ok(())
     }
 
     /// The components.

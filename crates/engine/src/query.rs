@@ -51,7 +51,8 @@ impl SearchOptions {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks the limits: `k`, `offset`, a finite threshold, diversity in [0, 1].
+    pub fn validate(&self) -> Result<()> {
         check_page(self.k, self.offset)?;
         if let Some(t) = self.score_threshold
             && !t.is_finite()

@@ -1,51 +1,57 @@
-#![allow(clippy::print_stdout)]
-//! The `reco` binary.
-//!
-//! `reco migrate` applies the database migrations to the database of `DATABASE_URL`
-//! (PostgreSQL), or to the embedded SQLite file under `./data` when it is not set. The service
-//! itself (`reco serve`) and the other commands arrive with the HTTP layer.
+//! The `reco` binary: `serve` runs the service; `migrate` applies the database migrations.
 
 use anyhow::Context;
-use reco_server::Settings;
-use reco_storage::{PostgresSettings, SqliteSettings, Store};
+use clap::{Parser, Subcommand};
+use reco_server::{Application, ServeArgs, Settings};
+use reco_storage::Store;
 
-const USAGE: &str = "usage: reco migrate\n\n\
-    migrate   apply the database migrations (DATABASE_URL, or ./data/reco.db when unset)";
+#[derive(Parser)]
+#[command(
+    name = "reco",
+    version,
+    about = "A high-throughput recommendation engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate(ServeArgs),
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["migrate"] => migrate().await,
-        ["--help" | "-h" | "help"] => {
-            println!("{USAGE}");
-            Ok(())
+    reco_server::telemetry::init();
+    match Cli::parse().command {
+        Command::Serve(args) => {
+            let settings = Settings::resolve(args)?;
+            let app = Application::build(settings)
+                .await
+                .context("starting the service")?;
+            tracing::info!(port = app.port(), "listening");
+            app.run_until_stopped().await?;
         }
-        _ => {
-            eprintln!("{USAGE}");
-            std::process::exit(2);
+        Command::Migrate(args) => {
+            let mut settings = Settings::resolve(args)?;
+            settings.postgres.min_connections = 0;
+            let store = Store::open(
+                settings.database_url.as_deref(),
+                settings.postgres,
+                settings.sqlite,
+            )
+            .await
+            .context("opening the database")?;
+            store.migrate().await.context("applying the migrations")?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("migrated the {} database", store.backend());
+            }
         }
     }
-}
-
-async fn migrate() -> anyhow::Result<()> {
-    let settings = Settings::from_env()?;
-    let store = Store::open(
-        settings.database_url.as_deref(),
-        PostgresSettings {
-            min_connections: 0,
-            ..PostgresSettings::default()
-        },
-        SqliteSettings::default(),
-    )
-    .await
-    .context("opening the database")?;
-    store.migrate().await.context("applying the migrations")?;
-    println!("migrated the {} database", store.backend());
     Ok(())
 }

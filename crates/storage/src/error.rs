@@ -56,20 +56,34 @@ pub enum StorageError {
 impl From<sqlx::Error> for StorageError {
     fn from(e: sqlx::Error) -> Self {
         // `sqlx::Error` is non-exhaustive: name the unreachable kinds, keep the rest.
-        let unreachable = matches!(
-            e,
-            sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed
-        );
+        // SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and 57
+        // (operator intervention: shutdown, cannot connect now) mean "not now", not "wrong".
+        let transient_code = e.as_database_error().is_some_and(|db| {
+            db.code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57"))
+        });
+        let unreachable = transient_code
+            || matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            );
         if unreachable {
             StorageError::Unavailable(e.to_string())
         } else {
             StorageError::Database(e)
         }
     }
+}
+
+/// Any failure to get a connection means the database cannot be reached now, whatever the
+/// server said while refusing it.
+#[allow(clippy::needless_pass_by_value)] // It is the shape `map_err` calls.
+pub(crate) fn unavailable(e: sqlx::Error) -> StorageError {
+    StorageError::Unavailable(e.to_string())
 }
 
 impl StorageError {

@@ -17,7 +17,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, PgPool, Postgres, QueryBuilder, Row};
 
-use crate::error::{Result, StorageError};
+use crate::error::{Result, StorageError, unavailable};
 use crate::feed::{CHANNEL, ChangeKind, notice};
 use crate::group_commit::GroupCommit;
 use crate::rows;
@@ -115,7 +115,7 @@ impl PgStore {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let conn = self.pool.acquire().await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
-        Ok(conn?)
+        conn.map_err(unavailable)
     }
 
     /// Open and idle connections, and requests waiting for one.
@@ -136,7 +136,7 @@ impl PgStore {
     }
 
     pub async fn create_tenant(&self, name: &TenantName, spec: TenantSpec) -> Result<Created> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO tenants (name, dimension, metric) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO NOTHING RETURNING tid",
@@ -185,7 +185,7 @@ impl PgStore {
 
     /// Removes a tenant and all its data; false when it did not exist.
     pub async fn delete_tenant(&self, name: &TenantName) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let tid: Option<i64> =
             sqlx::query_scalar("DELETE FROM tenants WHERE name = $1 RETURNING tid")
                 .bind(name.as_str())
@@ -627,7 +627,7 @@ async fn insert_interactions(
     .bind(&at)
     .bind(CHANNEL)
     .bind(&notices)
-    .execute(pool)
+    .execute(&mut *pool.acquire().await.map_err(unavailable)?)
     .await
     .map_err(|e| match &group[..] {
         [(tenant, _)] => write_error(e, tenant),

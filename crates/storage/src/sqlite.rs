@@ -9,7 +9,7 @@ use reco_engine::{Created, EntityId, Interaction, NewEntity, TenantName, TenantS
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::error::{Result, StorageError};
+use crate::error::{Result, StorageError, unavailable};
 use crate::group_commit::GroupCommit;
 use crate::rows;
 use crate::settings::SqliteSettings;
@@ -79,7 +79,7 @@ impl SqliteStore {
     }
 
     pub async fn create_tenant(&self, name: &TenantName, spec: TenantSpec) -> Result<Created> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let inserted = sqlx::query(
             "INSERT INTO tenants (name, dimension, metric) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO NOTHING",
@@ -145,7 +145,7 @@ impl SqliteStore {
             .await?
             .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
         rows::check_entities(spec, batch)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         for e in batch {
             sqlx::query(
                 "INSERT INTO entities (tenant, id, embedding, category, tags, attributes) \
@@ -297,7 +297,7 @@ async fn insert_interactions(
     pool: &SqlitePool,
     group: Vec<(TenantName, Vec<Interaction>)>,
 ) -> Result<()> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin().await.map_err(unavailable)?;
     for (tenant, batch) in &group {
         for i in batch {
             sqlx::query(

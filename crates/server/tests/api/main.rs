@@ -1,3 +1,8 @@
-//! The `reco` binary and (with issue 4) the HTTP API, tested from the outside.
+//! The service through real HTTP: `TestApp::spawn` makes a fresh database and starts the server
+//! on port 0, against PostgreSQL (with Redis) or the embedded SQLite.
 
+mod api;
+mod helpers;
 mod migrate;
+mod operations;
+mod servers;

@@ -1,0 +1,495 @@
+//! The JSON shapes of `../shared/API.md`, and their conversion to and from engine types. Only
+//! this crate knows JSON; the engine's types are plain Rust.
+
+use std::sync::Arc;
+
+use reco_engine::{
+    EntityId, EntityView, Example, ExampleStrategy, Filter, Interaction, InteractionKind, Metric,
+    NewEntity, Ranking, RecommendRequest, Scored, SearchOptions, Strategy, TenantInfo, UserId,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// The most items one batch may hold.
+pub const MAX_BATCH: usize = 10_000;
+
+fn check_batch(len: usize, what: &str) -> Result<(), ApiError> {
+    if len > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "a batch holds at most {MAX_BATCH} {what}, not {len}; send it in parts"
+        )));
+    }
+    Ok(())
+}
+
+/// `PUT /v1/tenants/{tenant}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantBody {
+    /// The length of every vector, 1 to 16000.
+    pub dimension: usize,
+    /// `cosine`, `dot` or `euclidean`.
+    pub metric: String,
+}
+
+/// A tenant's settings and sizes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    pub name: String,
+    pub dimension: usize,
+    pub metric: &'static str,
+    pub entities: usize,
+    pub interactions: u64,
+}
+
+impl From<TenantInfo> for TenantView {
+    fn from(info: TenantInfo) -> Self {
+        Self {
+            name: info.name.to_string(),
+            dimension: info.spec.dimension,
+            metric: info.spec.metric.as_str(),
+            entities: info.entities,
+            interactions: info.interactions,
+        }
+    }
+}
+
+/// `201` from `POST /v1/tenants/{tenant}/keys`: shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    pub key: String,
+}
+
+/// One entity to write.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntityBody {
+    pub id: String,
+    pub vector: Vec<f32>,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Any JSON object; stored as given.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Box<RawValue>>,
+}
+
+/// `PUT /v1/tenants/{tenant}/entities`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntitiesBody {
+    pub entities: Vec<EntityBody>,
+}
+
+impl EntitiesBody {
+    pub fn into_entities(self) -> Result<Vec<NewEntity>, ApiError> {
+        check_batch(self.entities.len(), "entities")?;
+        self.entities
+            .into_iter()
+            .enumerate()
+            .map(|(index, e)| {
+                let at =
+                    |m: String| ApiError::BadRequest(format!("item {index} of the batch: {m}"));
+                let id = EntityId::parse(&e.id).map_err(|err| at(err.to_string()))?;
+                let attributes = match e.attributes {
+                    Some(raw) if raw.get().trim_start().starts_with('{') => {
+                        Some(Arc::from(raw.get()))
+                    }
+                    Some(_) => return Err(at("attributes must be a JSON object".into())),
+                    None => None,
+                };
+                Ok(NewEntity {
+                    id,
+                    vector: e.vector,
+                    category: e.category,
+                    tags: e.tags.unwrap_or_default(),
+                    attributes,
+                })
+            })
+            .collect()
+    }
+}
+
+/// `200` from an upsert.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Upserted {
+    pub upserted: usize,
+}
+
+/// An entity as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntityOut {
+    pub id: String,
+    pub vector: Vec<f32>,
+    pub category: Option<String>,
+    pub tags: Vec<String>,
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Box<RawValue>>,
+}
+
+impl From<EntityView> for EntityOut {
+    fn from(e: EntityView) -> Self {
+        Self {
+            id: e.id.to_string(),
+            vector: e.vector,
+            category: e.category.map(|c| c.to_string()),
+            tags: e.tags.iter().map(|t| t.to_string()).collect(),
+            attributes: e
+                .attributes
+                .and_then(|a| RawValue::from_string(a.to_string()).ok()),
+        }
+    }
+}
+
+/// One interaction.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InteractionBody {
+    pub user: String,
+    pub entity: String,
+    /// `view`, `click`, `like`, `purchase` or `dislike`.
+    pub kind: String,
+    /// Multiplies the kind's weight; 1 when absent.
+    #[serde(default)]
+    pub weight: Option<f32>,
+    /// RFC 3339; now when absent.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+}
+
+/// `POST /v1/tenants/{tenant}/interactions`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InteractionsBody {
+    pub interactions: Vec<InteractionBody>,
+}
+
+impl InteractionsBody {
+    pub fn into_interactions(self, now_ms: i64) -> Result<Vec<Interaction>, ApiError> {
+        check_batch(self.interactions.len(), "interactions")?;
+        self.interactions
+            .into_iter()
+            .enumerate()
+            .map(|(index, i)| {
+                let at =
+                    |m: String| ApiError::BadRequest(format!("item {index} of the batch: {m}"));
+                let timestamp = match i.timestamp {
+                    None => now_ms,
+                    Some(text) => parse_rfc3339(&text).map_err(at)?,
+                };
+                if i.weight.is_some_and(|w| !w.is_finite()) {
+                    return Err(at("weight must be a finite number".into()));
+                }
+                Ok(Interaction {
+                    user: UserId::parse(&i.user).map_err(|e| at(e.to_string()))?,
+                    entity: EntityId::parse(&i.entity).map_err(|e| at(e.to_string()))?,
+                    kind: InteractionKind::parse(&i.kind).map_err(|e| at(e.to_string()))?,
+                    weight: i.weight,
+                    timestamp,
+                })
+            })
+            .collect()
+    }
+}
+
+fn parse_rfc3339(text: &str) -> Result<i64, String> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("timestamp `{text}` is not RFC 3339: {e}"))?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(|e| e.to_string())
+}
+
+/// `200` from recording interactions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub accepted: usize,
+}
+
+/// The query string of similar and user recommendations.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// 1 to 1000; 10 by default.
+    pub k: Option<usize>,
+    /// 0 to 10000.
+    pub offset: Option<usize>,
+    pub category: Option<String>,
+    /// A comma list: any of these tags.
+    pub tags: Option<String>,
+    /// A comma list of ids to leave out.
+    pub exclude: Option<String>,
+    pub score_threshold: Option<f32>,
+    /// `true` scans every candidate exactly.
+    pub exact: Option<bool>,
+}
+
+fn comma_list(text: Option<&str>) -> Vec<String> {
+    text.map(|t| {
+        t.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+impl SearchQuery {
+    pub fn options(&self) -> Result<SearchOptions, ApiError> {
+        let exclude = comma_list(self.exclude.as_deref())
+            .iter()
+            .map(|id| EntityId::parse(id).map_err(ApiError::from))
+            .collect::<Result<_, _>>()?;
+        Ok(SearchOptions {
+            k: self.k.unwrap_or(10),
+            offset: self.offset.unwrap_or(0),
+            filter: Filter {
+                category: self.category.clone(),
+                tags_any: comma_list(self.tags.as_deref()),
+                tags_all: Vec::new(),
+                exclude,
+            },
+            score_threshold: self.score_threshold,
+            diversity: 0.0,
+            exact: self.exact.unwrap_or(false),
+        })
+    }
+}
+
+/// A result: an entity and its score.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScoredOut {
+    pub id: String,
+    pub score: f32,
+}
+
+fn scored(results: &[Scored]) -> Vec<ScoredOut> {
+    results
+        .iter()
+        .map(|s| ScoredOut {
+            id: s.id.to_string(),
+            score: s.score,
+        })
+        .collect()
+}
+
+/// `{"results": [...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Results {
+    pub results: Vec<ScoredOut>,
+}
+
+impl Results {
+    pub fn from_ranking(r: &Ranking) -> Self {
+        Self {
+            results: scored(&r.results),
+        }
+    }
+}
+
+/// A user's recommendations and how they were made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserResults {
+    /// `personalized` or `trending`.
+    pub strategy: &'static str,
+    pub results: Vec<ScoredOut>,
+}
+
+impl UserResults {
+    pub fn from_ranking(r: &Ranking) -> Self {
+        let strategy = match r.strategy {
+            Strategy::Trending => "trending",
+            Strategy::Personalized
+            | Strategy::Similar
+            | Strategy::AverageVector
+            | Strategy::BestScore => "personalized",
+        };
+        Self {
+            strategy,
+            results: scored(&r.results),
+        }
+    }
+}
+
+/// An example: an id, or an object with an id or a vector and an optional weight.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ExampleBody {
+    Id(String),
+    Object(ExampleObject),
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExampleObject {
+    pub id: Option<String>,
+    pub vector: Option<Vec<f32>>,
+    pub weight: Option<f32>,
+}
+
+/// The filter of a recommend body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterBody {
+    pub category: Option<String>,
+    #[serde(default)]
+    pub tags_any: Vec<String>,
+    #[serde(default)]
+    pub tags_all: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// `POST /v1/tenants/{tenant}/recommend`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendBody {
+    #[serde(default)]
+    pub positive: Vec<ExampleBody>,
+    #[serde(default)]
+    pub negative: Vec<ExampleBody>,
+    /// `average_vector` (default) or `best_score`.
+    pub strategy: Option<String>,
+    pub k: Option<usize>,
+    pub offset: Option<usize>,
+    #[serde(default)]
+    pub filter: FilterBody,
+    pub score_threshold: Option<f32>,
+    /// 0 (pure relevance) to 1.
+    pub diversity: Option<f32>,
+    pub exact: Option<bool>,
+}
+
+fn example(body: ExampleBody, list: &str, index: usize) -> Result<Example, ApiError> {
+    let bad = |m: &str| ApiError::BadRequest(format!("{list} example {index}: {m}"));
+    let (target, weight) = match body {
+        ExampleBody::Id(id) => (Err(id), None),
+        ExampleBody::Object(ExampleObject {
+            id: Some(id),
+            vector: None,
+            weight,
+        }) => (Err(id), weight),
+        ExampleBody::Object(ExampleObject {
+            id: None,
+            vector: Some(v),
+            weight,
+        }) => (Ok(v), weight),
+        ExampleBody::Object(_) => return Err(bad("give either an id or a vector")),
+    };
+    let example = match target {
+        Err(id) => Example::id(EntityId::parse(&id).map_err(|e| bad(&e.to_string()))?),
+        Ok(vector) => Example::vector(vector),
+    };
+    Ok(example.weighted(weight.unwrap_or(1.0)))
+}
+
+impl RecommendBody {
+    pub fn into_request(self) -> Result<RecommendRequest, ApiError> {
+        let strategy = match self.strategy.as_deref() {
+            None | Some("average_vector") => ExampleStrategy::AverageVector,
+            Some("best_score") => ExampleStrategy::BestScore,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "strategy is `average_vector` or `best_score`, not `{other}`"
+                )));
+            }
+        };
+        let convert = |list: Vec<ExampleBody>, name: &str| -> Result<Vec<Example>, ApiError> {
+            check_batch(list.len(), "examples")?;
+            list.into_iter()
+                .enumerate()
+                .map(|(i, e)| example(e, name, i))
+                .collect()
+        };
+        let exclude = self
+            .filter
+            .exclude
+            .iter()
+            .map(|id| EntityId::parse(id).map_err(ApiError::from))
+            .collect::<Result<_, _>>()?;
+        Ok(RecommendRequest {
+            positive: convert(self.positive, "positive")?,
+            negative: convert(self.negative, "negative")?,
+            strategy,
+            options: SearchOptions {
+                k: self.k.unwrap_or(10),
+                offset: self.offset.unwrap_or(0),
+                filter: Filter {
+                    category: self.filter.category,
+                    tags_any: self.filter.tags_any,
+                    tags_all: self.filter.tags_all,
+                    exclude,
+                },
+                score_threshold: self.score_threshold,
+                diversity: self.diversity.unwrap_or(0.0),
+                exact: self.exact.unwrap_or(false),
+            },
+        })
+    }
+}
+
+/// `{"results": [...], "missing": [ids]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecommendOut {
+    pub results: Vec<ScoredOut>,
+    pub missing: Vec<String>,
+}
+
+impl RecommendOut {
+    pub fn from_ranking(r: &Ranking) -> Self {
+        Self {
+            results: scored(&r.results),
+            missing: r.missing.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// `POST /v1/tenants/{tenant}/recommend/batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    pub requests: Vec<RecommendBody>,
+}
+
+/// One answer of a batch: a recommendation, or the error that request alone met.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchItem {
+    Answer(RecommendOut),
+    Error { error: ErrorOut },
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorOut {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// `{"responses": [...]}`, in the order of the requests.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchOut {
+    pub responses: Vec<BatchItem>,
+}
+
+/// The query string of trending.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TrendingParams {
+    pub k: Option<usize>,
+    pub offset: Option<usize>,
+    pub category: Option<String>,
+    /// Such as `24h` or `7d`; `24h` by default.
+    pub window: Option<String>,
+}
+
+pub fn metric(name: &str) -> Result<Metric, ApiError> {
+    Metric::parse(name).map_err(ApiError::from)
+}
+
+pub fn batch_limit_check(len: usize) -> Result<(), ApiError> {
+    check_batch(len, "requests")
+}

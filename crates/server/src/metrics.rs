@@ -1,0 +1,146 @@
+//! Prometheus metrics: requests and latency per route and status, cache hits and misses per
+//! tier, pool gauges, and index sizes. Counters move as requests are served; gauges are read at
+//! scrape time.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use reco_engine::{CacheStatus, Engine};
+use reco_storage::Store;
+
+/// The registry and its series.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    cache: IntCounterVec,
+    pool: IntGaugeVec,
+    entities: IntGaugeVec,
+    interactions: IntGaugeVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("reco_http_requests_total", "HTTP requests served"),
+            &["route", "method", "status"],
+        )
+        .expect("a valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("reco_http_request_duration_seconds", "HTTP request latency")
+                .buckets(vec![
+                    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+            &["route", "method", "status"],
+        )
+        .expect("a valid metric");
+        let cache = IntCounterVec::new(
+            Opts::new(
+                "reco_cache_requests_total",
+                "Answers from the in-process cache, by tier",
+            ),
+            &["tier", "result"],
+        )
+        .expect("a valid metric");
+        let pool = IntGaugeVec::new(
+            Opts::new(
+                "reco_db_pool_connections",
+                "Database pool connections by state",
+            ),
+            &["state"],
+        )
+        .expect("a valid metric");
+        let entities = IntGaugeVec::new(
+            Opts::new("reco_index_entities", "Entities in memory, per tenant"),
+            &["tenant"],
+        )
+        .expect("a valid metric");
+        let interactions = IntGaugeVec::new(
+            Opts::new(
+                "reco_index_interactions",
+                "Interactions recorded in memory, per tenant",
+            ),
+            &["tenant"],
+        )
+        .expect("a valid metric");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(cache.clone()),
+            Box::new(pool.clone()),
+            Box::new(entities.clone()),
+            Box::new(interactions.clone()),
+        ] {
+            registry.register(collector).expect("unique metric names");
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            cache,
+            pool,
+            entities,
+            interactions,
+        }
+    }
+
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let status = status.to_string();
+        let labels = [route, method, status.as_str()];
+        self.requests.with_label_values(&labels).inc();
+        self.latency.with_label_values(&labels).observe(seconds);
+    }
+
+    pub fn observe_cache(&self, tier: &str, status: CacheStatus) {
+        let result = match status {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+        };
+        self.cache.with_label_values(&[tier, result]).inc();
+    }
+
+    /// The text exposition, with gauges read now.
+    pub fn render(&self, engine: &Engine, store: &Store) -> String {
+        let pool = store.pool_stats();
+        for (state, value) in [
+            ("size", pool.size),
+            ("idle", pool.idle),
+            ("waiting", pool.waiting),
+            ("max", pool.max),
+        ] {
+            self.pool.with_label_values(&[state]).set(i64::from(value));
+        }
+        self.entities.reset();
+        self.interactions.reset();
+        for tenant in engine.tenants() {
+            if let Ok(info) = engine.tenant_info(&tenant) {
+                let name = tenant.as_str();
+                self.entities
+                    .with_label_values(&[name])
+                    .set(i64::try_from(info.entities).unwrap_or(i64::MAX));
+                self.interactions
+                    .with_label_values(&[name])
+                    .set(i64::try_from(info.interactions).unwrap_or(i64::MAX));
+            }
+        }
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into memory");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}

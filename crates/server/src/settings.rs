@@ -1,0 +1,304 @@
+//! The typed settings of `reco serve`: defaults, then an optional TOML file, then the
+//! environment, then flags, each overriding the one before.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use reco_engine::EngineConfig;
+use reco_storage::{PostgresSettings, RedisSettings, SqliteSettings};
+use serde::Deserialize;
+
+/// A setting that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The config file could not be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where recommendations are ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RankingMode {
+    /// In the engine, in memory: the default.
+    Memory,
+    /// In PostgreSQL with pgvector: the reference design, for comparison.
+    Database,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+/// The flags of `reco serve`; each is also read from the environment variable named beside it,
+/// and from the TOML file of `--config` (same names, in snake case).
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// A TOML file with any of these settings. Flags and environment win over it.
+    #[arg(long, env = "RECO_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// `postgres://...` for PostgreSQL; unset for the embedded database under the data folder.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// `redis://host:port` for a shared cache; unset for the in-process cache only.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Address and port to listen on. [default: 127.0.0.1:8080]
+    #[arg(long, env = "RECO_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// The admin key. Without one the server runs open, on loopback only.
+    #[arg(long, env = "RECO_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// The in-process cache. [default: on]
+    #[arg(long, env = "RECO_CACHE")]
+    pub cache: Option<Switch>,
+    /// Where similar-by-id is ranked. [default: memory]
+    #[arg(long, env = "RECO_RANKING")]
+    pub ranking: Option<RankingMode>,
+    /// Requests per second each tenant may make (its bucket holds as many). [default: 20000]
+    #[arg(long, env = "RECO_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// The longest a request may take, in milliseconds. [default: 30000]
+    #[arg(long, env = "RECO_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// The folder of the embedded database. [default: data]
+    #[arg(long, env = "RECO_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Most PostgreSQL connections. [default: 100]
+    #[arg(long, env = "RECO_PG_MAX_CONNECTIONS")]
+    pub pg_max_connections: Option<u32>,
+    /// PostgreSQL connections kept open. [default: 20]
+    #[arg(long, env = "RECO_PG_MIN_CONNECTIONS")]
+    pub pg_min_connections: Option<u32>,
+    /// Candidates pgvector's HNSW index visits per query. [default: 100]
+    #[arg(long, env = "RECO_HNSW_EF_SEARCH")]
+    pub hnsw_ef_search: Option<u32>,
+}
+
+/// Everything the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// PostgreSQL, or none for the embedded database.
+    pub database_url: Option<String>,
+    /// Redis, or none.
+    pub redis_url: Option<String>,
+    /// Where to listen; port 0 picks a free one.
+    pub bind: SocketAddr,
+    /// The admin key, or none to run open on loopback.
+    pub admin_key: Option<String>,
+    /// The in-process cache.
+    pub cache: bool,
+    /// Where similar-by-id is ranked.
+    pub ranking: RankingMode,
+    /// Requests per second per tenant.
+    pub rate_limit: u32,
+    /// The longest a request may take.
+    pub request_timeout: Duration,
+    /// The largest request body.
+    pub body_limit: usize,
+    /// PostgreSQL pool and session settings.
+    pub postgres: PostgresSettings,
+    /// The embedded database.
+    pub sqlite: SqliteSettings,
+    /// The Redis pool.
+    pub redis: RedisSettings,
+    /// Ranking, decay and cache settings.
+    pub engine: EngineConfig,
+    /// How far back interactions are loaded at start-up.
+    pub history: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            redis_url: None,
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_key: None,
+            cache: true,
+            ranking: RankingMode::Memory,
+            rate_limit: 20_000,
+            request_timeout: Duration::from_secs(30),
+            body_limit: 64 * 1024 * 1024,
+            postgres: PostgresSettings::default(),
+            sqlite: SqliteSettings::default(),
+            redis: RedisSettings::default(),
+            engine: EngineConfig::default(),
+            history: Duration::from_secs(90 * 86_400),
+        }
+    }
+}
+
+impl Settings {
+    /// The defaults, under the file of `args.config`, under `args` (flags and environment).
+    pub fn resolve(args: ServeArgs) -> Result<Self, SettingsError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                toml::from_str::<ServeArgs>(&text).map_err(|e| SettingsError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+            None => ServeArgs::default(),
+        };
+        let d = Settings::default();
+        let mut s = Settings {
+            database_url: args
+                .database_url
+                .or(file.database_url)
+                .filter(|u| !u.is_empty()),
+            redis_url: args.redis_url.or(file.redis_url).filter(|u| !u.is_empty()),
+            bind: args.bind.or(file.bind).unwrap_or(d.bind),
+            admin_key: args.admin_key.or(file.admin_key).filter(|k| !k.is_empty()),
+            cache: args.cache.or(file.cache).unwrap_or(Switch::On) == Switch::On,
+            ranking: args.ranking.or(file.ranking).unwrap_or(d.ranking),
+            rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(d.rate_limit),
+            request_timeout: args
+                .request_timeout_ms
+                .or(file.request_timeout_ms)
+                .map_or(d.request_timeout, Duration::from_millis),
+            ..d
+        };
+        if let Some(dir) = args.data_dir.or(file.data_dir) {
+            s.sqlite.path = dir.join("reco.db");
+        }
+        if let Some(n) = args.pg_max_connections.or(file.pg_max_connections) {
+            s.postgres.max_connections = n;
+        }
+        if let Some(n) = args.pg_min_connections.or(file.pg_min_connections) {
+            s.postgres.min_connections = n;
+        }
+        if let Some(n) = args.hnsw_ef_search.or(file.hnsw_ef_search) {
+            s.postgres.hnsw_ef_search = n;
+        }
+        s.engine.cache.enabled = s.cache;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks that the settings can run, and keeps an open server on loopback.
+    pub fn validate(&mut self) -> Result<(), SettingsError> {
+        if self.rate_limit == 0 {
+            return Err(SettingsError::Invalid(
+                "the rate limit must be at least 1 request a second".into(),
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(SettingsError::Invalid(
+                "the request timeout must be above zero".into(),
+            ));
+        }
+        if self.ranking == RankingMode::Database && self.database_url.is_none() {
+            return Err(SettingsError::Invalid(
+                "RECO_RANKING=database needs a PostgreSQL DATABASE_URL".into(),
+            ));
+        }
+        self.postgres
+            .validate()
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        self.engine
+            .validate()
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        if self.admin_key.is_none() && !self.bind.ip().is_loopback() {
+            tracing::warn!(
+                requested = %self.bind,
+                "no admin key is set: the server runs open, so it listens on loopback only"
+            );
+            self.bind.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<Settings, SettingsError> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("reco").chain(flags.iter().copied())).unwrap();
+        Settings::resolve(cli.serve)
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = Settings::default();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert!(s.cache);
+        assert_eq!(s.ranking, RankingMode::Memory);
+        assert_eq!(s.body_limit, 64 * 1024 * 1024);
+        assert_eq!(s.sqlite.path, PathBuf::from("data/reco.db"));
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("reco_settings_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("reco.toml");
+        std::fs::write(
+            &file,
+            "bind = \"127.0.0.1:9000\"\ncache = \"off\"\nrate_limit = 7\nadmin_key = \"from-file\"\n",
+        )
+        .unwrap();
+        let config = file.to_str().unwrap();
+        let s = parse(&["--config", config, "--rate-limit", "9"]).unwrap();
+        assert_eq!(s.bind.port(), 9000, "from the file");
+        assert!(!s.cache && !s.engine.cache.enabled, "from the file");
+        assert_eq!(s.rate_limit, 9, "the flag wins");
+        assert_eq!(s.admin_key.as_deref(), Some("from-file"));
+        std::fs::write(&file, "no_such_setting = 1\n").unwrap();
+        assert!(matches!(
+            parse(&["--config", config]),
+            Err(SettingsError::File { .. })
+        ));
+    }
+
+    #[test]
+    fn an_open_server_stays_on_loopback() {
+        let s = parse(&["--bind", "0.0.0.0:8081"]).unwrap();
+        assert!(s.bind.ip().is_loopback());
+        assert_eq!(s.bind.port(), 8081);
+        let s = parse(&["--bind", "0.0.0.0:8081", "--admin-key", "k"]).unwrap();
+        assert!(!s.bind.ip().is_loopback());
+    }
+
+    #[test]
+    fn impossible_settings_are_refused() {
+        assert!(parse(&["--rate-limit", "0"]).is_err());
+        assert!(
+            parse(&["--ranking", "database"]).is_err(),
+            "database mode needs PostgreSQL"
+        );
+        assert!(parse(&["--pg-min-connections", "500"]).is_err());
+    }
+}

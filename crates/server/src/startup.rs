@@ -1,0 +1,303 @@
+//! Building and running the service.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{Compress, Next, from_fn};
+use actix_web::{App, HttpMessage, HttpServer, ResponseError, web};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use reco_engine::{Engine, EngineError};
+use reco_storage::{RedisCache, StorageError, Store};
+use tracing::Instrument;
+
+use crate::error::ApiError;
+use crate::routes;
+use crate::settings::Settings;
+use crate::state::{AppState, Budget};
+use crate::{health, sync};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Storage could not be opened or migrated.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The engine refused its settings.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A built service: listening, warming up, and ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Opens storage (migrating it), binds the listener (port 0 picks a free one), and starts
+    /// loading the indexes in the background; `/health/ready` answers 503 until they are loaded.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let store = Store::open(
+            settings.database_url.as_deref(),
+            settings.postgres.clone(),
+            settings.sqlite.clone(),
+        )
+        .await?;
+        store.migrate().await?;
+        let engine = Arc::new(Engine::new(settings.engine.clone())?);
+        let redis = settings
+            .redis_url
+            .as_deref()
+            .map(|url| RedisCache::new(url, settings.redis.clone(), settings.engine.cache.clone()))
+            .transpose()?;
+        let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
+            address: settings.bind,
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                address: settings.bind,
+                source,
+            })?
+            .port();
+        let settings = Arc::new(settings);
+        let state = web::Data::new(AppState::new(engine, store, redis, settings.clone()));
+        let app_state = state.clone();
+        let body_limit = settings.body_limit;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(json_config(body_limit))
+                .app_data(web::PayloadConfig::new(body_limit))
+                .app_data(query_config())
+                .app_data(path_config())
+                .configure(configure)
+                .wrap(from_fn(time_limit))
+                .wrap(from_fn(envelope))
+                .wrap(Compress::default())
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            address: settings.bind,
+            source,
+        })?
+        .shutdown_timeout(30)
+        .run();
+        tokio::spawn(sync::warm_up_then_follow(state.clone()));
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop it gracefully: in-flight requests finish first.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The shared state, for tests that look inside.
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until stopped (SIGINT, SIGTERM, or [`Application::handle`]).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health/live", web::get().to(health::live))
+        .route("/health/ready", web::get().to(health::ready))
+        .route("/metrics", web::get().to(health::metrics))
+        .configure(crate::docs::configure)
+        .service(
+            web::scope("/v1/tenants/{tenant}")
+                .route("", web::put().to(routes::put_tenant))
+                .route("", web::get().to(routes::get_tenant))
+                .route("", web::delete().to(routes::delete_tenant))
+                .route("/keys", web::post().to(routes::create_key))
+                .route("/entities", web::put().to(routes::put_entities))
+                .route("/entities/{id}", web::get().to(routes::get_entity))
+                .route("/entities/{id}", web::delete().to(routes::delete_entity))
+                .route("/entities/{id}/similar", web::get().to(routes::similar))
+                .route("/interactions", web::post().to(routes::post_interactions))
+                .route(
+                    "/users/{user}/recommendations",
+                    web::get().to(routes::user_recommendations),
+                )
+                .route("/recommend", web::post().to(routes::recommend))
+                .route("/recommend/batch", web::post().to(routes::recommend_batch))
+                .route("/trending", web::get().to(routes::trending)),
+        );
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(move |err, _req| {
+            let overflow = matches!(
+                err,
+                JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. }
+            );
+            let api = if overflow {
+                ApiError::PayloadTooLarge(format!("a request body is at most {limit} bytes"))
+            } else {
+                ApiError::BadRequest(format!("the body is not valid: {err}"))
+            };
+            actix_web::error::InternalError::from_response(err, api.error_response()).into()
+        })
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req| {
+        let api = ApiError::BadRequest(format!("the query string is not valid: {err}"));
+        actix_web::error::InternalError::from_response(err, api.error_response()).into()
+    })
+}
+
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err: PathError, _req| {
+        let api = ApiError::BadRequest(format!("the path is not valid: {err}"));
+        actix_web::error::InternalError::from_response(err, api.error_response()).into()
+    })
+}
+
+fn request_id(req: &ServiceRequest) -> HeaderValue {
+    req.headers()
+        .get("x-request-id")
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a UUID is a header value")
+        })
+}
+
+/// The id of a request, for the layers inside the envelope.
+#[derive(Debug, Clone)]
+struct RequestId(HeaderValue);
+
+/// Around every request: a request id (echoed or made), a span for the logs, the rate-limit
+/// headers, and the request metrics.
+async fn envelope(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let id = request_id(&req);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .expect("the state is registered");
+    let method = req.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id.to_str().unwrap_or("-"),
+        method = %method,
+        path = %req.path(),
+    );
+    let served = next.call(req).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let mut res = match served {
+        Ok(res) => res,
+        Err(e) => {
+            // Only the time limit answers with an error here; its response carries the id.
+            let status = e.as_response_error().status_code().as_u16();
+            state.metrics.observe_request(
+                "timed out",
+                method.as_str(),
+                status,
+                elapsed.as_secs_f64(),
+            );
+            span.in_scope(|| tracing::warn!(status, error = %e, "served"));
+            return Err(e);
+        }
+    };
+    let status = res.status().as_u16();
+    let budget = res.request().extensions().get::<Budget>().copied();
+    routes::budget_headers(res.headers_mut(), status, budget, state.settings.rate_limit);
+    res.headers_mut()
+        .insert(HeaderName::from_static("x-request-id"), id);
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    state
+        .metrics
+        .observe_request(&route, method.as_str(), status, elapsed.as_secs_f64());
+    span.in_scope(|| {
+        let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        if status >= 500 {
+            tracing::warn!(status, latency_us, "served");
+        } else {
+            tracing::debug!(status, latency_us, "served");
+        }
+    });
+    Ok(res)
+}
+
+/// Inside the envelope: a request that takes longer than the limit is answered 503.
+async fn time_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .expect("the state is registered");
+    let limit = state.settings.request_timeout;
+    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    match tokio::time::timeout(limit, next.call(req)).await {
+        Ok(served) => served,
+        Err(_) => Err(ApiError::TimedOut {
+            after_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+            request_id,
+        }
+        .into()),
+    }
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise.
+pub(crate) fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {pos}/{len} rows ({per_sec}, {eta})",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}

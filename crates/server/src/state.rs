@@ -1,0 +1,186 @@
+//! What every handler shares.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use reco_engine::{Engine, TenantName};
+use reco_storage::{RedisCache, Store};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+
+type Limiter = RateLimiter<
+    TenantName,
+    DefaultKeyedStateStore<TenantName>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
+
+/// The state of a tenant's budget after a request, for the rate-limit headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub limit: u32,
+    pub remaining: u32,
+}
+
+/// Handlers' shared state.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub store: Store,
+    pub redis: Option<RedisCache>,
+    pub settings: Arc<Settings>,
+    pub metrics: Metrics,
+    /// Key hash to tenant; `None` remembers briefly that a key opens nothing.
+    keys: moka::sync::Cache<[u8; 32], Option<TenantName>>,
+    admin_hash: Option<[u8; 32]>,
+    limiter: Limiter,
+    clock: DefaultClock,
+    ready: AtomicBool,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("backend", &self.store.backend())
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who a request speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// The admin key, or any request when the server runs open.
+    Admin,
+    /// A tenant key.
+    Tenant(TenantName),
+}
+
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+impl AppState {
+    pub fn new(
+        engine: Arc<Engine>,
+        store: Store,
+        redis: Option<RedisCache>,
+        settings: Arc<Settings>,
+    ) -> Self {
+        let per_second = NonZeroU32::new(settings.rate_limit).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::keyed(Quota::per_second(per_second))
+            .with_middleware::<StateInformationMiddleware>();
+        Self {
+            engine,
+            store,
+            redis,
+            metrics: Metrics::new(),
+            keys: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            admin_hash: settings.admin_key.as_deref().map(hash_key),
+            limiter,
+            clock: DefaultClock::default(),
+            ready: AtomicBool::new(false),
+            settings,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Forgets every cached key: a tenant and its keys were deleted.
+    pub fn forget_keys(&self) {
+        self.keys.invalidate_all();
+    }
+
+    /// Remembers a key just made, so its first use needs no database.
+    pub fn remember_key(&self, hash: [u8; 32], tenant: TenantName) {
+        self.keys.insert(hash, Some(tenant));
+    }
+
+    /// Who the bearer key speaks for. Keys are looked up by hash in memory first, then in the
+    /// database; a known key keeps working while the database is down.
+    pub async fn access(&self, authorization: Option<&str>) -> Result<Access, ApiError> {
+        let Some(admin_hash) = self.admin_hash else {
+            return Ok(Access::Admin);
+        };
+        let key = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(ApiError::Unauthorized(
+                "send the key as `Authorization: Bearer <key>`",
+            ))?;
+        let hash = hash_key(key);
+        if hash == admin_hash {
+            return Ok(Access::Admin);
+        }
+        let tenant = match self.keys.get(&hash) {
+            Some(known) => known,
+            None => {
+                let found = self.store.find_api_key(hash).await?;
+                self.keys.insert(hash, found.clone());
+                found
+            }
+        };
+        tenant
+            .map(Access::Tenant)
+            .ok_or(ApiError::Unauthorized("this key is not valid"))
+    }
+
+    /// Admits a request about `tenant`: the key must open it (or be the admin key, when
+    /// `admin_only` the admin key only), and the tenant's budget must allow it.
+    pub async fn admit(
+        &self,
+        authorization: Option<&str>,
+        tenant: &TenantName,
+        admin_only: bool,
+    ) -> Result<Budget, ApiError> {
+        if !self.is_ready() {
+            return Err(ApiError::Unavailable {
+                message: "the service is loading its indexes; retry shortly".into(),
+                retry_after: 1,
+            });
+        }
+        match self.access(authorization).await? {
+            Access::Admin => {}
+            Access::Tenant(_) if admin_only => {
+                return Err(ApiError::Forbidden("this needs the admin key"));
+            }
+            Access::Tenant(own) if &own == tenant => {}
+            Access::Tenant(_) => return Err(ApiError::Forbidden("this key opens another tenant")),
+        }
+        self.spend(tenant)
+    }
+
+    /// Takes one request from a tenant's budget.
+    pub fn spend(&self, tenant: &TenantName) -> Result<Budget, ApiError> {
+        match self.limiter.check_key(tenant) {
+            Ok(snapshot) => Ok(Budget {
+                limit: self.settings.rate_limit,
+                remaining: snapshot.remaining_burst_capacity(),
+            }),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                Err(ApiError::RateLimited {
+                    retry_after: wait.as_secs().max(1),
+                })
+            }
+        }
+    }
+}

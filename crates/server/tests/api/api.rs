@@ -1,0 +1,528 @@
+//! Every endpoint, status and error code of the contract, on both backends.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, error_code, ids, seeded};
+
+macro_rules! both {
+    ($($test:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test] async fn $test() { super::$test(crate::helpers::Backend::Postgres).await; })*
+        }
+        mod sqlite {
+            $(#[tokio::test] async fn $test() { super::$test(crate::helpers::Backend::Sqlite).await; })*
+        }
+    };
+}
+
+both!(
+    tenants_are_made_found_and_deleted,
+    keys_open_one_tenant_only,
+    entities_are_stored_as_given,
+    a_bad_entity_rejects_the_whole_batch,
+    interactions_are_accepted_and_counted,
+    similar_follows_the_contract,
+    users_get_personal_or_trending_answers,
+    recommend_reports_missing_examples,
+    batches_answer_in_order,
+    trending_counts_recent_weight,
+    writes_are_visible_at_once_despite_the_cache,
+);
+
+async fn tenants_are_made_found_and_deleted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(app.create_tenant("shop", 4, "cosine").await.status(), 201);
+    assert_eq!(app.create_tenant("shop", 4, "cosine").await.status(), 200);
+    assert_eq!(
+        error_code(app.create_tenant("shop", 8, "cosine").await, 409).await,
+        "conflict"
+    );
+    assert_eq!(
+        error_code(app.create_tenant("Shop!", 4, "cosine").await, 400).await,
+        "bad_request"
+    );
+    assert_eq!(
+        error_code(app.create_tenant("x", 4, "manhattan").await, 400).await,
+        "bad_request"
+    );
+    assert_eq!(
+        error_code(app.create_tenant("x", 0, "dot").await, 400).await,
+        "bad_request"
+    );
+    let info: Value = app.get("/v1/tenants/shop").await.json().await.unwrap();
+    assert_eq!(
+        info,
+        json!({"name": "shop", "dimension": 4, "metric": "cosine", "entities": 0, "interactions": 0})
+    );
+    assert_eq!(
+        error_code(app.get("/v1/tenants/nope").await, 404).await,
+        "not_found"
+    );
+    let gone = app
+        .admin(Method::DELETE, "/v1/tenants/shop")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204);
+    assert_eq!(
+        error_code(app.get("/v1/tenants/shop").await, 404).await,
+        "not_found"
+    );
+    let again = app
+        .admin(Method::DELETE, "/v1/tenants/shop")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(again, 404).await, "not_found");
+}
+
+async fn keys_open_one_tenant_only(backend: Backend) {
+    let app = seeded(backend).await;
+    assert_eq!(app.create_tenant("blog", 3, "dot").await.status(), 201);
+    let shop_key = app.create_key("shop").await;
+    let blog_key = app.create_key("blog").await;
+    assert!(shop_key.len() >= 32 && shop_key != blog_key);
+    let get = |path: &str, key: Option<&str>| app.request(Method::GET, path, key).send();
+    assert_eq!(
+        get("/v1/tenants/shop", Some(&shop_key))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("/v1/tenants/blog", Some(&blog_key))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Each tenant's key is refused by the other, both ways.
+    assert_eq!(
+        error_code(get("/v1/tenants/blog", Some(&shop_key)).await.unwrap(), 403).await,
+        "forbidden"
+    );
+    assert_eq!(
+        error_code(
+            get("/v1/tenants/shop/entities/a", Some(&blog_key))
+                .await
+                .unwrap(),
+            403
+        )
+        .await,
+        "forbidden"
+    );
+    assert_eq!(
+        error_code(get("/v1/tenants/shop", None).await.unwrap(), 401).await,
+        "unauthorized"
+    );
+    assert_eq!(
+        error_code(get("/v1/tenants/shop", Some("made-up")).await.unwrap(), 401).await,
+        "unauthorized"
+    );
+    // A tenant key cannot do what needs the admin key.
+    let r = app
+        .request(Method::POST, "/v1/tenants/shop/keys", Some(&shop_key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 403).await, "forbidden");
+    let r = app
+        .request(Method::DELETE, "/v1/tenants/shop", Some(&shop_key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 403).await, "forbidden");
+    let r = app
+        .admin(Method::POST, "/v1/tenants/ghost/keys")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 404).await, "not_found");
+    // Deleting a tenant retires its keys.
+    app.admin(Method::DELETE, "/v1/tenants/blog")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(app.create_tenant("blog", 3, "dot").await.status(), 201);
+    assert_eq!(
+        error_code(get("/v1/tenants/blog", Some(&blog_key)).await.unwrap(), 401).await,
+        "unauthorized"
+    );
+}
+
+async fn entities_are_stored_as_given(backend: Backend) {
+    let app = seeded(backend).await;
+    let a: Value = app
+        .get("/v1/tenants/shop/entities/a")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        a,
+        json!({"id": "a", "vector": [1.0, 0.0, 0.0], "category": "books", "tags": ["new", "sale"], "attributes": {"price": 12}})
+    );
+    let e: Value = app
+        .get("/v1/tenants/shop/entities/e")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        e,
+        json!({"id": "e", "vector": [0.0, 0.0, 1.0], "category": null, "tags": [], "attributes": null})
+    );
+    assert_eq!(
+        error_code(app.get("/v1/tenants/shop/entities/zz").await, 404).await,
+        "not_found"
+    );
+    let gone = app
+        .admin(Method::DELETE, "/v1/tenants/shop/entities/e")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204);
+    assert_eq!(
+        error_code(app.get("/v1/tenants/shop/entities/e").await, 404).await,
+        "not_found"
+    );
+    let again = app
+        .admin(Method::DELETE, "/v1/tenants/shop/entities/e")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(again, 404).await, "not_found");
+    let info: Value = app.get("/v1/tenants/shop").await.json().await.unwrap();
+    assert_eq!(info["entities"], 4);
+}
+
+async fn a_bad_entity_rejects_the_whole_batch(backend: Backend) {
+    let app = seeded(backend).await;
+    let cases = [
+        (
+            json!([{"id": "a", "vector": [9, 9, 9]}, {"id": "new", "vector": [1, 2]}]),
+            "invalid_vector",
+        ),
+        (
+            json!([{"id": "a", "vector": [9, 9, 9]}, {"id": "new", "vector": [1e39, 0, 0]}]),
+            "invalid_vector",
+        ),
+        (
+            json!([{"id": "a", "vector": [9, 9, 9]}, {"id": "", "vector": [1, 0, 0]}]),
+            "bad_request",
+        ),
+        (
+            json!([{"id": "a", "vector": [9, 9, 9]}, {"id": "a", "vector": [1, 0, 0]}]),
+            "bad_request",
+        ),
+        (
+            json!([{"id": "a", "vector": [9, 9, 9]}, {"id": "x", "vector": [1, 0, 0], "attributes": [1]}]),
+            "bad_request",
+        ),
+        (
+            json!([{"id": "a", "vector": [9, 9, 9]}, {"id": "x", "vector": [1, 0, 0], "color": "red"}]),
+            "bad_request",
+        ),
+    ];
+    for (batch, code) in cases {
+        let r = app.upsert("shop", batch.clone()).await;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{batch}: {body}"
+        );
+        if code == "invalid_vector" {
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("item 1"),
+                "{body}"
+            );
+        }
+        let a: Value = app
+            .get("/v1/tenants/shop/entities/a")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(a["vector"], json!([1.0, 0.0, 0.0]), "nothing changed");
+    }
+    let too_many: Vec<Value> = (0..10_001)
+        .map(|i| json!({"id": format!("n{i}"), "vector": [1, 0, 0]}))
+        .collect();
+    assert_eq!(
+        error_code(app.upsert("shop", Value::from(too_many)).await, 400).await,
+        "bad_request"
+    );
+    let not_json = app
+        .admin(Method::PUT, "/v1/tenants/shop/entities")
+        .header("content-type", "application/json")
+        .body("{\"entities\": [")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(not_json, 400).await, "bad_request");
+    let info: Value = app.get("/v1/tenants/shop").await.json().await.unwrap();
+    assert_eq!(info["entities"], 5);
+}
+
+async fn interactions_are_accepted_and_counted(backend: Backend) {
+    let app = seeded(backend).await;
+    let r = app
+        .interact(
+            "shop",
+            json!([
+                {"user": "ann", "entity": "a", "kind": "purchase"},
+                {"user": "ann", "entity": "b", "kind": "view", "weight": 2.0, "timestamp": "2026-11-20T10:00:00Z"},
+                {"user": "bob", "entity": "c", "kind": "dislike", "timestamp": "2026-11-20T10:00:00+02:00"}
+            ]),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"accepted": 3}));
+    for (bad, why) in [
+        (
+            json!([{"user": "ann", "entity": "a", "kind": "share"}]),
+            "kind",
+        ),
+        (
+            json!([{"user": "ann", "entity": "a", "kind": "view", "timestamp": "yesterday"}]),
+            "timestamp",
+        ),
+        (json!([{"user": "", "entity": "a", "kind": "view"}]), "user"),
+    ] {
+        assert_eq!(
+            error_code(app.interact("shop", bad).await, 400).await,
+            "bad_request",
+            "{why}"
+        );
+    }
+    assert_eq!(
+        error_code(app.interact("ghost", json!([])).await, 404).await,
+        "not_found"
+    );
+    let info: Value = app.get("/v1/tenants/shop").await.json().await.unwrap();
+    assert_eq!(info["interactions"], 3);
+}
+
+async fn similar_follows_the_contract(backend: Backend) {
+    let app = seeded(backend).await;
+    assert_eq!(
+        ids(app.similar("shop", "a", "").await).await,
+        ["b", "c", "d", "e"]
+    );
+    assert_eq!(ids(app.similar("shop", "a", "k=2").await).await, ["b", "c"]);
+    assert_eq!(
+        ids(app.similar("shop", "a", "k=2&offset=1").await).await,
+        ["c", "d"]
+    );
+    assert_eq!(
+        ids(app.similar("shop", "a", "category=music").await).await,
+        ["c", "d"]
+    );
+    assert_eq!(
+        ids(app.similar("shop", "a", "tags=sale,new").await).await,
+        ["b", "c"]
+    );
+    assert_eq!(
+        ids(app.similar("shop", "a", "exclude=b,c").await).await,
+        ["d", "e"]
+    );
+    assert_eq!(
+        ids(app.similar("shop", "a", "score_threshold=0.5").await).await,
+        ["b", "c"]
+    );
+    assert_eq!(
+        ids(app.similar("shop", "a", "exact=true&k=1").await).await,
+        ["b"]
+    );
+    let scores: Value = app.similar("shop", "a", "k=1").await.json().await.unwrap();
+    assert_eq!(scores, json!({"results": [{"id": "b", "score": 0.9}]}));
+    for bad in [
+        "k=0",
+        "k=1001",
+        "offset=10001",
+        "k=ten",
+        "score_threshold=x",
+        "unknown=1",
+    ] {
+        assert_eq!(
+            error_code(app.similar("shop", "a", bad).await, 400).await,
+            "bad_request",
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        error_code(app.similar("shop", "zz", "").await, 404).await,
+        "not_found"
+    );
+    assert_eq!(
+        error_code(app.similar("ghost", "a", "").await, 404).await,
+        "not_found"
+    );
+}
+
+async fn users_get_personal_or_trending_answers(backend: Backend) {
+    let app = seeded(backend).await;
+    app.interact(
+        "shop",
+        json!([{"user": "ann", "entity": "a", "kind": "purchase"}]),
+    )
+    .await;
+    let ann: Value = app
+        .get("/v1/tenants/shop/users/ann/recommendations?k=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ann["strategy"], "personalized");
+    assert_eq!(ann["results"][0]["id"], "b", "never what ann bought: {ann}");
+    let new: Value = app
+        .get("/v1/tenants/shop/users/newcomer/recommendations")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(new["strategy"], "trending");
+    assert_eq!(new["results"][0]["id"], "a");
+}
+
+async fn recommend_reports_missing_examples(backend: Backend) {
+    let app = seeded(backend).await;
+    let r = app
+        .recommend(
+            "shop",
+            json!({"positive": ["a", {"id": "ghost", "weight": 2.0}], "negative": ["d"], "k": 2}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["missing"], json!(["ghost"]));
+    assert_eq!(body["results"][0]["id"], "b");
+    assert!(
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["id"] != "a" && r["id"] != "d")
+    );
+    let raw = app
+        .recommend(
+            "shop",
+            json!({"positive": [{"vector": [0, 0, 1]}], "strategy": "best_score", "k": 1}),
+        )
+        .await;
+    assert_eq!(ids(raw).await, ["e"]);
+    let diverse = app
+        .recommend("shop", json!({"positive": ["a"], "k": 2, "diversity": 0.9, "filter": {"tags_any": ["new", "sale"]}}))
+        .await;
+    assert_eq!(diverse.status(), 200);
+    assert_eq!(
+        error_code(
+            app.recommend("shop", json!({"positive": ["ghost"]})).await,
+            404
+        )
+        .await,
+        "not_found"
+    );
+    assert_eq!(
+        error_code(app.recommend("shop", json!({"positive": []})).await, 400).await,
+        "bad_request"
+    );
+    let short = app
+        .recommend("shop", json!({"positive": [{"vector": [1, 0]}]}))
+        .await;
+    assert_eq!(error_code(short, 400).await, "invalid_vector");
+    let strategy = app
+        .recommend("shop", json!({"positive": ["a"], "strategy": "magic"}))
+        .await;
+    assert_eq!(error_code(strategy, 400).await, "bad_request");
+}
+
+async fn batches_answer_in_order(backend: Backend) {
+    let app = seeded(backend).await;
+    let r = app
+        .admin(Method::POST, "/v1/tenants/shop/recommend/batch")
+        .json(&json!({"requests": [
+            {"positive": ["a"], "k": 1},
+            {"positive": ["ghost"]},
+            {"positive": ["d"], "k": 1}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let responses = body["responses"].as_array().unwrap();
+    assert_eq!(responses[0]["results"][0]["id"], "b");
+    assert_eq!(responses[1]["error"]["code"], "not_found");
+    assert_eq!(responses[2]["results"][0]["id"], "c");
+}
+
+async fn trending_counts_recent_weight(backend: Backend) {
+    let app = seeded(backend).await;
+    app.interact(
+        "shop",
+        json!([
+            {"user": "u1", "entity": "c", "kind": "purchase"},
+            {"user": "u2", "entity": "c", "kind": "view"},
+            {"user": "u3", "entity": "a", "kind": "like"},
+            {"user": "u4", "entity": "d", "kind": "purchase", "timestamp": "2020-01-01T00:00:00Z"}
+        ]),
+    )
+    .await;
+    assert_eq!(
+        ids(app.get("/v1/tenants/shop/trending").await).await,
+        ["c", "a"]
+    );
+    assert_eq!(
+        ids(app.get("/v1/tenants/shop/trending?category=books").await).await,
+        ["a"]
+    );
+    assert_eq!(
+        ids(app.get("/v1/tenants/shop/trending?window=1h&k=1").await).await,
+        ["c"]
+    );
+    let body: Value = app
+        .get("/v1/tenants/shop/trending?k=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        (body["results"][0]["score"].as_f64().unwrap() - 9.0).abs() < 0.01,
+        "{body}"
+    );
+    for bad in ["window=1w", "window=0h", "k=0", "window=400d"] {
+        let r = app.get(&format!("/v1/tenants/shop/trending?{bad}")).await;
+        assert_eq!(error_code(r, 400).await, "bad_request", "{bad}");
+    }
+}
+
+async fn writes_are_visible_at_once_despite_the_cache(backend: Backend) {
+    let app = seeded(backend).await;
+    let first = app.similar("shop", "a", "k=1").await;
+    assert_eq!(first.headers()["x-cache"], "miss");
+    let second = app.similar("shop", "a", "k=1").await;
+    assert_eq!(second.headers()["x-cache"], "hit");
+    assert_eq!(ids(second).await, ["b"]);
+    app.admin(Method::DELETE, "/v1/tenants/shop/entities/b")
+        .send()
+        .await
+        .unwrap();
+    let after = app.similar("shop", "a", "k=1").await;
+    assert_eq!(after.headers()["x-cache"], "miss");
+    assert_eq!(
+        ids(after).await,
+        ["c"],
+        "no cached answer names a deleted entity"
+    );
+    app.upsert("shop", json!([{"id": "z", "vector": [2.0, 0.0, 0.0]}]))
+        .await;
+    assert_eq!(ids(app.similar("shop", "a", "k=1").await).await, ["z"]);
+}

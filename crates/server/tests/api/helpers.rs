@@ -1,0 +1,227 @@
+//! `TestApp`: a server of its own on a fresh database, and typed requests.
+
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use rand::Rng;
+use reco_server::{Application, Settings};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+pub const ADMIN: &str = "test-admin-key";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+pub fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with ./scripts/test, which starts the services")
+    })
+}
+
+/// A fresh, empty database: a PostgreSQL URL, or a SQLite folder.
+pub async fn fresh_database(backend: Backend) -> Settings {
+    let mut settings = Settings::default();
+    let name = format!("reco_test_{:016x}", rand::rng().random::<u64>());
+    match backend {
+        Backend::Postgres => {
+            let admin = required_env("RECO_TEST_DATABASE_URL");
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            settings.database_url = Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0));
+            settings.redis_url = Some(required_env("RECO_TEST_REDIS_URL"));
+            settings.postgres.max_connections = 10;
+            settings.postgres.min_connections = 1;
+        }
+        Backend::Sqlite => {
+            settings.sqlite.path = std::env::temp_dir().join(name).join("reco.db");
+        }
+    }
+    settings.bind = "127.0.0.1:0".parse().unwrap();
+    settings.admin_key = Some(ADMIN.to_owned());
+    settings.rate_limit = 1_000_000;
+    settings
+}
+
+#[derive(Debug)]
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    handle: ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move { handle.stop(false).await });
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::start(fresh_database(backend).await).await
+    }
+
+    /// A server on the given settings (another server on the same database, say).
+    pub async fn start(settings: Settings) -> Self {
+        let app = Application::build(settings.clone())
+            .await
+            .expect("the server builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder().no_gzip().build().unwrap();
+        let test = Self {
+            base,
+            client,
+            settings,
+            handle,
+        };
+        test.wait_ready().await;
+        test
+    }
+
+    /// Stops the server gracefully: requests in flight are answered first.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+
+    pub async fn wait_ready(&self) {
+        let started = Instant::now();
+        loop {
+            let ready = self
+                .client
+                .get(format!("{}/health/ready", self.base))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the server never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str, key: Option<&str>) -> RequestBuilder {
+        let builder = self.client.request(method, format!("{}{path}", self.base));
+        match key {
+            Some(key) => builder.bearer_auth(key),
+            None => builder,
+        }
+    }
+
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request(method, path, Some(ADMIN))
+    }
+
+    pub async fn create_tenant(&self, tenant: &str, dimension: usize, metric: &str) -> Response {
+        self.admin(Method::PUT, &format!("/v1/tenants/{tenant}"))
+            .json(&json!({ "dimension": dimension, "metric": metric }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn create_key(&self, tenant: &str) -> String {
+        let r = self
+            .admin(Method::POST, &format!("/v1/tenants/{tenant}/keys"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn upsert(&self, tenant: &str, entities: Value) -> Response {
+        self.admin(Method::PUT, &format!("/v1/tenants/{tenant}/entities"))
+            .json(&json!({ "entities": entities }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn interact(&self, tenant: &str, interactions: Value) -> Response {
+        self.admin(Method::POST, &format!("/v1/tenants/{tenant}/interactions"))
+            .json(&json!({ "interactions": interactions }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.admin(Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn similar(&self, tenant: &str, id: &str, query: &str) -> Response {
+        self.get(&format!(
+            "/v1/tenants/{tenant}/entities/{id}/similar?{query}"
+        ))
+        .await
+    }
+
+    pub async fn recommend(&self, tenant: &str, body: Value) -> Response {
+        self.admin(Method::POST, &format!("/v1/tenants/{tenant}/recommend"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// A small catalogue of `shop` (dot product, 3 dimensions) whose order is known.
+pub async fn seeded(backend: Backend) -> TestApp {
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(app.create_tenant("shop", 3, "dot").await.status(), 201);
+    let r = app
+        .upsert(
+            "shop",
+            json!([
+                {"id": "a", "vector": [1.0, 0.0, 0.0], "category": "books", "tags": ["new", "sale"], "attributes": {"price": 12}},
+                {"id": "b", "vector": [0.9, 0.1, 0.0], "category": "books", "tags": ["new"]},
+                {"id": "c", "vector": [0.5, 0.5, 0.0], "category": "music", "tags": ["sale"]},
+                {"id": "d", "vector": [0.0, 1.0, 0.0], "category": "music"},
+                {"id": "e", "vector": [0.0, 0.0, 1.0]}
+            ]),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    app
+}
+
+/// The ids of a `{"results": [...]}` answer.
+pub async fn ids(response: Response) -> Vec<String> {
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The error code of an error answer, after checking the status.
+pub async fn error_code(response: Response, status: u16) -> String {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    body["error"]["code"].as_str().unwrap().to_owned()
+}

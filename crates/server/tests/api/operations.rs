@@ -1,0 +1,246 @@
+//! Health, metrics, documentation, headers, limits and compression.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, error_code, fresh_database, seeded};
+
+#[tokio::test]
+async fn health_reports_each_part() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let live = app
+        .client
+        .get(format!("{}/health/live", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let ready: Value = app
+        .client
+        .get(format!("{}/health/ready", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready,
+        json!({"status": "ready", "indexes": "loaded", "storage": "up", "redis": "up"})
+    );
+    let sqlite = TestApp::spawn(Backend::Sqlite).await;
+    let ready: Value = sqlite
+        .client
+        .get(format!("{}/health/ready", sqlite.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["redis"], "off");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_cache_pools_and_indexes() {
+    let app = seeded(Backend::Postgres).await;
+    for _ in 0..3 {
+        app.similar("shop", "a", "k=2").await;
+    }
+    app.similar("shop", "zz", "").await;
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let has = |needle: &str| assert!(text.contains(needle), "{needle} is missing from\n{text}");
+    has(
+        r#"reco_http_requests_total{method="GET",route="/v1/tenants/{tenant}/entities/{id}/similar",status="200"} 3"#,
+    );
+    has(
+        r#"reco_http_requests_total{method="GET",route="/v1/tenants/{tenant}/entities/{id}/similar",status="404"} 1"#,
+    );
+    has("reco_http_request_duration_seconds_bucket");
+    has(r#"reco_cache_requests_total{result="hit",tier="recommendations"} 2"#);
+    has(r#"reco_cache_requests_total{result="miss",tier="recommendations"} 1"#);
+    has(r#"reco_db_pool_connections{state="max"} 10"#);
+    has(r#"reco_index_entities{tenant="shop"} 5"#);
+}
+
+#[tokio::test]
+async fn the_api_documents_itself() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/v1/tenants/{tenant}",
+        "/v1/tenants/{tenant}/keys",
+        "/v1/tenants/{tenant}/entities",
+        "/v1/tenants/{tenant}/entities/{id}",
+        "/v1/tenants/{tenant}/entities/{id}/similar",
+        "/v1/tenants/{tenant}/interactions",
+        "/v1/tenants/{tenant}/users/{user}/recommendations",
+        "/v1/tenants/{tenant}/recommend",
+        "/v1/tenants/{tenant}/recommend/batch",
+        "/v1/tenants/{tenant}/trending",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(path), "{path} is not documented");
+    }
+    let page = app
+        .client
+        .get(format!("{}/docs/", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("swagger-ui"));
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = redirect
+        .get(format!("{}/docs", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 308);
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let r = app
+        .admin(Method::GET, "/v1/tenants/x")
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let r = app
+        .admin(Method::GET, "/v1/tenants/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"].len(), 36, "a UUID");
+    let live = app
+        .client
+        .get(format!("{}/health/live", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(live.headers().contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn each_tenant_has_its_own_budget() {
+    let mut settings = fresh_database(Backend::Sqlite).await;
+    settings.rate_limit = 5;
+    let app = TestApp::start(settings).await;
+    for name in ["shop", "blog"] {
+        // Creating the tenant spends one request of its budget.
+        assert_eq!(app.create_tenant(name, 2, "dot").await.status(), 201);
+    }
+    let mut remaining = Vec::new();
+    for _ in 0..4 {
+        let r = app.get("/v1/tenants/shop").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-ratelimit-limit"], "5");
+        remaining.push(
+            r.headers()["x-ratelimit-remaining"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(remaining, ["3", "2", "1", "0"]);
+    let over = app.get("/v1/tenants/shop").await;
+    assert!(
+        over.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(over.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(error_code(over, 429).await, "rate_limited");
+    assert_eq!(
+        app.get("/v1/tenants/blog").await.status(),
+        200,
+        "another tenant is not affected"
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused() {
+    let mut settings = fresh_database(Backend::Sqlite).await;
+    settings.body_limit = 4096;
+    let app = TestApp::start(settings).await;
+    app.create_tenant("shop", 2, "dot").await;
+    let big: Vec<Value> = (0..500)
+        .map(|i| json!({"id": format!("e{i}"), "vector": [1, 2]}))
+        .collect();
+    assert_eq!(
+        error_code(app.upsert("shop", Value::from(big)).await, 413).await,
+        "payload_too_large"
+    );
+    let info: Value = app.get("/v1/tenants/shop").await.json().await.unwrap();
+    assert_eq!(info["entities"], 0);
+}
+
+#[tokio::test]
+async fn large_answers_are_gzipped_when_asked() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.create_tenant("shop", 2, "dot").await;
+    let many: Vec<Value> = (0..300)
+        .map(|i| json!({"id": format!("entity-{i:04}"), "vector": [1, i]}))
+        .collect();
+    app.upsert("shop", Value::from(many)).await;
+    let zipped = app
+        .admin(
+            Method::GET,
+            "/v1/tenants/shop/entities/entity-0000/similar?k=200",
+        )
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let plain = app
+        .admin(
+            Method::GET,
+            "/v1/tenants/shop/entities/entity-0000/similar?k=200",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(!plain.headers().contains_key("content-encoding"));
+    let decoding = reqwest::Client::new();
+    let r = decoding
+        .get(format!(
+            "{}/v1/tenants/shop/entities/entity-0000/similar?k=200",
+            app.base
+        ))
+        .bearer_auth(crate::helpers::ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["results"].as_array().unwrap().len(), 200);
+}

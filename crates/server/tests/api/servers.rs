@@ -1,0 +1,220 @@
+//! More than one server, restarts, and parts going down.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::helpers::{Backend, TestApp, error_code, ids, seeded};
+
+/// Polls `check` until it holds, for at most `within`.
+async fn eventually<F, Fut>(within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn another_server_sees_writes_within_a_second() {
+    let a = seeded(Backend::Postgres).await;
+    let b = TestApp::start(a.settings.clone()).await;
+    assert_eq!(
+        ids(b.similar("shop", "a", "k=1").await).await,
+        ["b"],
+        "b loaded a's data"
+    );
+    // Warm b's cache, then change the data on a.
+    assert_eq!(
+        b.similar("shop", "a", "k=1").await.headers()["x-cache"],
+        "hit"
+    );
+    a.admin(Method::DELETE, "/v1/tenants/shop/entities/b")
+        .send()
+        .await
+        .unwrap();
+    a.upsert("shop", json!([{"id": "new", "vector": [0.8, 0.0, 0.0]}]))
+        .await;
+    a.interact(
+        "shop",
+        json!([{"user": "ann", "entity": "c", "kind": "purchase"}]),
+    )
+    .await;
+    eventually(Duration::from_secs(1), || async {
+        ids(b.similar("shop", "a", "k=1").await).await == ["new"]
+    })
+    .await;
+    eventually(Duration::from_secs(1), || async {
+        let info: Value = b.get("/v1/tenants/shop").await.json().await.unwrap();
+        info["interactions"] == 1
+    })
+    .await;
+    assert_eq!(ids(b.get("/v1/tenants/shop/trending").await).await, ["c"]);
+    assert_eq!(b.create_tenant("blog", 2, "dot").await.status(), 201);
+    eventually(Duration::from_secs(1), || async {
+        a.get("/v1/tenants/blog").await.status() == 200
+    })
+    .await;
+    b.admin(Method::DELETE, "/v1/tenants/blog")
+        .send()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(1), || async {
+        a.get("/v1/tenants/blog").await.status() == 404
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_everything() {
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let first = seeded(backend).await;
+        first
+            .interact(
+                "shop",
+                json!([{"user": "ann", "entity": "a", "kind": "like"}]),
+            )
+            .await;
+        let key = first.create_key("shop").await;
+        let settings = first.settings.clone();
+        drop(first);
+        let second = TestApp::start(settings).await;
+        let info: Value = second.get("/v1/tenants/shop").await.json().await.unwrap();
+        assert_eq!(
+            (info["entities"].clone(), info["interactions"].clone()),
+            (json!(5), json!(1)),
+            "{backend:?}"
+        );
+        let r = second
+            .request(Method::GET, "/v1/tenants/shop", Some(&key))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{backend:?}: keys survive");
+        let ann: Value = second
+            .get("/v1/tenants/shop/users/ann/recommendations")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ann["strategy"], "personalized");
+    }
+}
+
+#[tokio::test]
+async fn without_redis_requests_still_succeed() {
+    let mut settings = crate::helpers::fresh_database(Backend::Postgres).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    settings.redis_url = Some(format!("redis://127.0.0.1:{dead}"));
+    let app = TestApp::start(settings).await;
+    assert_eq!(app.create_tenant("shop", 2, "dot").await.status(), 201);
+    app.upsert(
+        "shop",
+        json!([{"id": "a", "vector": [1, 0]}, {"id": "b", "vector": [1, 1]}]),
+    )
+    .await;
+    for _ in 0..20 {
+        assert_eq!(ids(app.similar("shop", "a", "").await).await, ["b"]);
+    }
+    let ready: Value = app
+        .client
+        .get(format!("{}/health/ready", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (ready["status"].clone(), ready["redis"].clone()),
+        (json!("ready"), json!("down"))
+    );
+}
+
+#[tokio::test]
+async fn without_postgres_reads_are_served_and_writes_refused() {
+    let app = seeded(Backend::Postgres).await;
+    let url = app.settings.database_url.clone().unwrap();
+    let db = url.rsplit_once('/').unwrap().1.to_owned();
+    let admin_url = crate::helpers::required_env("RECO_TEST_DATABASE_URL");
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let cut = |allow: bool| format!("ALTER DATABASE {db} ALLOW_CONNECTIONS {allow}");
+    sqlx::query(sqlx::AssertSqlSafe(cut(false)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&db)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        ids(app.similar("shop", "a", "k=1").await).await,
+        ["b"],
+        "reads come from memory"
+    );
+    let write = app
+        .upsert("shop", json!([{"id": "x", "vector": [1, 1, 1]}]))
+        .await;
+    assert!(write.headers().contains_key("retry-after"));
+    assert_eq!(error_code(write, 503).await, "unavailable");
+    let interaction = app
+        .interact(
+            "shop",
+            json!([{"user": "u", "entity": "a", "kind": "view"}]),
+        )
+        .await;
+    assert_eq!(error_code(interaction, 503).await, "unavailable");
+    assert_eq!(
+        app.get("/v1/tenants/shop/entities/x").await.status(),
+        404,
+        "the refused write is not visible"
+    );
+
+    sqlx::query(sqlx::AssertSqlSafe(cut(true)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), || async {
+        app.upsert("shop", json!([{"id": "x", "vector": [1, 1, 1]}]))
+            .await
+            .status()
+            == 200
+    })
+    .await;
+    let info: Value = app.get("/v1/tenants/shop").await.json().await.unwrap();
+    assert_eq!(info["interactions"], 0, "nothing refused was counted");
+}
+
+#[tokio::test]
+async fn shutdown_finishes_requests_in_flight() {
+    let app = seeded(Backend::Sqlite).await;
+    let big: Vec<Value> = (0..10_000)
+        .map(|i| json!({"id": format!("n{i}"), "vector": [1, 0, i]}))
+        .collect();
+    let request = app.upsert("shop", Value::from(big));
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        app.stop().await;
+    };
+    let (response, ()) = tokio::join!(request, stop);
+    assert_eq!(response.status(), 200, "the request in flight was answered");
+    let after = app
+        .client
+        .get(format!("{}/health/live", app.base))
+        .send()
+        .await;
+    assert!(after.is_err(), "the server stopped");
+}
