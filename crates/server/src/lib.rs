@@ -16,6 +16,7 @@ pub mod api;
 pub mod docs;
 pub mod error;
 mod health;
+pub mod import;
 pub mod metrics;
 mod routes;
 pub mod settings;

@@ -1,9 +1,14 @@
-//! The `reco` binary: `serve` runs the service; `migrate` applies the database migrations.
+//! The `reco` binary: `serve` runs the service, `migrate` applies the migrations, and `import`,
+//! `tenant create` and `key create` talk to a running service.
+
+#![allow(clippy::print_stdout)]
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use reco_server::import::{self, Client, ImportArgs};
 use reco_server::{Application, ServeArgs, Settings};
 use reco_storage::Store;
+use serde_json::json;
 
 #[derive(Parser)]
 #[command(
@@ -22,13 +27,61 @@ enum Command {
     Serve(ServeArgs),
     /// Apply the database migrations and exit.
     Migrate(ServeArgs),
+    /// Import entities or interactions from JSON lines or CSV (checked whole, then batched;
+    /// a rerun resumes).
+    Import(ImportArgs),
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Tenant keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// Where the service is, and the key to use.
+#[derive(Args)]
+struct Remote {
+    /// The service.
+    #[arg(long, env = "RECO_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The admin key.
+    #[arg(long, env = "RECO_ADMIN_KEY", hide_env_values = true)]
+    key: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Make a tenant (or find it with the same settings).
+    Create {
+        /// Its name: 1 to 64 of a-z, 0-9, `_` and `-`.
+        name: String,
+        /// The length of its vectors.
+        #[arg(long)]
+        dimension: usize,
+        /// cosine, dot or euclidean.
+        #[arg(long, default_value = "cosine")]
+        metric: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make a key that opens one tenant; it is printed once.
+    Create {
+        /// The tenant.
+        tenant: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    reco_server::telemetry::init();
     match Cli::parse().command {
         Command::Serve(args) => {
+            reco_server::telemetry::init();
             let settings = Settings::resolve(args)?;
             let app = Application::build(settings)
                 .await
@@ -47,10 +100,46 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("opening the database")?;
             store.migrate().await.context("applying the migrations")?;
-            #[allow(clippy::print_stdout)]
-            {
-                println!("migrated the {} database", store.backend());
-            }
+            println!("migrated the {} database", store.backend());
+        }
+        Command::Import(args) => {
+            let bar = import::bar();
+            let done = import::run(&args, &bar).await?;
+            bar.finish_and_clear();
+            println!(
+                "imported {} line(s) into {}{}",
+                done.written,
+                args.tenant,
+                if done.skipped > 0 {
+                    format!(" ({} sent by an earlier run)", done.skipped)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Command::Tenant(TenantCommand::Create {
+            name,
+            dimension,
+            metric,
+            remote,
+        }) => {
+            let client = Client::new(&remote.url, remote.key.as_deref());
+            let body = json!({ "dimension": dimension, "metric": metric });
+            let tenant = client
+                .send(reqwest::Method::PUT, &format!("/v1/tenants/{name}"), &body)
+                .await?;
+            println!("{tenant}");
+        }
+        Command::Key(KeyCommand::Create { tenant, remote }) => {
+            let client = Client::new(&remote.url, remote.key.as_deref());
+            let key = client
+                .send(
+                    reqwest::Method::POST,
+                    &format!("/v1/tenants/{tenant}/keys"),
+                    &json!({}),
+                )
+                .await?;
+            println!("{}", key["key"].as_str().unwrap_or_default());
         }
     }
     Ok(())

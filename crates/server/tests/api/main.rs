@@ -2,6 +2,7 @@
 //! on port 0, against PostgreSQL (with Redis) or the embedded SQLite.
 
 mod api;
+mod cli;
 mod helpers;
 mod migrate;
 mod operations;

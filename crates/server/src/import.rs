@@ -1,0 +1,418 @@
+//! `reco import`: JSON lines or CSV of entities or interactions into a tenant, through the HTTP
+//! API (so the service validates, stores and serves them at once, and other servers hear of it).
+//!
+//! The whole file is checked first, and a file with any bad line writes nothing: every bad line
+//! is reported with its number. Then it goes in batches, each all or nothing. After each batch
+//! the number of lines sent is written beside the file (`<file>.reco-import`, with the file's
+//! size and hash), so a run that stopped resumes where it stopped, and an interaction is never
+//! sent twice.
+
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::api::{EntityBody, InteractionBody};
+
+/// What the lines hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Entities: id, vector, category, tags, attributes.
+    Entities,
+    /// Interactions: user, entity, kind, weight, timestamp.
+    Interactions,
+}
+
+/// How the file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON object a line, shaped as in the API.
+    Jsonl,
+    /// A header row, then one row a line. Vectors are numbers separated by spaces (or a JSON
+    /// array); tags are separated by `|`; attributes are a JSON object.
+    Csv,
+}
+
+/// Why an import did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    /// Some lines are bad; nothing was written.
+    #[error("{} bad line(s); nothing was written:\n{}", .0.len(), .0.join("\n"))]
+    BadLines(Vec<String>),
+    /// The service refused or failed a request.
+    #[error("the service answered {status}: {body}")]
+    Refused { status: u16, body: String },
+    /// The service could not be reached.
+    #[error("cannot reach the service: {0}")]
+    Unreachable(String),
+}
+
+/// Where and how to import.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportArgs {
+    /// The file to read.
+    pub file: PathBuf,
+    /// The tenant to write into.
+    #[arg(long)]
+    pub tenant: String,
+    /// What the lines hold.
+    #[arg(long, value_enum)]
+    pub kind: Kind,
+    /// How the file is written; by default from its extension (`.csv`, else JSON lines).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Lines per request (at most 10000).
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// The service.
+    #[arg(long, env = "RECO_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// A key that opens the tenant (or the admin key).
+    #[arg(long, env = "RECO_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Progress {
+    size: u64,
+    sha256: String,
+    lines_sent: usize,
+}
+
+/// How an import went.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Imported {
+    /// Lines written by this run.
+    pub written: usize,
+    /// Lines a run before had written.
+    pub skipped: usize,
+}
+
+fn progress_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".reco-import");
+    PathBuf::from(name)
+}
+
+/// Runs an import; see the module documentation.
+pub async fn run(args: &ImportArgs, bar: &ProgressBar) -> Result<Imported, ImportError> {
+    let bytes = std::fs::read(&args.file).map_err(|e| ImportError::File {
+        path: args.file.clone(),
+        reason: e.to_string(),
+    })?;
+    let text = String::from_utf8(bytes.clone()).map_err(|e| ImportError::File {
+        path: args.file.clone(),
+        reason: format!("not UTF-8: {e}"),
+    })?;
+    let format =
+        args.format
+            .unwrap_or_else(|| match args.file.extension().and_then(|e| e.to_str()) {
+                Some("csv") => Format::Csv,
+                _ => Format::Jsonl,
+            });
+    let client = Client::new(&args.url, args.key.as_deref());
+    let tenant: Value = client.get(&format!("/v1/tenants/{}", args.tenant)).await?;
+    let dimension = tenant["dimension"].as_u64().unwrap_or_default() as usize;
+    let cosine = tenant["metric"] == "cosine";
+
+    let (rows, mut bad) = parse(&text, format, args.kind);
+    if args.kind == Kind::Entities {
+        for (line, row) in &rows {
+            if let Some(problem) = check_vector(&row["vector"], dimension, cosine) {
+                bad.push((*line, problem));
+            }
+        }
+    }
+    if !bad.is_empty() {
+        bad.sort_by_key(|(line, _)| *line);
+        let lines = bad
+            .into_iter()
+            .map(|(line, e)| format!("line {line}: {e}"))
+            .collect();
+        return Err(ImportError::BadLines(lines));
+    }
+
+    let fingerprint = Progress {
+        size: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        lines_sent: 0,
+    };
+    let marker = progress_path(&args.file);
+    let skipped = std::fs::read_to_string(&marker)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Progress>(&t).ok())
+        .filter(|p| p.size == fingerprint.size && p.sha256 == fingerprint.sha256)
+        .map_or(0, |p| p.lines_sent.min(rows.len()));
+    bar.set_length(rows.len() as u64);
+    bar.set_position(skipped as u64);
+    let (path, field) = match args.kind {
+        Kind::Entities => (format!("/v1/tenants/{}/entities", args.tenant), "entities"),
+        Kind::Interactions => (
+            format!("/v1/tenants/{}/interactions", args.tenant),
+            "interactions",
+        ),
+    };
+    let mut sent = skipped;
+    for batch in rows[skipped..].chunks(args.batch_size.clamp(1, crate::api::MAX_BATCH)) {
+        let items: Vec<&Value> = batch.iter().map(|(_, row)| row).collect();
+        let body = json!({ field: items });
+        match args.kind {
+            Kind::Entities => client.send(reqwest::Method::PUT, &path, &body).await?,
+            Kind::Interactions => client.send(reqwest::Method::POST, &path, &body).await?,
+        };
+        sent += batch.len();
+        let done = Progress {
+            lines_sent: sent,
+            ..fingerprint_clone(&fingerprint)
+        };
+        std::fs::write(&marker, serde_json::to_string(&done).expect("plain data")).map_err(
+            |e| ImportError::File {
+                path: marker.clone(),
+                reason: e.to_string(),
+            },
+        )?;
+        bar.set_position(sent as u64);
+    }
+    Ok(Imported {
+        written: sent - skipped,
+        skipped,
+    })
+}
+
+fn fingerprint_clone(p: &Progress) -> Progress {
+    Progress {
+        size: p.size,
+        sha256: p.sha256.clone(),
+        lines_sent: p.lines_sent,
+    }
+}
+
+fn check_vector(vector: &Value, dimension: usize, cosine: bool) -> Option<String> {
+    let values = vector.as_array()?;
+    if values.len() != dimension {
+        return Some(format!(
+            "the vector has {} components; the tenant's dimension is {dimension}",
+            values.len()
+        ));
+    }
+    let numbers: Vec<f64> = values.iter().filter_map(Value::as_f64).collect();
+    if numbers.len() != values.len() || numbers.iter().any(|x| !(*x as f32).is_finite()) {
+        return Some("every component must be a finite number".into());
+    }
+    if cosine && numbers.iter().all(|x| *x == 0.0) {
+        return Some("the vector is all zeros, which has no direction under cosine".into());
+    }
+    None
+}
+
+/// Parses every line into the API's JSON shape, checking its fields: the good rows, and the
+/// bad lines with what is wrong with each.
+type Parsed = (Vec<(usize, Value)>, Vec<(usize, String)>);
+
+fn parse(text: &str, format: Format, kind: Kind) -> Parsed {
+    let mut rows = Vec::new();
+    let mut bad = Vec::new();
+    let mut check = |line: usize, row: Result<Value, String>| match row.and_then(|v| shape(v, kind))
+    {
+        Ok(v) => rows.push((line, v)),
+        Err(e) => bad.push((line, e)),
+    };
+    match format {
+        Format::Jsonl => {
+            for (i, line) in text.lines().enumerate() {
+                if !line.trim().is_empty() {
+                    check(i + 1, serde_json::from_str(line).map_err(|e| e.to_string()));
+                }
+            }
+        }
+        Format::Csv => {
+            let mut reader = csv::ReaderBuilder::new()
+                .flexible(false)
+                .from_reader(text.as_bytes());
+            let headers = match reader.headers() {
+                Ok(headers) => headers.clone(),
+                Err(e) => {
+                    check(1, Err(e.to_string()));
+                    return (rows, bad);
+                }
+            };
+            for record in reader.records() {
+                match record {
+                    Ok(record) => {
+                        let line = record.position().map_or(0, |p| p.line() as usize);
+                        check(line, csv_row(&headers, &record, kind));
+                    }
+                    Err(e) => {
+                        let line = e.position().map_or(0, |p| p.line() as usize);
+                        check(line, Err(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    (rows, bad)
+}
+
+/// Checks that a row has the API's shape for its kind.
+fn shape(row: Value, kind: Kind) -> Result<Value, String> {
+    let checked = match kind {
+        Kind::Entities => serde_json::from_value::<EntityBody>(row.clone()).map(drop),
+        Kind::Interactions => serde_json::from_value::<InteractionBody>(row.clone()).map(drop),
+    };
+    checked.map_err(|e| e.to_string())?;
+    Ok(row)
+}
+
+fn csv_row(
+    headers: &csv::StringRecord,
+    record: &csv::StringRecord,
+    kind: Kind,
+) -> Result<Value, String> {
+    let mut object = serde_json::Map::new();
+    for (name, field) in headers.iter().zip(record.iter()) {
+        if field.is_empty() {
+            continue;
+        }
+        let value = match (kind, name) {
+            (Kind::Entities, "vector") => vector_field(field)?,
+            (Kind::Entities, "tags") => {
+                Value::from(field.split('|').map(str::to_owned).collect::<Vec<_>>())
+            }
+            (Kind::Entities, "attributes") => {
+                serde_json::from_str(field).map_err(|e| format!("attributes: {e}"))?
+            }
+            (Kind::Interactions, "weight") => Value::from(
+                field
+                    .parse::<f64>()
+                    .map_err(|_| format!("weight `{field}` is not a number"))?,
+            ),
+            _ => Value::from(field),
+        };
+        object.insert(name.to_owned(), value);
+    }
+    Ok(Value::Object(object))
+}
+
+fn vector_field(field: &str) -> Result<Value, String> {
+    if field.trim_start().starts_with('[') {
+        return serde_json::from_str(field).map_err(|e| format!("vector: {e}"));
+    }
+    field
+        .split_whitespace()
+        .map(|x| {
+            x.parse::<f64>()
+                .map_err(|_| format!("vector component `{x}` is not a number"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::from)
+}
+
+/// A small client of the service's API.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    key: Option<String>,
+}
+
+impl Client {
+    pub fn new(base: &str, key: Option<&str>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            key: key.map(str::to_owned),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ImportError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ImportError::Unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| ImportError::Unreachable(e.to_string()))?;
+        if !(200..300).contains(&status) {
+            return Err(ImportError::Refused { status, body: text });
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ImportError> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, ImportError> {
+        self.call(method, path, Some(body)).await
+    }
+}
+
+/// The progress bar of an import.
+pub fn bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} lines ({per_sec}, {eta} left)")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_become_api_objects() {
+        let text = "id,vector,category,tags,attributes\na,1 2 3,books,new|sale,\"{\"\"p\"\": 1}\"\nb,\"[4, 5, 6]\",,,\n";
+        let (rows, bad) = parse(text, Format::Csv, Kind::Entities);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(rows[0].0, 2);
+        assert_eq!(
+            rows[0].1,
+            json!({"id": "a", "vector": [1.0, 2.0, 3.0], "category": "books", "tags": ["new", "sale"], "attributes": {"p": 1}})
+        );
+        assert_eq!(rows[1].1, json!({"id": "b", "vector": [4, 5, 6]}));
+    }
+
+    #[test]
+    fn bad_lines_are_all_named() {
+        let text = "{\"id\": \"a\", \"vector\": [1]}\nnot json\n\n{\"id\": \"b\"}\n{\"id\": \"c\", \"vector\": [1], \"colour\": 1}\n";
+        let (rows, bad) = parse(text, Format::Jsonl, Kind::Entities);
+        let numbers: Vec<usize> = bad.iter().map(|(line, _)| *line).collect();
+        assert_eq!(numbers, [2, 4, 5]);
+        assert_eq!(rows.len(), 1);
+        assert!(
+            check_vector(&json!([1, 2]), 3, false)
+                .unwrap()
+                .contains("dimension")
+        );
+        assert!(check_vector(&json!([0, 0]), 2, true).is_some());
+        assert!(check_vector(&json!([1e39, 0]), 2, false).is_some());
+        assert!(check_vector(&json!([1, 0]), 2, true).is_none());
+    }
+}

@@ -1,0 +1,167 @@
+//! The `reco` commands that talk to a running service.
+
+use serde_json::Value;
+use tokio::process::Command;
+
+use crate::helpers::{ADMIN, Backend, TestApp};
+
+async fn reco(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_reco"))
+        .args(args)
+        .env("RECO_URL", &app.base)
+        .env("RECO_ADMIN_KEY", ADMIN)
+        .env("RECO_KEY", ADMIN)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "reco_cli_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn counts(app: &TestApp) -> (u64, u64) {
+    let info: Value = app.get("/v1/tenants/shop").await.json().await.unwrap();
+    (
+        info["entities"].as_u64().unwrap(),
+        info["interactions"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_and_keys_are_made_from_the_command_line() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (ok, out, err) = reco(
+        &app,
+        &[
+            "tenant",
+            "create",
+            "shop",
+            "--dimension",
+            "3",
+            "--metric",
+            "dot",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("\"dimension\":3"), "{out}");
+    let (ok, key, err) = reco(&app, &["key", "create", "shop"]).await;
+    assert!(ok, "{err}");
+    let r = app
+        .request(reqwest::Method::GET, "/v1/tenants/shop", Some(key.trim()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (ok, _, err) = reco(&app, &["key", "create", "ghost"]).await;
+    assert!(!ok && err.contains("404"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_with_a_bad_line_writes_nothing() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.create_tenant("shop", 3, "cosine").await;
+    let file = write(
+        "entities.jsonl",
+        "{\"id\": \"a\", \"vector\": [1, 0, 0]}\n{\"id\": \"b\", \"vector\": [0, 1, 0]}\n{\"id\": \"c\", \"vector\": [1, 2]}\n{\"id\": \"d\"}\n{\"id\": \"e\", \"vector\": [0, 0, 0]}\n",
+    );
+    let (ok, _, err) = reco(
+        &app,
+        &[
+            "import",
+            file.to_str().unwrap(),
+            "--tenant",
+            "shop",
+            "--kind",
+            "entities",
+        ],
+    )
+    .await;
+    assert!(!ok);
+    for line in ["line 3:", "line 4:", "line 5:"] {
+        assert!(err.contains(line), "{line} is not reported in\n{err}");
+    }
+    assert!(err.contains("nothing was written"), "{err}");
+    assert_eq!(counts(&app).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_go_in_batches_and_resume() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.create_tenant("shop", 2, "dot").await;
+    let csv = write(
+        "entities.csv",
+        "id,vector,category,tags\na,1 0,books,new|sale\nb,\"[0, 1]\",,\nc,1 1,music,\n",
+    );
+    let (ok, out, err) = reco(
+        &app,
+        &[
+            "import",
+            csv.to_str().unwrap(),
+            "--tenant",
+            "shop",
+            "--kind",
+            "entities",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("imported 3 line(s)"), "{out}");
+    let a: Value = app
+        .get("/v1/tenants/shop/entities/a")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["tags"], serde_json::json!(["new", "sale"]));
+
+    let lines: String = (0..25)
+        .map(|i| format!("{{\"user\": \"u{i}\", \"entity\": \"a\", \"kind\": \"view\"}}\n"))
+        .collect();
+    let file = write("interactions.jsonl", &lines);
+    let path = file.to_str().unwrap();
+    let args = [
+        "import",
+        path,
+        "--tenant",
+        "shop",
+        "--kind",
+        "interactions",
+        "--batch-size",
+        "10",
+    ];
+    let (ok, out, err) = reco(&app, &args).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("imported 25 line(s)"), "{out}");
+    assert_eq!(counts(&app).await, (3, 25));
+    // Run again: everything was sent, so nothing is sent twice.
+    let (ok, out, _) = reco(&app, &args).await;
+    assert!(
+        ok && out.contains("imported 0 line(s)") && out.contains("25 sent by an earlier run"),
+        "{out}"
+    );
+    assert_eq!(counts(&app).await, (3, 25));
+    // A run that stopped after the first batch resumes after it.
+    let marker = format!("{path}.reco-import");
+    let progress: Value = serde_json::from_str(&std::fs::read_to_string(&marker).unwrap()).unwrap();
+    let mut stopped = progress.clone();
+    stopped["lines_sent"] = 10.into();
+    std::fs::write(&marker, stopped.to_string()).unwrap();
+    let (ok, out, _) = reco(&app, &args).await;
+    assert!(ok && out.contains("imported 15 line(s)"), "{out}");
+    assert_eq!(counts(&app).await, (3, 40));
+}
