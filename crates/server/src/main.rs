@@ -81,6 +81,7 @@ enum KeyCommand {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => {
+            // Logs first, so that what the settings say (an open server, say) is seen.
             reco_server::telemetry::init();
             let settings = Settings::resolve(args)?;
             let app = Application::build(settings)

@@ -221,12 +221,14 @@ impl Settings {
         self.engine
             .validate()
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
-        if self.admin_key.is_none() && !self.bind.ip().is_loopback() {
+        if self.admin_key.is_none() {
             tracing::warn!(
                 requested = %self.bind,
-                "no admin key is set: the server runs open, so it listens on loopback only"
+                "no admin key is set (RECO_ADMIN_KEY): the server runs open, on loopback only"
             );
-            self.bind.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            if !self.bind.ip().is_loopback() {
+                self.bind.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            }
         }
         Ok(())
     }
