@@ -23,25 +23,34 @@ pub fn required_env(name: &str) -> String {
     })
 }
 
+fn random_name() -> String {
+    format!("reco_test_{:016x}", rand::rng().random::<u64>())
+}
+
+/// Makes an empty PostgreSQL database on the test server and answers its URL.
+pub async fn create_pg_database() -> String {
+    let admin = required_env("RECO_TEST_DATABASE_URL");
+    let name = random_name();
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
 /// A fresh, empty database: a PostgreSQL URL, or a SQLite folder.
 pub async fn fresh_database(backend: Backend) -> Settings {
     let mut settings = Settings::default();
-    let name = format!("reco_test_{:016x}", rand::rng().random::<u64>());
     match backend {
         Backend::Postgres => {
-            let admin = required_env("RECO_TEST_DATABASE_URL");
-            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            settings.database_url = Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0));
+            settings.database_url = Some(create_pg_database().await);
             settings.redis_url = Some(required_env("RECO_TEST_REDIS_URL"));
             settings.postgres.max_connections = 10;
             settings.postgres.min_connections = 1;
         }
         Backend::Sqlite => {
-            settings.sqlite.path = std::env::temp_dir().join(name).join("reco.db");
+            settings.sqlite.path = std::env::temp_dir().join(random_name()).join("reco.db");
         }
     }
     settings.bind = "127.0.0.1:0".parse().unwrap();

@@ -5,7 +5,7 @@ use std::process::Command;
 use rand::Rng;
 use sqlx::Connection;
 
-use crate::helpers::required_env;
+use crate::helpers::create_pg_database;
 
 fn reco() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_reco"));
@@ -34,14 +34,7 @@ fn migrate_makes_the_embedded_database_under_data() {
 
 #[tokio::test]
 async fn migrate_prepares_a_postgres_database() {
-    let admin = required_env("RECO_TEST_DATABASE_URL");
-    let name = format!("reco_test_{:016x}", rand::rng().random::<u64>());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let url = create_pg_database().await;
     let out = reco()
         .arg("migrate")
         .env("DATABASE_URL", &url)
