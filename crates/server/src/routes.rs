@@ -306,30 +306,38 @@ pub async fn recommend_batch(
     state.engine.tenant_info(&tenant)?;
     let body = body.into_inner();
     batch_limit_check(body.requests.len())?;
-    let responses = body
-        .requests
-        .into_iter()
-        .map(|r| {
-            let answer = r.into_request().and_then(|request| {
-                state
-                    .engine
-                    .recommend(&tenant, &request)
-                    .map_err(ApiError::from)
-            });
-            match answer {
-                Ok(answer) => {
-                    state.metrics.observe_cache("recommendations", answer.cache);
-                    BatchItem::Answer(RecommendOut::from_ranking(&answer.ranking))
-                }
-                Err(e) => BatchItem::Error {
-                    error: ErrorOut {
-                        code: e.parts().1,
-                        message: e.message(),
+    // A batch can hold thousands of rankings: it runs on the blocking pool, so that it neither
+    // holds up this worker's other requests nor escapes the time limit.
+    let worker = state.clone();
+    let responses = web::block(move || {
+        body.requests
+            .into_iter()
+            .map(|r| {
+                let answer = r.into_request().and_then(|request| {
+                    worker
+                        .engine
+                        .recommend(&tenant, &request)
+                        .map_err(ApiError::from)
+                });
+                match answer {
+                    Ok(answer) => {
+                        worker
+                            .metrics
+                            .observe_cache("recommendations", answer.cache);
+                        BatchItem::Answer(RecommendOut::from_ranking(&answer.ranking))
+                    }
+                    Err(e) => BatchItem::Error {
+                        error: ErrorOut {
+                            code: e.parts().1,
+                            message: e.message(),
+                        },
                     },
-                },
-            }
-        })
-        .collect();
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the batch worker failed: {e}")))?;
     Ok(HttpResponse::Ok().json(BatchOut { responses }))
 }
 

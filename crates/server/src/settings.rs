@@ -76,7 +76,8 @@ pub struct ServeArgs {
     /// Requests per second each tenant may make (its bucket holds as many). [default: 20000]
     #[arg(long, env = "RECO_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
-    /// The longest a request may take, in milliseconds. [default: 30000]
+    /// The longest a read may take, in milliseconds (writes are bounded by the database's own
+    /// timeouts). [default: 30000]
     #[arg(long, env = "RECO_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
     /// The folder of the embedded database. [default: data]
@@ -110,7 +111,7 @@ pub struct Settings {
     pub ranking: RankingMode,
     /// Requests per second per tenant.
     pub rate_limit: u32,
-    /// The longest a request may take.
+    /// The longest a read may take.
     pub request_timeout: Duration,
     /// The largest request body.
     pub body_limit: usize,

@@ -267,11 +267,26 @@ async fn envelope(
     Ok(res)
 }
 
-/// Inside the envelope: a request that takes longer than the limit is answered 503.
+/// Whether a request writes. A write is never cut short: cancelled after its commit and before
+/// the engine applied it, it would leave memory behind storage, and a client retrying the 503
+/// would record its interactions twice. Writes are bounded by the database's own limits
+/// (acquire and statement timeouts) instead.
+fn writes(req: &ServiceRequest) -> bool {
+    let method = req.method();
+    method == actix_web::http::Method::PUT
+        || method == actix_web::http::Method::DELETE
+        || (method == actix_web::http::Method::POST
+            && (req.path().ends_with("/interactions") || req.path().ends_with("/keys")))
+}
+
+/// Inside the envelope: a read that takes longer than the limit is answered 503.
 async fn time_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if writes(&req) {
+        return next.call(req).await;
+    }
     let state = req
         .app_data::<web::Data<AppState>>()
         .cloned()

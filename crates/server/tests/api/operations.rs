@@ -244,3 +244,81 @@ async fn large_answers_are_gzipped_when_asked() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["results"].as_array().unwrap().len(), 200);
 }
+
+#[tokio::test]
+async fn the_database_mode_ranks_with_pgvector_alike() {
+    let memory = seeded(Backend::Postgres).await;
+    let mut settings = memory.settings.clone();
+    settings.ranking = reco_server::RankingMode::Database;
+    let database = TestApp::start(settings).await;
+    for query in [
+        "exact=true",
+        "exact=true&k=2&offset=1",
+        "exact=true&category=music",
+        "k=3",
+        "exact=true&score_threshold=0.5",
+    ] {
+        let from_memory: Value = memory
+            .similar("shop", "a", query)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let r = database.similar("shop", "a", query).await;
+        assert_eq!(
+            r.headers()["x-cache"],
+            "miss",
+            "the database mode does not cache"
+        );
+        let from_database: Value = r.json().await.unwrap();
+        let ids = |v: &Value| -> Vec<String> {
+            v["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(ids(&from_database), ids(&from_memory), "{query}");
+    }
+    assert_eq!(
+        error_code(database.similar("shop", "a", "k=0").await, 400).await,
+        "bad_request"
+    );
+    assert_eq!(
+        error_code(database.similar("shop", "zz", "").await, 404).await,
+        "not_found"
+    );
+}
+
+#[tokio::test]
+async fn a_read_over_the_time_limit_is_answered_503_and_writes_are_not_cut() {
+    let mut settings = fresh_database(Backend::Sqlite).await;
+    settings.request_timeout = std::time::Duration::from_millis(5);
+    let app = TestApp::start(settings).await;
+    // Writes are not time-limited: 10,000 entities take far longer than 5 ms, and all land.
+    assert_eq!(app.create_tenant("shop", 64, "dot").await.status(), 201);
+    let vector: Vec<f32> = (0..64).map(|i| i as f32).collect();
+    let big: Vec<Value> = (0..10_000)
+        .map(|i| json!({"id": format!("e{i}"), "vector": vector}))
+        .collect();
+    assert_eq!(app.upsert("shop", Value::from(big)).await.status(), 200);
+    // A batch of 500 recommendations over 10,000 entities is a read far longer than 5 ms.
+    let requests: Vec<Value> = (0..500)
+        .map(|i| json!({"positive": [format!("e{i}")], "k": 5}))
+        .collect();
+    let r = app
+        .admin(Method::POST, "/v1/tenants/shop/recommend/batch")
+        .header("x-request-id", "slow-1")
+        .json(&json!({ "requests": requests }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["x-request-id"],
+        "slow-1",
+        "the id survives the time limit"
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(error_code(r, 503).await, "unavailable");
+}
