@@ -77,7 +77,7 @@ pub struct ImportArgs {
     pub key: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct Progress {
     size: u64,
     sha256: String,
@@ -168,7 +168,7 @@ pub async fn run(args: &ImportArgs, bar: &ProgressBar) -> Result<Imported, Impor
         sent += batch.len();
         let done = Progress {
             lines_sent: sent,
-            ..fingerprint_clone(&fingerprint)
+            ..fingerprint.clone()
         };
         std::fs::write(&marker, serde_json::to_string(&done).expect("plain data")).map_err(
             |e| ImportError::File {
@@ -182,14 +182,6 @@ pub async fn run(args: &ImportArgs, bar: &ProgressBar) -> Result<Imported, Impor
         written: sent - skipped,
         skipped,
     })
-}
-
-fn fingerprint_clone(p: &Progress) -> Progress {
-    Progress {
-        size: p.size,
-        sha256: p.sha256.clone(),
-        lines_sent: p.lines_sent,
-    }
 }
 
 fn check_vector(vector: &Value, dimension: usize, cosine: bool) -> Option<String> {
