@@ -20,10 +20,12 @@ use crate::query::{
     TrendingQuery,
 };
 
-/// The tiers of ranked answers.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Tier {
+/// The TTL tiers of ranked answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheTier {
+    /// Similar, recommend and per-user answers.
     Recommendations,
+    /// Trending answers.
     Trending,
 }
 
@@ -203,22 +205,38 @@ impl Caches {
     /// A ranked answer from `tier`, or `compute`d and kept there.
     pub fn ranking(
         &self,
-        tier: Tier,
+        tier: CacheTier,
         key: impl FnOnce() -> Key,
         compute: impl FnOnce() -> Result<Ranking>,
     ) -> Result<Answer> {
-        let Some(tiers) = &self.tiers else {
+        let Some(cache) = self.tier(tier) else {
             return Ok(Answer {
                 ranking: Arc::new(compute()?),
                 cache: CacheStatus::Miss,
             });
         };
-        let cache = match tier {
-            Tier::Recommendations => &tiers.recommendations,
-            Tier::Trending => &tiers.trending,
-        };
         let (ranking, cache) = get_or_compute(cache, key(), || compute().map(Arc::new))?;
         Ok(Answer { ranking, cache })
+    }
+
+    fn tier(&self, tier: CacheTier) -> Option<&Cache<Key, Arc<Ranking>>> {
+        let tiers = self.tiers.as_ref()?;
+        Some(match tier {
+            CacheTier::Recommendations => &tiers.recommendations,
+            CacheTier::Trending => &tiers.trending,
+        })
+    }
+
+    /// The answer kept under `key`, if any.
+    pub fn peek(&self, tier: CacheTier, key: &Key) -> Option<Arc<Ranking>> {
+        self.tier(tier)?.get(key)
+    }
+
+    /// Keeps an answer made elsewhere.
+    pub fn keep(&self, tier: CacheTier, key: Key, ranking: Arc<Ranking>) {
+        if let Some(cache) = self.tier(tier) {
+            cache.insert(key, ranking);
+        }
     }
 
     /// A user's preference vector, or `compute`d and kept.
@@ -276,7 +294,7 @@ mod tests {
                             Ok(ranking())
                         };
                         caches
-                            .ranking(Tier::Recommendations, || key(1), compute)
+                            .ranking(CacheTier::Recommendations, || key(1), compute)
                             .unwrap()
                             .cache
                     })
@@ -294,13 +312,17 @@ mod tests {
     #[test]
     fn a_new_generation_misses_and_errors_are_not_kept() {
         let caches = Caches::new(&CacheConfig::default());
-        let get = |g| caches.ranking(Tier::Recommendations, || key(g), || Ok(ranking()));
+        let get = |g| caches.ranking(CacheTier::Recommendations, || key(g), || Ok(ranking()));
         assert_eq!(get(1).unwrap().cache, CacheStatus::Miss);
         assert_eq!(get(1).unwrap().cache, CacheStatus::Hit);
         assert_eq!(get(2).unwrap().cache, CacheStatus::Miss);
         let fail = || Err(crate::EngineError::EntityNotFound("a".into()));
-        assert!(caches.ranking(Tier::Trending, || key(3), fail).is_err());
-        let ok = caches.ranking(Tier::Trending, || key(3), || Ok(ranking()));
+        assert!(
+            caches
+                .ranking(CacheTier::Trending, || key(3), fail)
+                .is_err()
+        );
+        let ok = caches.ranking(CacheTier::Trending, || key(3), || Ok(ranking()));
         assert_eq!(
             ok.unwrap().cache,
             CacheStatus::Miss,
@@ -315,7 +337,7 @@ mod tests {
             ..CacheConfig::default()
         };
         let caches = Caches::new(&config);
-        let get = || caches.ranking(Tier::Recommendations, || key(1), || Ok(ranking()));
+        let get = || caches.ranking(CacheTier::Recommendations, || key(1), || Ok(ranking()));
         assert_eq!(get().unwrap().cache, CacheStatus::Miss);
         thread::sleep(Duration::from_millis(20));
         assert_eq!(get().unwrap().cache, CacheStatus::Miss);
@@ -328,7 +350,7 @@ mod tests {
             ..CacheConfig::default()
         });
         for _ in 0..2 {
-            let a = caches.ranking(Tier::Recommendations, || key(1), || Ok(ranking()));
+            let a = caches.ranking(CacheTier::Recommendations, || key(1), || Ok(ranking()));
             assert_eq!(a.unwrap().cache, CacheStatus::Miss);
         }
     }

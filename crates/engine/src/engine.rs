@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use arc_swap::ArcSwap;
 use roaring::RoaringBitmap;
 
-use crate::cache::{Caches, Key, PreferenceKey, QueryKey, Tier};
+use crate::cache::{CacheTier, Caches, Key, PreferenceKey, QueryKey};
 use crate::config::{Clock, EngineConfig, SystemClock, millis};
 use crate::distance::{Probe, goodness_floor, inverse_norm, score_of};
 use crate::error::{EngineError, Result};
@@ -19,8 +19,8 @@ use crate::model::{
     TenantName, TenantSpec, UserId,
 };
 use crate::query::{
-    Answer, Example, ExampleStrategy, ExampleTarget, Ranking, RecommendRequest, SearchOptions,
-    Strategy, TrendingQuery, Window,
+    Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, Ranking, RecommendRequest,
+    SearchOptions, Strategy, TrendingQuery, Window,
 };
 use crate::topk::TopK;
 
@@ -33,16 +33,27 @@ pub enum Created {
     Existed,
 }
 
+/// Whether a stamped change was applied now or had been applied before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied<T> {
+    /// Applied now, with what the write returns.
+    Done(T),
+    /// Its stamp was applied before: nothing changed.
+    Already,
+}
+
 /// One tenant: its settings and the current snapshots. Readers load a snapshot and never wait;
 /// a writer copies the current one, changes the copy and swaps it in, one writer at a time.
 #[derive(Debug)]
 struct Tenant {
     name: TenantName,
     spec: TenantSpec,
+    /// The host's name for this incarnation of the tenant (0 for hosts that have none).
+    lineage: u64,
     entities: ArcSwap<EntityIndex>,
     interactions: ArcSwap<InteractionLog>,
-    entity_writer: Mutex<()>,
-    interaction_writer: Mutex<()>,
+    /// Held by the one writer; holds the stamp of the last change applied.
+    writer: Mutex<u64>,
 }
 
 /// The in-memory recommendation engine. It is `Send + Sync`: share it behind an `Arc`.
@@ -92,10 +103,24 @@ impl Engine {
 
     /// Makes a tenant, or finds it when it exists with the same settings.
     pub fn create_tenant(&self, name: TenantName, spec: TenantSpec) -> Result<Created> {
+        self.create_tenant_at(name, spec, 0, 0)
+    }
+
+    /// Makes a tenant for a host that orders its changes (see [`Engine::upsert_at`]): `lineage`
+    /// names this incarnation of the tenant (a tenant deleted and made again gets another), and
+    /// `stamp` is the stamp of the last change the tenant's data already holds. It finds the
+    /// tenant when it exists with the same settings and lineage.
+    pub fn create_tenant_at(
+        &self,
+        name: TenantName,
+        spec: TenantSpec,
+        lineage: u64,
+        stamp: u64,
+    ) -> Result<Created> {
         let spec = TenantSpec::new(spec.dimension, spec.metric)?;
         let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(existing) = tenants.get(&name) {
-            return if existing.spec == spec {
+            return if existing.spec == spec && existing.lineage == lineage {
                 Ok(Created::Existed)
             } else {
                 Err(EngineError::TenantConflict {
@@ -105,13 +130,17 @@ impl Engine {
                 })
             };
         }
+        let mut entities = EntityIndex::new(spec, self.next_generation());
+        entities.stamp = stamp;
+        let mut interactions = InteractionLog::new(self.next_generation());
+        interactions.stamp = stamp;
         let tenant = Tenant {
             name: name.clone(),
             spec,
-            entities: ArcSwap::from_pointee(EntityIndex::new(spec, self.next_generation())),
-            interactions: ArcSwap::from_pointee(InteractionLog::new(self.next_generation())),
-            entity_writer: Mutex::new(()),
-            interaction_writer: Mutex::new(()),
+            lineage,
+            entities: ArcSwap::from_pointee(entities),
+            interactions: ArcSwap::from_pointee(interactions),
+            writer: Mutex::new(stamp),
         };
         tenants.insert(name, Arc::new(tenant));
         Ok(Created::Created)
@@ -161,14 +190,82 @@ impl Engine {
         crate::index::check(self.tenant(name)?.spec, batch)
     }
 
-    /// Inserts or replaces a batch of entities: all of them, or none when any is invalid.
-    /// Returns how many were written.
-    pub fn upsert(&self, name: &TenantName, batch: Vec<NewEntity>) -> Result<usize> {
+    /// The lineage a tenant was made with (see [`Engine::create_tenant_at`]).
+    pub fn lineage(&self, name: &TenantName) -> Result<u64> {
+        Ok(self.tenant(name)?.lineage)
+    }
+
+    /// Writes entities that the tenant's current stamp already accounts for, taking no stamp:
+    /// a host loading a tenant from storage makes it with [`Engine::create_tenant_at`] at the
+    /// version it read, then restores the rows of that version.
+    pub fn restore_entities(&self, name: &TenantName, batch: Vec<NewEntity>) -> Result<usize> {
         let tenant = self.tenant(name)?;
         let batch = prepare(tenant.spec, batch)?;
         let count = batch.len();
-        self.write_entities(&tenant, |index| index.upsert(batch));
+        let applied = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.write_entities(&tenant, *applied, |index| index.upsert(batch));
         Ok(count)
+    }
+
+    /// Records interactions that the tenant's current stamp already accounts for (see
+    /// [`Engine::restore_entities`]).
+    pub fn restore_interactions(
+        &self,
+        name: &TenantName,
+        batch: Vec<Interaction>,
+    ) -> Result<usize> {
+        let tenant = self.tenant(name)?;
+        let batch = self.weigh(batch)?;
+        let count = batch.len();
+        let applied = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.write_interactions(&tenant, *applied, batch);
+        Ok(count)
+    }
+
+    /// The stamp of the last change applied to a tenant.
+    pub fn applied(&self, name: &TenantName) -> Result<u64> {
+        let tenant = self.tenant(name)?;
+        let applied = *tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(applied)
+    }
+
+    /// Inserts or replaces a batch of entities: all of them, or none when any is invalid.
+    /// Returns how many were written.
+    pub fn upsert(&self, name: &TenantName, batch: Vec<NewEntity>) -> Result<usize> {
+        self.upsert_stamped(name, None, batch).map(done)
+    }
+
+    /// [`Engine::upsert`] as the change stamped `stamp` in the host's order of changes.
+    ///
+    /// A host whose changes come from several places (its own writes, and other servers' heard
+    /// through a feed) numbers each tenant's changes 1, 2, 3, ... in the order storage committed
+    /// them, and applies them with these `*_at` methods. A stamp applied before answers
+    /// [`Applied::Already`] and changes nothing; a stamp past the next one is refused with
+    /// [`EngineError::OutOfOrder`]. So every engine that applied the same stamps holds the same
+    /// data, and the stamps of a snapshot name its data across processes (see
+    /// [`Prepared::shared_key`]).
+    pub fn upsert_at(
+        &self,
+        name: &TenantName,
+        stamp: u64,
+        batch: Vec<NewEntity>,
+    ) -> Result<Applied<usize>> {
+        self.upsert_stamped(name, Some(stamp), batch)
+    }
+
+    fn upsert_stamped(
+        &self,
+        name: &TenantName,
+        stamp: Option<u64>,
+        batch: Vec<NewEntity>,
+    ) -> Result<Applied<usize>> {
+        let tenant = self.tenant(name)?;
+        let batch = prepare(tenant.spec, batch)?;
+        let count = batch.len();
+        self.ordered(&tenant, stamp, |stamp| {
+            self.write_entities(&tenant, stamp, |index| index.upsert(batch));
+            count
+        })
     }
 
     /// Deletes an entity; false when it did not exist.
@@ -177,17 +274,67 @@ impl Engine {
         if tenant.entities.load().slot_of(id.as_str()).is_none() {
             return Ok(false);
         }
-        Ok(self.write_entities(&tenant, |index| index.delete(id.as_str())))
+        self.delete_stamped(&tenant, None, id).map(done)
     }
 
-    fn write_entities<T>(&self, tenant: &Tenant, change: impl FnOnce(&mut EntityIndex) -> T) -> T {
-        let _writer = tenant
-            .entity_writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    /// [`Engine::delete`] as the change stamped `stamp` (see [`Engine::upsert_at`]). The stamp
+    /// is taken even when the entity is not there.
+    pub fn delete_at(&self, name: &TenantName, stamp: u64, id: &EntityId) -> Result<Applied<bool>> {
+        let tenant = self.tenant(name)?;
+        self.delete_stamped(&tenant, Some(stamp), id)
+    }
+
+    fn delete_stamped(
+        &self,
+        tenant: &Tenant,
+        stamp: Option<u64>,
+        id: &EntityId,
+    ) -> Result<Applied<bool>> {
+        self.ordered(tenant, stamp, |stamp| {
+            tenant.entities.load().slot_of(id.as_str()).is_some()
+                && self.write_entities(tenant, stamp, |index| index.delete(id.as_str()))
+        })
+    }
+
+    /// Runs `write` as the tenant's next change, holding the writer lock: `stamp` is the
+    /// host's, or the next one when the host has none.
+    fn ordered<T>(
+        &self,
+        tenant: &Tenant,
+        stamp: Option<u64>,
+        write: impl FnOnce(u64) -> T,
+    ) -> Result<Applied<T>> {
+        let mut applied = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let expected = *applied + 1;
+        let stamp = match stamp {
+            None => expected,
+            Some(s) if s < expected => return Ok(Applied::Already),
+            Some(s) if s == expected => s,
+            Some(stamp) => {
+                return Err(EngineError::OutOfOrder {
+                    tenant: tenant.name.clone(),
+                    stamp,
+                    expected,
+                });
+            }
+        };
+        let out = write(stamp);
+        *applied = stamp;
+        Ok(Applied::Done(out))
+    }
+
+    /// Swaps in a copy of the entity snapshot changed by `change`. The caller holds the writer
+    /// lock.
+    fn write_entities<T>(
+        &self,
+        tenant: &Tenant,
+        stamp: u64,
+        change: impl FnOnce(&mut EntityIndex) -> T,
+    ) -> T {
         let mut next = EntityIndex::clone(&tenant.entities.load());
         let out = change(&mut next);
         next.generation = self.next_generation();
+        next.stamp = stamp;
         tenant.entities.store(Arc::new(next));
         out
     }
@@ -203,9 +350,38 @@ impl Engine {
 
     /// Records a batch of interactions: all of them, or none when any is invalid.
     pub fn record(&self, name: &TenantName, batch: Vec<Interaction>) -> Result<usize> {
+        self.record_stamped(name, None, batch).map(done)
+    }
+
+    /// [`Engine::record`] as the change stamped `stamp` (see [`Engine::upsert_at`]).
+    pub fn record_at(
+        &self,
+        name: &TenantName,
+        stamp: u64,
+        batch: Vec<Interaction>,
+    ) -> Result<Applied<usize>> {
+        self.record_stamped(name, Some(stamp), batch)
+    }
+
+    fn record_stamped(
+        &self,
+        name: &TenantName,
+        stamp: Option<u64>,
+        batch: Vec<Interaction>,
+    ) -> Result<Applied<usize>> {
         let tenant = self.tenant(name)?;
+        let batch = self.weigh(batch)?;
+        let count = batch.len();
+        self.ordered(&tenant, stamp, |stamp| {
+            self.write_interactions(&tenant, stamp, batch);
+            count
+        })
+    }
+
+    /// Checks a batch of interactions and weighs each by its kind and factor.
+    fn weigh(&self, batch: Vec<Interaction>) -> Result<Vec<Weighted>> {
         let weights = self.config.kind_weights;
-        let batch = batch
+        batch
             .into_iter()
             .enumerate()
             .map(|(index, i)| {
@@ -223,20 +399,20 @@ impl Engine {
                     at: i.timestamp,
                 })
             })
-            .collect::<Result<Vec<_>>>()?;
-        let count = batch.len();
+            .collect()
+    }
+
+    /// Swaps in a copy of the interaction snapshot with `batch` recorded. The caller holds the
+    /// writer lock.
+    fn write_interactions(&self, tenant: &Tenant, stamp: u64, batch: Vec<Weighted>) {
         let half_life = millis(self.config.half_life);
         let retention = millis(self.config.trending_retention);
         let now = self.clock.now();
-        let _writer = tenant
-            .interaction_writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
         let mut next = InteractionLog::clone(&tenant.interactions.load());
         next.record(batch, half_life, now, retention);
         next.generation = self.next_generation();
+        next.stamp = stamp;
         tenant.interactions.store(Arc::new(next));
-        Ok(count)
     }
 
     /// Entities most like `id`, never `id` itself.
@@ -246,48 +422,12 @@ impl Engine {
         id: &EntityId,
         options: &SearchOptions,
     ) -> Result<Answer> {
-        options.validate()?;
-        let tenant = self.tenant(name)?;
-        let index = tenant.entities.load_full();
-        let key = || Key {
-            tenant: tenant.name.clone(),
-            generations: [index.generation, 0],
-            query: QueryKey::Similar(id.clone(), options.into()),
-        };
-        self.caches.ranking(Tier::Recommendations, key, || {
-            let slot = index
-                .slot_of(id.as_str())
-                .ok_or_else(|| EngineError::EntityNotFound(id.to_string()))?;
-            let row = index.row(slot).expect("a mapped slot is live");
-            let probe = Probe::new(row.vector, index.spec().metric);
-            let mut excluded = RoaringBitmap::new();
-            excluded.insert(slot);
-            Ok(Ranking {
-                results: rank(&index, options, excluded, |v, n| probe.goodness(v, n)),
-                missing: Vec::new(),
-                strategy: Strategy::Similar,
-            })
-        })
+        self.prepare_similar(name, id, options)?.answer()
     }
 
     /// Entities like the positive examples and unlike the negative ones.
     pub fn recommend(&self, name: &TenantName, request: &RecommendRequest) -> Result<Answer> {
-        request.options.validate()?;
-        let tenant = self.tenant(name)?;
-        check_examples(request, tenant.spec)?;
-        let index = tenant.entities.load_full();
-        let key = || Key {
-            tenant: tenant.name.clone(),
-            generations: [index.generation, 0],
-            query: QueryKey::recommend(
-                &request.positive,
-                &request.negative,
-                request.strategy,
-                &request.options,
-            ),
-        };
-        self.caches
-            .ranking(Tier::Recommendations, key, || recommend(&index, request))
+        self.prepare_recommend(name, request)?.answer()
     }
 
     /// Recommendations for a user from their history, or what is trending when they have none.
@@ -297,105 +437,303 @@ impl Engine {
         user: &UserId,
         options: &SearchOptions,
     ) -> Result<Answer> {
-        options.validate()?;
-        let tenant = self.tenant(name)?;
-        let index = tenant.entities.load_full();
-        let log = tenant.interactions.load_full();
-        let key = || Key {
-            tenant: tenant.name.clone(),
-            generations: [index.generation, log.generation],
-            query: QueryKey::User(user.clone(), options.into()),
-        };
-        self.caches.ranking(Tier::Recommendations, key, || {
-            let now = self.clock.now();
-            let profile = log.user(user);
-            let mut interacted = RoaringBitmap::new();
-            if let Some(profile) = profile {
-                interacted.extend(
-                    profile
-                        .items
-                        .keys()
-                        .filter_map(|e| index.slot_of(e.as_str())),
-                );
-            }
-            let preference = profile.map_or_else(
-                || Arc::new(None),
-                |profile| {
-                    let key = || PreferenceKey {
-                        tenant: tenant.name.clone(),
-                        user: user.clone(),
-                        entity_generation: index.generation,
-                        user_version: profile.version,
-                    };
-                    let half_life = millis(self.config.half_life);
-                    self.caches.preference(key, || {
-                        Arc::new(preference(&index, profile, now, half_life))
-                    })
-                },
-            );
-            if let Some(vector) = preference.as_ref() {
-                let probe = Probe::new(vector, index.spec().metric);
-                return Ok(Ranking {
-                    results: rank(&index, options, interacted, |v, n| probe.goodness(v, n)),
-                    missing: Vec::new(),
-                    strategy: Strategy::Personalized,
-                });
-            }
-            let window = Window::from_millis(millis(self.config.cold_start_window))?;
-            let trend = Trend {
-                now,
-                window,
-                half_life: millis(self.config.trending_half_life),
-            };
-            Ok(Ranking {
-                results: trend.rank(
-                    &index,
-                    &log,
-                    &options.filter,
-                    interacted,
-                    options.k,
-                    options.offset,
-                ),
-                missing: Vec::new(),
-                strategy: Strategy::Trending,
-            })
-        })
+        self.prepare_user(name, user, options)?.answer()
     }
 
     /// What users interacted with most in a window, time-decayed.
     pub fn trending(&self, name: &TenantName, query: &TrendingQuery) -> Result<Answer> {
+        self.prepare_trending(name, query)?.answer()
+    }
+
+    /// [`Engine::similar`], checked and bound to the current snapshot, not yet answered.
+    pub fn prepare_similar(
+        &self,
+        name: &TenantName,
+        id: &EntityId,
+        options: &SearchOptions,
+    ) -> Result<Prepared<'_>> {
+        options.validate()?;
+        let prepared = self.prepare(name, false, Question::Similar(id.clone(), options.clone()))?;
+        // Refused before any cache is asked: there is no answer to look for.
+        if prepared.index.slot_of(id.as_str()).is_none() {
+            return Err(EngineError::EntityNotFound(id.to_string()));
+        }
+        Ok(prepared)
+    }
+
+    /// [`Engine::recommend`], checked and bound to the current snapshot, not yet answered.
+    pub fn prepare_recommend(
+        &self,
+        name: &TenantName,
+        request: &RecommendRequest,
+    ) -> Result<Prepared<'_>> {
+        request.options.validate()?;
+        let question = Question::Recommend(request.clone());
+        let prepared = self.prepare(name, false, question)?;
+        check_examples(request, prepared.tenant.spec)?;
+        Ok(prepared)
+    }
+
+    /// [`Engine::recommend_for_user`], checked and bound to the current snapshots, not yet
+    /// answered.
+    pub fn prepare_user(
+        &self,
+        name: &TenantName,
+        user: &UserId,
+        options: &SearchOptions,
+    ) -> Result<Prepared<'_>> {
+        options.validate()?;
+        self.prepare(name, true, Question::User(user.clone(), options.clone()))
+    }
+
+    /// [`Engine::trending`], checked and bound to the current snapshots, not yet answered.
+    pub fn prepare_trending(
+        &self,
+        name: &TenantName,
+        query: &TrendingQuery,
+    ) -> Result<Prepared<'_>> {
         query.validate(millis(self.config.trending_retention))?;
+        self.prepare(name, true, Question::Trending(query.clone()))
+    }
+
+    fn prepare(
+        &self,
+        name: &TenantName,
+        with_log: bool,
+        question: Question,
+    ) -> Result<Prepared<'_>> {
         let tenant = self.tenant(name)?;
         let index = tenant.entities.load_full();
-        let log = tenant.interactions.load_full();
-        let key = || Key {
-            tenant: tenant.name.clone(),
-            generations: [index.generation, log.generation],
-            query: QueryKey::trending(query),
-        };
-        self.caches.ranking(Tier::Trending, key, || {
-            let trend = Trend {
-                now: self.clock.now(),
-                window: query.window,
-                half_life: millis(self.config.trending_half_life),
-            };
-            let filter = Filter {
-                category: query.category.clone(),
-                ..Filter::default()
-            };
-            Ok(Ranking {
-                results: trend.rank(
-                    &index,
-                    &log,
-                    &filter,
-                    RoaringBitmap::new(),
-                    query.k,
-                    query.offset,
-                ),
-                missing: Vec::new(),
-                strategy: Strategy::Trending,
-            })
+        let log = with_log.then(|| tenant.interactions.load_full());
+        Ok(Prepared {
+            engine: self,
+            tenant,
+            index,
+            log,
+            question,
         })
+    }
+}
+
+/// A question, as [`Prepared`] keeps it.
+#[derive(Debug)]
+enum Question {
+    Similar(EntityId, SearchOptions),
+    Recommend(RecommendRequest),
+    User(UserId, SearchOptions),
+    Trending(TrendingQuery),
+}
+
+/// A question checked and bound to the snapshots it will be answered from.
+///
+/// It lets a host put a cache of its own behind the engine's: look in the engine's cache
+/// ([`Prepared::cached`]), then in the host's under [`Prepared::shared_key`], keeping what it
+/// finds there ([`Prepared::keep`]), and only then rank ([`Prepared::answer`]).
+#[derive(Debug)]
+pub struct Prepared<'e> {
+    engine: &'e Engine,
+    tenant: Arc<Tenant>,
+    index: Arc<EntityIndex>,
+    log: Option<Arc<InteractionLog>>,
+    question: Question,
+}
+
+impl Prepared<'_> {
+    /// The TTL tier its answer is cached in.
+    pub fn tier(&self) -> CacheTier {
+        match self.question {
+            Question::Trending(_) => CacheTier::Trending,
+            Question::Similar(..) | Question::Recommend(_) | Question::User(..) => {
+                CacheTier::Recommendations
+            }
+        }
+    }
+
+    fn query_key(&self) -> QueryKey {
+        match &self.question {
+            Question::Similar(id, options) => QueryKey::Similar(id.clone(), options.into()),
+            Question::Recommend(r) => {
+                QueryKey::recommend(&r.positive, &r.negative, r.strategy, &r.options)
+            }
+            Question::User(user, options) => QueryKey::User(user.clone(), options.into()),
+            Question::Trending(query) => QueryKey::trending(query),
+        }
+    }
+
+    fn key(&self) -> Key {
+        Key {
+            tenant: self.tenant.name.clone(),
+            generations: [
+                self.index.generation,
+                self.log.as_ref().map_or(0, |log| log.generation),
+            ],
+            query: self.query_key(),
+        }
+    }
+
+    /// A name for the question and the data it reads that means the same in every engine
+    /// applying the same stamped changes (see [`Engine::upsert_at`]): the tenant's lineage, the
+    /// stamps of the snapshots read, and the question. A host may share answers between
+    /// processes under it. The tenant's name is not part of it.
+    pub fn shared_key(&self) -> String {
+        format!(
+            "{:x}/{}/{}/{:?}",
+            self.tenant.lineage,
+            self.index.stamp,
+            self.log.as_ref().map_or(0, |log| log.stamp),
+            self.query_key()
+        )
+    }
+
+    /// The answer from the engine's cache, when it holds one.
+    pub fn cached(&self) -> Option<Answer> {
+        self.engine
+            .caches
+            .peek(self.tier(), &self.key())
+            .map(|ranking| Answer {
+                ranking,
+                cache: CacheStatus::Hit,
+            })
+    }
+
+    /// Keeps an answer found elsewhere (under [`Prepared::shared_key`]) in the engine's cache,
+    /// and returns it as a hit.
+    pub fn keep(&self, ranking: Ranking) -> Answer {
+        let ranking = Arc::new(ranking);
+        self.engine
+            .caches
+            .keep(self.tier(), self.key(), ranking.clone());
+        Answer {
+            ranking,
+            cache: CacheStatus::Hit,
+        }
+    }
+
+    /// The answer: from the engine's cache, or ranked now and kept there.
+    pub fn answer(self) -> Result<Answer> {
+        let key = || self.key();
+        self.engine.caches.ranking(self.tier(), key, || self.rank())
+    }
+
+    fn rank(&self) -> Result<Ranking> {
+        let engine = self.engine;
+        let index = &self.index;
+        match &self.question {
+            Question::Similar(id, options) => {
+                let slot = index
+                    .slot_of(id.as_str())
+                    .ok_or_else(|| EngineError::EntityNotFound(id.to_string()))?;
+                let row = index.row(slot).expect("a mapped slot is live");
+                let probe = Probe::new(row.vector, index.spec().metric);
+                let mut excluded = RoaringBitmap::new();
+                excluded.insert(slot);
+                Ok(Ranking {
+                    results: rank(index, options, excluded, |v, n| probe.goodness(v, n)),
+                    missing: Vec::new(),
+                    strategy: Strategy::Similar,
+                })
+            }
+            Question::Recommend(request) => recommend(index, request),
+            Question::User(user, options) => {
+                let log = self.log.as_ref().expect("user questions read the log");
+                engine.rank_user(&self.tenant, index, log, user, options)
+            }
+            Question::Trending(query) => {
+                let log = self.log.as_ref().expect("trending reads the log");
+                let trend = Trend {
+                    now: engine.clock.now(),
+                    window: query.window,
+                    half_life: millis(engine.config.trending_half_life),
+                };
+                let filter = Filter {
+                    category: query.category.clone(),
+                    ..Filter::default()
+                };
+                Ok(Ranking {
+                    results: trend.rank(
+                        index,
+                        log,
+                        &filter,
+                        RoaringBitmap::new(),
+                        query.k,
+                        query.offset,
+                    ),
+                    missing: Vec::new(),
+                    strategy: Strategy::Trending,
+                })
+            }
+        }
+    }
+}
+
+impl Engine {
+    fn rank_user(
+        &self,
+        tenant: &Tenant,
+        index: &EntityIndex,
+        log: &InteractionLog,
+        user: &UserId,
+        options: &SearchOptions,
+    ) -> Result<Ranking> {
+        let now = self.clock.now();
+        let profile = log.user(user);
+        let mut interacted = RoaringBitmap::new();
+        if let Some(profile) = profile {
+            interacted.extend(
+                profile
+                    .items
+                    .keys()
+                    .filter_map(|e| index.slot_of(e.as_str())),
+            );
+        }
+        let preference = profile.map_or_else(
+            || Arc::new(None),
+            |profile| {
+                let key = || PreferenceKey {
+                    tenant: tenant.name.clone(),
+                    user: user.clone(),
+                    entity_generation: index.generation,
+                    user_version: profile.version,
+                };
+                let half_life = millis(self.config.half_life);
+                self.caches
+                    .preference(key, || Arc::new(preference(index, profile, now, half_life)))
+            },
+        );
+        if let Some(vector) = preference.as_ref() {
+            let probe = Probe::new(vector, index.spec().metric);
+            return Ok(Ranking {
+                results: rank(index, options, interacted, |v, n| probe.goodness(v, n)),
+                missing: Vec::new(),
+                strategy: Strategy::Personalized,
+            });
+        }
+        let window = Window::from_millis(millis(self.config.cold_start_window))?;
+        let trend = Trend {
+            now,
+            window,
+            half_life: millis(self.config.trending_half_life),
+        };
+        Ok(Ranking {
+            results: trend.rank(
+                index,
+                log,
+                &options.filter,
+                interacted,
+                options.k,
+                options.offset,
+            ),
+            missing: Vec::new(),
+            strategy: Strategy::Trending,
+        })
+    }
+}
+
+/// What a write without a host stamp returns.
+fn done<T>(applied: Applied<T>) -> T {
+    match applied {
+        Applied::Done(out) => out,
+        Applied::Already => unreachable!("a write without a stamp takes the next one"),
     }
 }
 

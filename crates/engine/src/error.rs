@@ -41,6 +41,17 @@ pub enum EngineError {
     /// The entity does not exist in the tenant.
     #[error("entity `{0}` does not exist")]
     EntityNotFound(String),
+    /// A stamped change came before the changes it follows were applied: the host must apply
+    /// the missing ones first (or reload the tenant).
+    #[error("change {stamp} of tenant `{tenant}` came before change {expected}")]
+    OutOfOrder {
+        /// The tenant.
+        tenant: TenantName,
+        /// The stamp the change carried.
+        stamp: u64,
+        /// The stamp the tenant expects next.
+        expected: u64,
+    },
     /// None of the examples of a recommendation exist, so there is nothing to rank against.
     #[error("none of the examples exist: {0}")]
     NoUsableExamples(String),

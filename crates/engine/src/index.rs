@@ -121,6 +121,8 @@ pub(crate) struct EntityIndex {
     spec: TenantSpec,
     /// Unique across the engine's life; cached answers carry it in their key.
     pub generation: u64,
+    /// The host's stamp of the last change written to this snapshot (see `Engine::upsert_at`).
+    pub stamp: u64,
     chunks: Vec<Arc<Chunk>>,
     slots: imbl::HashMap<EntityId, u32>,
     free: Vec<u32>,
@@ -141,6 +143,7 @@ impl EntityIndex {
         Self {
             spec,
             generation,
+            stamp: 0,
             chunks: Vec::new(),
             slots: imbl::HashMap::new(),
             free: Vec::new(),

@@ -87,6 +87,8 @@ pub(crate) struct Weighted {
 pub(crate) struct InteractionLog {
     /// Unique across the engine's life; cached answers carry it in their key.
     pub generation: u64,
+    /// The host's stamp of the last change written to this snapshot (see `Engine::record_at`).
+    pub stamp: u64,
     users: imbl::HashMap<UserId, Arc<UserProfile>>,
     /// Entity ids seen in events, interned to dense keys for the trending scan.
     keys: imbl::HashMap<EntityId, u32>,
@@ -99,6 +101,7 @@ impl InteractionLog {
     pub fn new(generation: u64) -> Self {
         Self {
             generation,
+            stamp: 0,
             users: imbl::HashMap::new(),
             keys: imbl::HashMap::new(),
             names: imbl::Vector::new(),

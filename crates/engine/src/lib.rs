@@ -50,8 +50,9 @@ mod model;
 mod query;
 mod topk;
 
+pub use cache::CacheTier;
 pub use config::{CacheConfig, Clock, EngineConfig, KindWeights, ManualClock, SystemClock};
-pub use engine::{Created, Engine};
+pub use engine::{Applied, Created, Engine, Prepared};
 pub use error::{EngineError, Result};
 pub use index::Filter;
 pub use model::{

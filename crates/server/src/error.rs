@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::sync::SyncError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
@@ -176,6 +177,7 @@ impl From<EngineError> for ApiError {
                     | EngineError::TenantNotFound(_)
                     | EngineError::TenantConflict { .. }
                     | EngineError::EntityNotFound(_)
+                    | EngineError::OutOfOrder { .. }
                     | EngineError::NoUsableExamples(_) => ApiError::BadRequest(message),
                 }
             }
@@ -189,6 +191,17 @@ impl From<EngineError> for ApiError {
             EngineError::NoUsableExamples(m) => {
                 ApiError::NotFound(format!("none of the examples exist: {m}"))
             }
+            // The server applies changes in order; this is its own mistake, not the client's.
+            EngineError::OutOfOrder { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<SyncError> for ApiError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::Storage(e) => e.into(),
+            SyncError::Engine(e) => e.into(),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! Only this crate knows HTTP and JSON ([`api`] converts), and [`error::ApiError`] is the one
 //! place errors become status codes.
 
+mod answers;
 pub mod api;
 pub mod docs;
 pub mod error;
@@ -22,7 +23,7 @@ mod routes;
 pub mod settings;
 mod startup;
 pub mod state;
-mod sync;
+pub mod sync;
 pub mod telemetry;
 
 pub use settings::{RankingMode, ServeArgs, Settings, SettingsError};

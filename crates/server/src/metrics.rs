@@ -51,9 +51,9 @@ impl Metrics {
         let cache = IntCounterVec::new(
             Opts::new(
                 "reco_cache_requests_total",
-                "Answers from the in-process cache, by tier",
+                "Cache lookups by tier and level (memory is the engine's cache, redis the shared one)",
             ),
-            &["tier", "result"],
+            &["tier", "level", "result"],
         )
         .expect("a valid metric");
         let pool = IntGaugeVec::new(
@@ -105,12 +105,12 @@ impl Metrics {
         self.latency.with_label_values(&labels).observe(seconds);
     }
 
-    pub fn observe_cache(&self, tier: &str, status: CacheStatus) {
+    pub fn observe_cache(&self, tier: &str, level: &str, status: CacheStatus) {
         let result = match status {
             CacheStatus::Hit => "hit",
             CacheStatus::Miss => "miss",
         };
-        self.cache.with_label_values(&[tier, result]).inc();
+        self.cache.with_label_values(&[tier, level, result]).inc();
     }
 
     /// The text exposition, with gauges read now.

@@ -13,6 +13,7 @@ use reco_engine::{
 };
 use reco_storage::DbSearch;
 
+use crate::answers;
 use crate::api::{
     Accepted, BatchBody, BatchItem, BatchOut, EntitiesBody, EntityOut, ErrorOut, InteractionsBody,
     KeyView, RecommendBody, RecommendOut, Results, SearchQuery, TenantBody, TenantView,
@@ -21,6 +22,7 @@ use crate::api::{
 use crate::error::ApiError;
 use crate::settings::RankingMode;
 use crate::state::{AppState, Budget, hash_key};
+use crate::sync;
 
 type Data = web::Data<AppState>;
 
@@ -46,14 +48,8 @@ async fn admit(
     Ok(())
 }
 
-/// Adds `X-Cache` and counts the answer in its tier.
-fn cached(
-    state: &AppState,
-    tier: &str,
-    answer: &Answer,
-    mut response: HttpResponse,
-) -> HttpResponse {
-    state.metrics.observe_cache(tier, answer.cache);
+/// Adds `X-Cache`: `hit` when the answer came from either cache.
+fn cached(answer: &Answer, mut response: HttpResponse) -> HttpResponse {
     let value = match answer.cache {
         CacheStatus::Hit => "hit",
         CacheStatus::Miss => "miss",
@@ -75,9 +71,20 @@ pub async fn put_tenant(
     let tenant = tenant_name(&path)?;
     admit(&state, &req, &tenant, true).await?;
     let spec = TenantSpec::new(body.dimension, metric(&body.metric)?)?;
-    let created = state.store.create_tenant(&tenant, spec).await?;
-    // The engine may know it already (made by another server): same spec, so no conflict.
-    state.engine.create_tenant(tenant.clone(), spec)?;
+    let (created, lineage) = state.store.create_tenant(&tenant, spec).await?;
+    // The engine may know it already (made by another server, heard through the feed); when it
+    // knows another incarnation, storage's is loaded in its place.
+    let known = state.engine.lineage(&tenant).ok();
+    if known != Some(lineage) {
+        match created {
+            Created::Created if known.is_none() => {
+                state
+                    .engine
+                    .create_tenant_at(tenant.clone(), spec, lineage, 0)?;
+            }
+            Created::Created | Created::Existed => sync::reload_tenant(&state, &tenant).await?,
+        }
+    }
     let view = TenantView::from(state.engine.tenant_info(&tenant)?);
     Ok(match created {
         Created::Created => HttpResponse::Created().json(view),
@@ -149,8 +156,16 @@ pub async fn put_entities(
     admit(&state, &req, &tenant, false).await?;
     let batch = body.into_inner().into_entities()?;
     state.engine.check_entities(&tenant, &batch)?;
-    state.store.upsert_entities(&tenant, &batch).await?;
-    let upserted = state.engine.upsert(&tenant, batch)?;
+    let upserted = batch.len();
+    committed(&state, move |state| async move {
+        let stamp = state.store.upsert_entities(&tenant, &batch).await?;
+        sync::apply_own(&state, &tenant, stamp, |engine| {
+            engine.upsert_at(&tenant, stamp, batch).map(drop)
+        })
+        .await?;
+        Ok(())
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(Upserted { upserted }))
 }
 
@@ -178,10 +193,17 @@ pub async fn delete_entity(
     admit(&state, &req, &tenant, false).await?;
     let id = EntityId::parse(&id)?;
     state.engine.tenant_info(&tenant)?;
-    if !state.store.delete_entity(&tenant, &id).await? {
-        return Err(ApiError::NotFound(format!("entity `{id}` does not exist")));
-    }
-    state.engine.delete(&tenant, &id)?;
+    committed(&state, move |state| async move {
+        let Some(stamp) = state.store.delete_entity(&tenant, &id).await? else {
+            return Err(ApiError::NotFound(format!("entity `{id}` does not exist")));
+        };
+        sync::apply_own(&state, &tenant, stamp, |engine| {
+            engine.delete_at(&tenant, stamp, &id).map(drop)
+        })
+        .await?;
+        Ok(())
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -197,11 +219,21 @@ pub async fn post_interactions(
     state.engine.tenant_info(&tenant)?;
     let batch = body.into_inner().into_interactions(state.engine.now())?;
     let accepted = batch.len();
-    state
-        .store
-        .record_interactions(&tenant, batch.clone())
-        .await?;
-    state.engine.record(&tenant, batch)?;
+    committed(&state, move |state| async move {
+        let stamp = state
+            .store
+            .record_interactions(&tenant, batch.clone())
+            .await?;
+        // An empty batch is no change: its "stamp" is the tenant's current version.
+        if !batch.is_empty() {
+            sync::apply_own(&state, &tenant, stamp, |engine| {
+                engine.record_at(&tenant, stamp, batch).map(drop)
+            })
+            .await?;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(Accepted { accepted }))
 }
 
@@ -220,9 +252,10 @@ pub async fn similar(
     if state.settings.ranking == RankingMode::Database {
         return similar_in_database(&state, &tenant, &id, &options).await;
     }
-    let answer = state.engine.similar(&tenant, &id, &options)?;
+    let prepared = state.engine.prepare_similar(&tenant, &id, &options)?;
+    let answer = answers::answer(&state, &tenant, prepared).await?;
     let response = HttpResponse::Ok().json(Results::from_ranking(&answer.ranking));
-    Ok(cached(&state, "recommendations", &answer, response))
+    Ok(cached(&answer, response))
 }
 
 /// The reference design: the query vector from memory, the ranking by pgvector.
@@ -272,11 +305,12 @@ pub async fn user_recommendations(
     let tenant = tenant_name(&tenant)?;
     admit(&state, &req, &tenant, false).await?;
     let user = UserId::parse(&user)?;
-    let answer = state
+    let prepared = state
         .engine
-        .recommend_for_user(&tenant, &user, &query.options()?)?;
+        .prepare_user(&tenant, &user, &query.options()?)?;
+    let answer = answers::answer(&state, &tenant, prepared).await?;
     let response = HttpResponse::Ok().json(UserResults::from_ranking(&answer.ranking));
-    Ok(cached(&state, "recommendations", &answer, response))
+    Ok(cached(&answer, response))
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/recommend", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), request_body = RecommendBody, responses((status = 200, description = "Results and missing example ids", body = RecommendOut), (status = 404, description = "No example exists"), (status = 400, description = "Bad input", body = ErrorOut), (status = 401, description = "No valid key"), (status = 403, description = "The key does not open this tenant"), (status = 429, description = "Over the tenant's budget")))]
@@ -289,9 +323,10 @@ pub async fn recommend(
     let tenant = tenant_name(&path)?;
     admit(&state, &req, &tenant, false).await?;
     let request = body.into_inner().into_request()?;
-    let answer = state.engine.recommend(&tenant, &request)?;
+    let prepared = state.engine.prepare_recommend(&tenant, &request)?;
+    let answer = answers::answer(&state, &tenant, prepared).await?;
     let response = HttpResponse::Ok().json(RecommendOut::from_ranking(&answer.ranking));
-    Ok(cached(&state, "recommendations", &answer, response))
+    Ok(cached(&answer, response))
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/recommend/batch", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), request_body = BatchBody, responses((status = 200, description = "One answer or error per request, in order", body = BatchOut), (status = 400, description = "Bad input", body = ErrorOut), (status = 401, description = "No valid key"), (status = 403, description = "The key does not open this tenant"), (status = 429, description = "Over the tenant's budget")))]
@@ -323,7 +358,7 @@ pub async fn recommend_batch(
                     Ok(answer) => {
                         worker
                             .metrics
-                            .observe_cache("recommendations", answer.cache);
+                            .observe_cache("recommendations", "memory", answer.cache);
                         BatchItem::Answer(RecommendOut::from_ranking(&answer.ranking))
                     }
                     Err(e) => BatchItem::Error {
@@ -360,10 +395,23 @@ pub async fn trending(
         category: query.category.clone(),
         window,
     };
-    let answer = state.engine.trending(&tenant, &trending)?;
+    let prepared = state.engine.prepare_trending(&tenant, &trending)?;
+    let answer = answers::answer(&state, &tenant, prepared).await?;
     debug_assert_eq!(answer.ranking.strategy, Strategy::Trending);
     let response = HttpResponse::Ok().json(Results::from_ranking(&answer.ranking));
-    Ok(cached(&state, "trending", &answer, response))
+    Ok(cached(&answer, response))
+}
+
+/// Runs a write, from storage to the engine, to its end on its own task: a client that hangs
+/// up cannot cut it between the commit and the engine.
+async fn committed<F, Fut>(state: &Data, write: F) -> Result<(), ApiError>
+where
+    F: FnOnce(Data) -> Fut + 'static,
+    Fut: Future<Output = Result<(), ApiError>> + 'static,
+{
+    actix_web::rt::spawn(write(state.clone()))
+        .await
+        .map_err(|e| ApiError::Internal(format!("a write task failed: {e}")))?
 }
 
 /// Adds the rate-limit headers of the request's tenant, when it had one.

@@ -38,6 +38,8 @@ pub struct AppState {
     pub redis: Option<RedisCache>,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
+    /// Woken whenever a change reaches the engine, for writes waiting for their turn.
+    pub applied: tokio::sync::Notify,
     /// Key hash to tenant; `None` remembers briefly that a key opens nothing.
     keys: moka::sync::Cache<[u8; 32], Option<TenantName>>,
     admin_hash: Option<[u8; 32]>,
@@ -83,6 +85,7 @@ impl AppState {
             store,
             redis,
             metrics: Metrics::new(),
+            applied: tokio::sync::Notify::new(),
             keys: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))

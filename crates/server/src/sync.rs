@@ -1,13 +1,24 @@
-//! Keeping the engine in step with storage: the warm-up at start, and the change feed after it.
+//! Keeping the engine in step with storage: the warm-up at start, the change feed after it, and
+//! the order in which this server's own writes reach the engine.
+//!
+//! Storage numbers each tenant's changes 1, 2, 3, ... in commit order (its version), and the
+//! engine applies them in that order, each once (see `Engine::upsert_at`). A handler applies
+//! its own change as soon as the changes before it are in; the feed brings every change, this
+//! server's too, and applies what is not in yet. So every server that applied the same stamps
+//! holds the same data, which is what lets servers share cached answers in Redis.
 
 use std::time::{Duration, Instant};
 
 use actix_web::web;
-use reco_engine::EngineError;
-use reco_storage::{Change, PgStore, StorageError, Store};
+use reco_engine::{Engine, EngineError, Interaction, NewEntity, TenantName};
+use reco_storage::{Change, ChangeFeed, LoadSink, PgStore, StorageError, Store, TenantRecord};
 
 use crate::startup::progress_bar;
 use crate::state::AppState;
+
+/// How long a write waits for the changes before it to reach the engine before it reloads the
+/// tenant instead.
+const TURN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a change could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +31,15 @@ pub enum SyncError {
     Engine(#[from] EngineError),
 }
 
-/// Loads every tenant (retrying until storage answers), marks the service ready, then applies
-/// other servers' changes as they come.
+/// Subscribes to the change feed (PostgreSQL only), loads every tenant (retrying until storage
+/// answers), marks the service ready, then applies changes as they come. The feed is subscribed
+/// before the load, so a change committed while the load runs is heard afterwards: if the load
+/// saw it already, its stamp is simply not applied again.
 pub async fn warm_up_then_follow(state: web::Data<AppState>) {
+    let feed = match &state.store {
+        Store::Postgres(_) => Some(subscribe(&state).await),
+        Store::Sqlite(_) => None,
+    };
     let mut delay = Duration::from_millis(200);
     while let Err(e) = load_all(&state).await {
         tracing::warn!(error = %e, "loading the indexes failed; retrying");
@@ -30,48 +47,42 @@ pub async fn warm_up_then_follow(state: web::Data<AppState>) {
         delay = (delay * 2).min(Duration::from_secs(10));
     }
     state.set_ready();
-    if let Store::Postgres(pg) = &state.store {
-        follow(&state, pg).await;
+    if let (Store::Postgres(pg), Some(feed)) = (&state.store, feed) {
+        follow(&state, pg, feed).await;
+    }
+}
+
+/// Subscribes to the change feed, retrying until the database answers.
+async fn subscribe(state: &AppState) -> ChangeFeed {
+    loop {
+        match state.store.subscribe().await {
+            Ok(Some(feed)) => return feed,
+            Ok(None) => unreachable!("only PostgreSQL is followed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "subscribing to the change feed failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 
 /// Replaces the engine's tenants with what storage holds: entities, and interactions within
-/// the history window.
+/// the history window. Tenants storage no longer has are dropped.
 async fn load_all(state: &AppState) -> Result<(), SyncError> {
     let started = Instant::now();
-    let since =
-        state.engine.now() - i64::try_from(state.settings.history.as_millis()).unwrap_or(i64::MAX);
     let tenants = state.store.tenants().await?;
+    for gone in state.engine.tenants() {
+        if !tenants.iter().any(|(name, _)| *name == gone) {
+            let _ = state.engine.drop_tenant(&gone);
+        }
+    }
     let bar = progress_bar();
     let (mut entities, mut interactions) = (0, 0);
-    for (name, spec) in &tenants {
-        // A reload starts from nothing, so interactions are never counted twice.
-        let _ = state.engine.drop_tenant(name);
-        state.engine.create_tenant(name.clone(), *spec)?;
-        let engine = &state.engine;
-        let loaded = state
-            .store
-            .load_tenant(
-                name,
-                since,
-                5_000,
-                &bar,
-                |batch| {
-                    engine
-                        .upsert(name, batch)
-                        .map(drop)
-                        .map_err(|e| StorageError::Corrupt(e.to_string()))
-                },
-                |batch| {
-                    engine
-                        .record(name, batch)
-                        .map(drop)
-                        .map_err(|e| StorageError::Corrupt(e.to_string()))
-                },
-            )
-            .await?;
-        entities += loaded.entities;
-        interactions += loaded.interactions;
+    for (name, _) in &tenants {
+        if let Some(loaded) = load_tenant(state, name, &bar).await? {
+            entities += loaded.entities;
+            interactions += loaded.interactions;
+        }
     }
     bar.finish_and_clear();
     tracing::info!(
@@ -84,37 +95,158 @@ async fn load_all(state: &AppState) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// Applies other servers' changes for as long as the process runs, resubscribing (and
-/// reloading, since notices may have been missed) when the feed breaks.
-async fn follow(state: &AppState, pg: &PgStore) {
+/// Puts what storage reads into the engine: the tenant made afresh at the version read, then
+/// its rows, which that version accounts for.
+struct Restore<'a> {
+    engine: &'a Engine,
+    tenant: &'a TenantName,
+}
+
+fn refused(e: &EngineError) -> StorageError {
+    StorageError::Corrupt(e.to_string())
+}
+
+impl LoadSink for Restore<'_> {
+    fn tenant(&mut self, record: TenantRecord) -> reco_storage::Result<()> {
+        // A reload starts from nothing, so interactions are never counted twice.
+        let _ = self.engine.drop_tenant(self.tenant);
+        self.engine
+            .create_tenant_at(
+                self.tenant.clone(),
+                record.spec,
+                record.lineage,
+                record.version,
+            )
+            .map(drop)
+            .map_err(|e| refused(&e))
+    }
+
+    fn entities(&mut self, batch: Vec<NewEntity>) -> reco_storage::Result<()> {
+        self.engine
+            .restore_entities(self.tenant, batch)
+            .map(drop)
+            .map_err(|e| refused(&e))
+    }
+
+    fn interactions(&mut self, batch: Vec<Interaction>) -> reco_storage::Result<()> {
+        self.engine
+            .restore_interactions(self.tenant, batch)
+            .map(drop)
+            .map_err(|e| refused(&e))
+    }
+}
+
+/// Loads one tenant from one consistent snapshot of storage; `None` (and the tenant dropped
+/// from the engine) when storage no longer has it.
+async fn load_tenant(
+    state: &AppState,
+    tenant: &TenantName,
+    bar: &indicatif::ProgressBar,
+) -> Result<Option<reco_storage::Loaded>, SyncError> {
+    let since =
+        state.engine.now() - i64::try_from(state.settings.history.as_millis()).unwrap_or(i64::MAX);
+    let mut sink = Restore {
+        engine: &state.engine,
+        tenant,
+    };
+    let loaded = state
+        .store
+        .load_tenant(tenant, since, 5_000, bar, &mut sink)
+        .await?;
+    if loaded.is_none() {
+        let _ = state.engine.drop_tenant(tenant);
+    }
+    state.applied.notify_waiters();
+    Ok(loaded)
+}
+
+/// Reloads one tenant, for a change that could not be applied in order. While it runs, readers
+/// of that tenant see it partly loaded.
+pub async fn reload_tenant(state: &AppState, tenant: &TenantName) -> Result<(), SyncError> {
+    tracing::warn!(%tenant, "reloading the tenant from storage");
+    load_tenant(state, tenant, &indicatif::ProgressBar::hidden())
+        .await
+        .map(drop)
+}
+
+/// Waits until every change before `stamp` is in the engine. False when that takes longer
+/// than [`TURN_TIMEOUT`] (a change before it was lost on its way, or the feed is down).
+pub async fn await_turn(
+    state: &AppState,
+    tenant: &TenantName,
+    stamp: u64,
+) -> Result<bool, EngineError> {
+    let deadline = tokio::time::Instant::now() + TURN_TIMEOUT;
     loop {
-        let mut feed = match state.store.subscribe().await {
-            Ok(Some(feed)) => feed,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "subscribing to the change feed failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+        let notified = state.applied.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if state.engine.applied(tenant)? + 1 >= stamp {
+            return Ok(true);
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return Ok(false);
+        }
+    }
+}
+
+/// Applies this server's own change `stamp` once the changes before it are in: `apply` runs
+/// then (it may find the feed applied the change already). When the turn does not come, the
+/// tenant is reloaded from storage, which holds the change.
+pub async fn apply_own(
+    state: &AppState,
+    tenant: &TenantName,
+    stamp: u64,
+    apply: impl FnOnce(&Engine) -> Result<(), EngineError>,
+) -> Result<(), SyncError> {
+    if await_turn(state, tenant, stamp).await? {
+        apply(&state.engine)?;
+    } else {
+        tracing::warn!(%tenant, stamp, "earlier changes did not arrive in time");
+        reload_tenant(state, tenant).await?;
+    }
+    state.applied.notify_waiters();
+    Ok(())
+}
+
+/// Applies changes for as long as the process runs. After notices may have been lost (the
+/// listener reconnected) it reloads everything; a change that cannot be applied in order
+/// reloads its tenant.
+async fn follow(state: &AppState, pg: &PgStore, mut feed: ChangeFeed) {
+    loop {
+        match feed.next().await {
+            Ok(Change::Resync) => {
+                tracing::warn!("the change feed lost notices; reloading");
+                resync(state).await;
             }
-        };
-        loop {
-            match feed.next().await {
-                Ok(Change::Resync) => {
-                    tracing::warn!("the change feed lost notices; reloading");
-                    resync(state).await;
-                }
-                Ok(change) => {
-                    if let Err(e) = apply(state, pg, change.clone()).await {
-                        tracing::warn!(error = %e, ?change, "a change could not be applied");
+            Ok(change) => {
+                if let Err(e) = apply(state, pg, change.clone()).await {
+                    tracing::warn!(error = %e, ?change, "a change could not be applied");
+                    if let Some(tenant) = tenant_of(&change)
+                        && let Err(e) = reload_tenant(state, tenant).await
+                    {
+                        tracing::warn!(error = %e, %tenant, "reloading the tenant failed");
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "the change feed broke; reloading");
-                    resync(state).await;
-                    break;
-                }
+                state.applied.notify_waiters();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the change feed broke; subscribing again");
+                feed = subscribe(state).await;
+                resync(state).await;
             }
         }
+    }
+}
+
+fn tenant_of(change: &Change) -> Option<&TenantName> {
+    match change {
+        Change::TenantCreated { tenant, .. }
+        | Change::TenantDeleted { tenant, .. }
+        | Change::Entities { tenant, .. }
+        | Change::EntityDeleted { tenant, .. }
+        | Change::Interactions { tenant, .. } => Some(tenant),
+        Change::Resync => None,
     }
 }
 
@@ -125,30 +257,42 @@ async fn resync(state: &AppState) {
     }
 }
 
+/// Whether the engine still needs change `stamp` of `tenant` (it may have it already, or not
+/// know the tenant at all, in which case there is nothing to apply it to).
+fn needs(engine: &Engine, tenant: &TenantName, stamp: u64) -> bool {
+    engine.applied(tenant).is_ok_and(|applied| stamp > applied)
+}
+
 async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), SyncError> {
     let engine = &state.engine;
     match change {
-        Change::TenantCreated(tenant) => {
-            if let Some(spec) = state.store.tenant(&tenant).await? {
-                engine.create_tenant(tenant, spec)?;
+        Change::TenantCreated { tenant, lineage } => {
+            if engine.lineage(&tenant).ok() != Some(lineage) {
+                load_tenant(state, &tenant, &indicatif::ProgressBar::hidden()).await?;
             }
         }
-        Change::TenantDeleted(tenant) => {
-            let _ = engine.drop_tenant(&tenant);
+        Change::TenantDeleted { tenant, lineage } => {
+            if engine.lineage(&tenant).ok() == Some(lineage) {
+                let _ = engine.drop_tenant(&tenant);
+            }
             state.forget_keys();
         }
-        Change::Entities { tenant, batch } => {
-            let rows = pg.entities_in_batch(&tenant, batch).await?;
-            if !rows.is_empty() {
-                engine.upsert(&tenant, rows)?;
+        Change::Entities { tenant, stamp } => {
+            if needs(engine, &tenant, stamp) {
+                let rows = pg.entities_in_batch(&tenant, stamp).await?;
+                engine.upsert_at(&tenant, stamp, rows)?;
             }
         }
-        Change::EntityDeleted { tenant, id } => {
-            engine.delete(&tenant, &id)?;
+        Change::EntityDeleted { tenant, stamp, id } => {
+            if needs(engine, &tenant, stamp) {
+                engine.delete_at(&tenant, stamp, &id)?;
+            }
         }
-        Change::Interactions { tenant, batch } => {
-            let rows = pg.interactions_in_batch(&tenant, batch).await?;
-            engine.record(&tenant, rows)?;
+        Change::Interactions { tenant, stamp } => {
+            if needs(engine, &tenant, stamp) {
+                let rows = pg.interactions_in_batch(&tenant, stamp).await?;
+                engine.record_at(&tenant, stamp, rows)?;
+            }
         }
         Change::Resync => resync(state).await,
     }

@@ -3,10 +3,12 @@
 //!
 //! A notice is one line, `origin kind tenant rest`, sent in the same transaction as the write
 //! it announces (so it arrives only if the write committed, and in commit order). It names the
-//! write's batch rather than carrying rows, which keeps it under NOTIFY's 8,000-byte limit
-//! whatever the batch size; the receiver fetches the batch's rows. A server skips notices of
-//! its own `origin`, so nothing is applied twice. When the listening connection drops, notices
-//! may have been missed, and the feed says [`Change::Resync`].
+//! write's stamp (its tenant's version after it, which counts the tenant's changes in commit
+//! order) rather than carrying rows, which keeps it under NOTIFY's 8,000-byte limit whatever
+//! the batch size; the receiver fetches the rows that carry the stamp. A server hears its own
+//! changes too: the engine applies each stamp once, in order, so a repeat changes nothing. When
+//! the listening connection drops, notices may have been missed, and the feed says
+//! [`Change::Resync`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -56,76 +58,97 @@ pub(crate) fn new_origin() -> String {
     format!("{:x}-{:x}-{nanos:x}", std::process::id(), here)
 }
 
-/// A change another server made.
+/// A change, made by this server or another, in commit order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// A tenant was made.
-    TenantCreated(TenantName),
+    TenantCreated {
+        /// The tenant.
+        tenant: TenantName,
+        /// The random name of this incarnation.
+        lineage: u64,
+    },
     /// A tenant and all its data were removed.
-    TenantDeleted(TenantName),
-    /// Entities were written, in the given batch.
+    TenantDeleted {
+        /// The tenant.
+        tenant: TenantName,
+        /// The incarnation removed.
+        lineage: u64,
+    },
+    /// Entities were written by the change stamped `stamp`.
     Entities {
         /// The tenant.
         tenant: TenantName,
-        /// Fetch its rows with [`PgStore::entities_in_batch`].
-        batch: i64,
+        /// The change's stamp; fetch its rows with [`PgStore::entities_in_batch`].
+        stamp: u64,
     },
-    /// An entity was deleted.
+    /// An entity was deleted by the change stamped `stamp`.
     EntityDeleted {
         /// The tenant.
         tenant: TenantName,
+        /// The change's stamp.
+        stamp: u64,
         /// The entity.
         id: EntityId,
     },
-    /// Interactions were recorded, in the given batch.
+    /// Interactions were recorded by the change stamped `stamp`.
     Interactions {
         /// The tenant.
         tenant: TenantName,
-        /// Fetch its rows with [`PgStore::interactions_in_batch`].
-        batch: i64,
+        /// The change's stamp; fetch its rows with [`PgStore::interactions_in_batch`].
+        stamp: u64,
     },
     /// Notices may have been missed: reload everything.
     Resync,
 }
 
-/// Parses a notice; `None` for one of `origin`'s own.
-fn parse(payload: &str, origin: &str) -> Result<Option<Change>> {
+/// Parses a notice. The origin is only for people reading notices: a server hears its own
+/// changes too, and applying a stamp twice changes nothing.
+fn parse(payload: &str) -> Result<Change> {
     let mut parts = payload.splitn(4, ' ');
-    let (Some(from), Some(kind), Some(tenant), Some(rest)) =
+    let (Some(_origin), Some(kind), Some(tenant), Some(rest)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(corrupt(format!("a change notice `{payload}`")));
     };
-    if from == origin {
-        return Ok(None);
-    }
     let tenant = TenantName::parse(tenant).map_err(corrupt)?;
-    let batch = || rest.parse::<i64>().map_err(corrupt);
+    let number = |text: &str| text.parse::<u64>().map_err(corrupt);
     let change = match kind {
-        "tenant_created" => Change::TenantCreated(tenant),
-        "tenant_deleted" => Change::TenantDeleted(tenant),
+        "tenant_created" => Change::TenantCreated {
+            tenant,
+            lineage: number(rest)?,
+        },
+        "tenant_deleted" => Change::TenantDeleted {
+            tenant,
+            lineage: number(rest)?,
+        },
         "entities" => Change::Entities {
             tenant,
-            batch: batch()?,
+            stamp: number(rest)?,
         },
         "interactions" => Change::Interactions {
             tenant,
-            batch: batch()?,
+            stamp: number(rest)?,
         },
-        "entity_deleted" => Change::EntityDeleted {
-            tenant,
-            id: EntityId::parse(rest).map_err(corrupt)?,
-        },
+        "entity_deleted" => {
+            let (stamp, id) = rest
+                .split_once(' ')
+                .ok_or_else(|| corrupt(format!("a change notice `{payload}`")))?;
+            Change::EntityDeleted {
+                tenant,
+                stamp: number(stamp)?,
+                id: EntityId::parse(id).map_err(corrupt)?,
+            }
+        }
         other => return Err(corrupt(format!("a change notice of kind `{other}`"))),
     };
-    Ok(Some(change))
+    Ok(change)
 }
 
-/// Changes made by other servers, in commit order.
+/// Every server's changes, in commit order.
 #[derive(Debug)]
 pub struct ChangeFeed {
     listener: PgListener,
-    origin: String,
 }
 
 impl ChangeFeed {
@@ -133,25 +156,16 @@ impl ChangeFeed {
     pub async fn subscribe(store: &PgStore) -> Result<Self> {
         let mut listener = PgListener::connect_with(store.pool()).await?;
         listener.listen(CHANNEL).await?;
-        Ok(Self {
-            listener,
-            origin: store.origin().to_owned(),
-        })
+        Ok(Self { listener })
     }
 
-    /// The next change another server made. After a lost connection it reconnects and answers
-    /// [`Change::Resync`], since notices sent meanwhile are gone.
+    /// The next change. After a lost connection it reconnects and answers [`Change::Resync`],
+    /// since notices sent meanwhile are gone.
     pub async fn next(&mut self) -> Result<Change> {
-        loop {
-            match self.listener.try_recv().await {
-                Ok(Some(notification)) => {
-                    if let Some(change) = parse(notification.payload(), &self.origin)? {
-                        return Ok(change);
-                    }
-                }
-                Ok(None) => return Ok(Change::Resync),
-                Err(e) => return Err(StorageError::from(e)),
-            }
+        match self.listener.try_recv().await {
+            Ok(Some(notification)) => parse(notification.payload()),
+            Ok(None) => Ok(Change::Resync),
+            Err(e) => Err(StorageError::from(e)),
         }
     }
 }
@@ -161,29 +175,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn notices_round_trip_and_own_ones_are_skipped() {
+    fn notices_round_trip() {
         let t = TenantName::parse("shop").unwrap();
         let n = notice("me", ChangeKind::Entities, &t, "") + "42";
         assert_eq!(
-            parse(&n, "other").unwrap(),
-            Some(Change::Entities {
+            parse(&n).unwrap(),
+            Change::Entities {
                 tenant: t.clone(),
-                batch: 42
-            })
+                stamp: 42
+            }
         );
-        assert_eq!(parse(&n, "me").unwrap(), None);
-        let d = notice("me", ChangeKind::EntityDeleted, &t, "an id with spaces");
+        let d = notice("me", ChangeKind::EntityDeleted, &t, "") + "7 an id with spaces";
         assert_eq!(
-            parse(&d, "other").unwrap(),
-            Some(Change::EntityDeleted {
+            parse(&d).unwrap(),
+            Change::EntityDeleted {
                 tenant: t.clone(),
+                stamp: 7,
                 id: EntityId::parse("an id with spaces").unwrap()
-            })
+            }
         );
-        let c = notice("me", ChangeKind::TenantCreated, &t, "");
-        assert_eq!(parse(&c, "other").unwrap(), Some(Change::TenantCreated(t)));
-        assert!(parse("garbage", "x").is_err());
-        assert!(parse("me entities shop notanumber", "x").is_err());
+        let c = notice("me", ChangeKind::TenantCreated, &t, "99");
+        assert_eq!(
+            parse(&c).unwrap(),
+            Change::TenantCreated {
+                tenant: t.clone(),
+                lineage: 99
+            }
+        );
+        let i = notice("me", ChangeKind::Interactions, &t, "3");
+        assert_eq!(
+            parse(&i).unwrap(),
+            Change::Interactions {
+                tenant: t,
+                stamp: 3
+            }
+        );
+        assert!(parse("garbage").is_err());
+        assert!(parse("me entities shop notanumber").is_err());
+        assert!(parse("me entity_deleted shop 5").is_err());
         assert_ne!(new_origin(), new_origin());
     }
 }

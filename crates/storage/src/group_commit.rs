@@ -19,7 +19,7 @@ use crate::error::{Result, StorageError};
 pub(crate) struct Pending {
     pub tenant: TenantName,
     pub rows: Vec<Interaction>,
-    done: oneshot::Sender<Result<()>>,
+    done: oneshot::Sender<Result<u64>>,
 }
 
 /// The most rows one shared commit takes.
@@ -32,11 +32,12 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer task; `commit` writes a group in one transaction.
+    /// Starts the writer task; `commit` writes a group in one transaction and returns each
+    /// batch's stamp, in order.
     pub fn start<F, Fut>(commit: F) -> Self
     where
         F: Fn(Vec<(TenantName, Vec<Interaction>)>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<()>> + Send,
+        Fut: Future<Output = Result<Vec<u64>>> + Send,
     {
         let (queue, mut rx) = mpsc::channel::<Pending>(4096);
         tokio::spawn(async move {
@@ -53,7 +54,9 @@ impl GroupCommit {
                     }
                 }
                 if let [only] = &group[..] {
-                    let result = commit(vec![(only.tenant.clone(), only.rows.clone())]).await;
+                    let result = commit(vec![(only.tenant.clone(), only.rows.clone())])
+                        .await
+                        .and_then(|stamps| only_stamp(&stamps));
                     let only = group.pop().expect("one batch");
                     let _ = only.done.send(result);
                     continue;
@@ -62,14 +65,19 @@ impl GroupCommit {
                     .iter()
                     .map(|p| (p.tenant.clone(), p.rows.clone()))
                     .collect();
-                if commit(batches).await.is_ok() {
-                    for p in group {
-                        let _ = p.done.send(Ok(()));
+                match commit(batches).await {
+                    Ok(stamps) if stamps.len() == group.len() => {
+                        for (p, stamp) in group.into_iter().zip(stamps) {
+                            let _ = p.done.send(Ok(stamp));
+                        }
                     }
-                } else {
-                    for p in group {
-                        let alone = commit(vec![(p.tenant.clone(), p.rows.clone())]).await;
-                        let _ = p.done.send(alone);
+                    Ok(_) | Err(_) => {
+                        for p in group {
+                            let result = commit(vec![(p.tenant.clone(), p.rows.clone())])
+                                .await
+                                .and_then(|stamps| only_stamp(&stamps));
+                            let _ = p.done.send(result);
+                        }
                     }
                 }
             }
@@ -77,8 +85,8 @@ impl GroupCommit {
         Self { queue }
     }
 
-    /// Queues a batch and waits until it is committed.
-    pub async fn write(&self, tenant: TenantName, rows: Vec<Interaction>) -> Result<()> {
+    /// Queues a batch and waits until it is committed; returns its stamp.
+    pub async fn write(&self, tenant: TenantName, rows: Vec<Interaction>) -> Result<u64> {
         let (done, answer) = oneshot::channel();
         self.queue
             .send(Pending { tenant, rows, done })
@@ -87,6 +95,17 @@ impl GroupCommit {
         answer
             .await
             .map_err(|_| StorageError::Unavailable("the interaction writer has stopped".into()))?
+    }
+}
+
+/// The one stamp of a commit of one batch.
+fn only_stamp(stamps: &[u64]) -> Result<u64> {
+    match *stamps {
+        [stamp] => Ok(stamp),
+        _ => Err(StorageError::Corrupt(format!(
+            "a commit of one batch returned {} stamps",
+            stamps.len()
+        ))),
     }
 }
 
@@ -121,13 +140,15 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 let names: Vec<String> = group.iter().map(|(t, _)| t.to_string()).collect();
                 let failed = names.iter().any(|n| n == "bad");
+                let count = names.len();
                 seen.lock().unwrap().push(names);
                 if failed {
                     Err(StorageError::TenantNotFound(
                         TenantName::parse("bad").unwrap(),
                     ))
                 } else {
-                    Ok(())
+                    // Each batch's stamp is its place in the group, plus 100.
+                    Ok((100..).take(count).collect())
                 }
             }
         });
@@ -188,7 +209,7 @@ mod tests {
             match (name, result.unwrap()) {
                 (&"bad", Err(StorageError::TenantNotFound(_))) => {}
                 (&"bad", other) => panic!("bad: {other:?}"),
-                (_, Ok(())) => {}
+                (_, Ok(stamp)) => assert!(stamp >= 100, "{name} got stamp {stamp}"),
                 (name, Err(e)) => panic!("{name} failed with the bad batch: {e}"),
             }
         }

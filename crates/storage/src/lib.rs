@@ -29,4 +29,4 @@ pub use feed::{Change, ChangeFeed};
 pub use postgres::PgStore;
 pub use settings::{PostgresSettings, RedisSettings, SqliteSettings};
 pub use sqlite::SqliteStore;
-pub use store::{DbSearch, Loaded, PoolStats, Store};
+pub use store::{DbSearch, LoadSink, Loaded, PoolStats, Store, TenantRecord};

@@ -22,14 +22,14 @@ use crate::feed::{CHANNEL, ChangeKind, notice};
 use crate::group_commit::GroupCommit;
 use crate::rows;
 use crate::settings::PostgresSettings;
-use crate::store::{DbSearch, PoolStats};
+use crate::store::{DbSearch, PoolStats, Snapshot, TenantRecord};
 
 /// The PostgreSQL backend.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
     interactions: GroupCommit,
-    /// Tells this server's own changes apart on the change feed.
+    /// Names this server in its change notices, for people reading them.
     origin: Arc<str>,
     waiting: Arc<AtomicU32>,
     settings: PostgresSettings,
@@ -106,10 +106,6 @@ impl PgStore {
         &self.pool
     }
 
-    pub(crate) fn origin(&self) -> &str {
-        &self.origin
-    }
-
     /// A connection, counted as waiting while the pool has none to give.
     async fn conn(&self) -> Result<PoolConnection<Postgres>> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -135,19 +131,23 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn create_tenant(&self, name: &TenantName, spec: TenantSpec) -> Result<Created> {
+    pub async fn create_tenant(
+        &self,
+        name: &TenantName,
+        spec: TenantSpec,
+    ) -> Result<(Created, u64)> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let inserted: Option<i64> = sqlx::query_scalar(
+        let inserted: Option<(i64, i64)> = sqlx::query_as(
             "INSERT INTO tenants (name, dimension, metric) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO NOTHING RETURNING tid",
+             ON CONFLICT (name) DO NOTHING RETURNING tid, lineage",
         )
         .bind(name.as_str())
         .bind(i32::try_from(spec.dimension).map_err(rows::corrupt)?)
         .bind(spec.metric.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(tid) = inserted else {
-            let row = sqlx::query("SELECT dimension, metric FROM tenants WHERE name = $1")
+        let Some((tid, lineage)) = inserted else {
+            let row = sqlx::query("SELECT dimension, metric, lineage FROM tenants WHERE name = $1")
                 .bind(name.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
@@ -157,7 +157,7 @@ impl PgStore {
                 row.try_get(1)?,
             )?;
             return if existing == spec {
-                Ok(Created::Existed)
+                Ok((Created::Existed, row.try_get::<i64, _>(2)? as u64))
             } else {
                 Err(StorageError::TenantConflict {
                     name: name.clone(),
@@ -176,22 +176,27 @@ impl PgStore {
         tx.execute(AssertSqlSafe(ddl)).await?;
         notify(
             &mut tx,
-            &notice(&self.origin, ChangeKind::TenantCreated, name, ""),
+            &notice(
+                &self.origin,
+                ChangeKind::TenantCreated,
+                name,
+                &(lineage as u64).to_string(),
+            ),
         )
         .await?;
         tx.commit().await?;
-        Ok(Created::Created)
+        Ok((Created::Created, lineage as u64))
     }
 
     /// Removes a tenant and all its data; false when it did not exist.
     pub async fn delete_tenant(&self, name: &TenantName) -> Result<bool> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let tid: Option<i64> =
-            sqlx::query_scalar("DELETE FROM tenants WHERE name = $1 RETURNING tid")
+        let gone: Option<(i64, i64)> =
+            sqlx::query_as("DELETE FROM tenants WHERE name = $1 RETURNING tid, lineage")
                 .bind(name.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some(tid) = tid else {
+        let Some((tid, lineage)) = gone else {
             return Ok(false);
         };
         tx.execute(AssertSqlSafe(format!(
@@ -201,7 +206,12 @@ impl PgStore {
         .await?;
         notify(
             &mut tx,
-            &notice(&self.origin, ChangeKind::TenantDeleted, name, ""),
+            &notice(
+                &self.origin,
+                ChangeKind::TenantDeleted,
+                name,
+                &(lineage as u64).to_string(),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -235,8 +245,9 @@ impl PgStore {
             .collect()
     }
 
-    /// Writes a whole batch in one statement (`UNNEST` of column arrays), or nothing.
-    pub async fn upsert_entities(&self, tenant: &TenantName, batch: &[NewEntity]) -> Result<()> {
+    /// Writes a whole batch in one statement (`UNNEST` of column arrays), or nothing, and
+    /// returns its stamp.
+    pub async fn upsert_entities(&self, tenant: &TenantName, batch: &[NewEntity]) -> Result<u64> {
         let spec = self
             .tenant(tenant)
             .await?
@@ -251,9 +262,11 @@ impl PgStore {
         let tags: Vec<String> = batch.iter().map(|e| rows::tags_to_json(&e.tags)).collect();
         let attributes: Vec<Option<&str>> = batch.iter().map(|e| e.attributes.as_deref()).collect();
         let mut conn = self.conn().await?;
-        // One statement, so one transaction: the rows and the change notice commit together.
-        sqlx::query(
-            "WITH b AS (SELECT nextval('change_batches') AS batch), \
+        // One statement, so one transaction: the version, the rows and the change notice commit
+        // together.
+        let stamp: Option<i64> = sqlx::query_scalar(
+            "WITH b AS (UPDATE tenants SET version = version + 1 WHERE name = $1 \
+                        RETURNING version AS batch), \
              written AS ( \
                INSERT INTO entities (tenant, id, embedding, category, tags, attributes, batch, updated_at) \
                SELECT $1, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::jsonb, b.batch, now() \
@@ -264,7 +277,8 @@ impl PgStore {
                  attributes = EXCLUDED.attributes, batch = EXCLUDED.batch, \
                  updated_at = EXCLUDED.updated_at \
                RETURNING 1) \
-             SELECT pg_notify($7, $8 || b.batch), (SELECT count(*) FROM written) FROM b",
+             SELECT b.batch FROM b, \
+               LATERAL (SELECT pg_notify($7, $8 || b.batch), (SELECT count(*) FROM written)) n",
         )
         .bind(tenant.as_str())
         .bind(&ids)
@@ -274,45 +288,51 @@ impl PgStore {
         .bind(&attributes)
         .bind(CHANNEL)
         .bind(notice(&self.origin, ChangeKind::Entities, tenant, ""))
-        .execute(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(|e| write_error(e, tenant))?;
-        Ok(())
+        stamp
+            .map(|s| s as u64)
+            .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))
     }
 
-    /// Deletes an entity; false when it did not exist.
-    pub async fn delete_entity(&self, tenant: &TenantName, id: &EntityId) -> Result<bool> {
+    /// Deletes an entity and returns the change's stamp; `None` when it did not exist.
+    pub async fn delete_entity(&self, tenant: &TenantName, id: &EntityId) -> Result<Option<u64>> {
         let mut conn = self.conn().await?;
-        let deleted: i64 = sqlx::query_scalar(
-            "WITH gone AS (DELETE FROM entities WHERE tenant = $1 AND id = $2 RETURNING 1) \
-             SELECT count(*) FROM gone, LATERAL (SELECT pg_notify($3, $4)) n",
+        let stamp: Option<i64> = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM entities WHERE tenant = $1 AND id = $2 RETURNING 1), \
+             v AS (UPDATE tenants SET version = version + 1 \
+                   WHERE name = $1 AND EXISTS (SELECT 1 FROM gone) RETURNING version) \
+             SELECT v.version FROM v, \
+               LATERAL (SELECT pg_notify($3, $4 || v.version || ' ' || $2)) n",
         )
         .bind(tenant.as_str())
         .bind(id.as_str())
         .bind(CHANNEL)
-        .bind(notice(
-            &self.origin,
-            ChangeKind::EntityDeleted,
-            tenant,
-            id.as_str(),
-        ))
-        .fetch_one(&mut *conn)
+        .bind(notice(&self.origin, ChangeKind::EntityDeleted, tenant, ""))
+        .fetch_optional(&mut *conn)
         .await?;
-        Ok(deleted > 0)
+        Ok(stamp.map(|s| s as u64))
     }
 
-    /// Records interactions; returns once they are committed (shared with concurrent callers).
+    /// Records interactions; returns once they are committed (shared with concurrent callers),
+    /// with the batch's stamp. An empty batch changes nothing and answers the current version.
     pub async fn record_interactions(
         &self,
         tenant: &TenantName,
         batch: Vec<Interaction>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         rows::check_interactions(&batch)?;
         if batch.is_empty() {
-            return match self.tenant(tenant).await? {
-                Some(_) => Ok(()),
-                None => Err(StorageError::TenantNotFound(tenant.clone())),
-            };
+            let mut conn = self.conn().await?;
+            let version: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM tenants WHERE name = $1")
+                    .bind(tenant.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            return version
+                .map(|v| v as u64)
+                .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()));
         }
         self.interactions.write(tenant.clone(), batch).await
     }
@@ -353,15 +373,12 @@ impl PgStore {
         rows::paged(String::new(), move |after: String| {
             let (pool, tenant) = (pool.clone(), tenant.clone());
             async move {
-                let found = sqlx::query(
-                    "SELECT id, embedding, category, tags::text, attributes::text FROM entities \
-                     WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3",
-                )
-                .bind(tenant)
-                .bind(after)
-                .bind(rows::PAGE)
-                .fetch_all(&pool)
-                .await?;
+                let found = sqlx::query(ENTITIES_AFTER)
+                    .bind(tenant)
+                    .bind(after)
+                    .bind(rows::PAGE)
+                    .fetch_all(&pool)
+                    .await?;
                 let page = found.iter().map(entity_row).collect::<Result<Vec<_>>>()?;
                 let next = page.last().map(|e| e.id.as_str().to_owned());
                 Ok(next.map(|next| (page, next)))
@@ -380,16 +397,13 @@ impl PgStore {
         rows::paged(0i64, move |after: i64| {
             let (pool, tenant) = (pool.clone(), tenant.clone());
             async move {
-                let found = sqlx::query(
-                    "SELECT user_id, entity_id, kind, weight, at_ms, seq FROM interactions \
-                     WHERE tenant = $1 AND at_ms >= $2 AND seq > $3 ORDER BY seq LIMIT $4",
-                )
-                .bind(tenant)
-                .bind(since_ms)
-                .bind(after)
-                .bind(rows::PAGE)
-                .fetch_all(&pool)
-                .await?;
+                let found = sqlx::query(INTERACTIONS_AFTER)
+                    .bind(tenant)
+                    .bind(since_ms)
+                    .bind(after)
+                    .bind(rows::PAGE)
+                    .fetch_all(&pool)
+                    .await?;
                 let next = found.last().map(|r| r.try_get::<i64, _>(5)).transpose()?;
                 let page = found
                     .iter()
@@ -400,11 +414,12 @@ impl PgStore {
         })
     }
 
-    /// The entities written by one batch that still carry it.
+    /// The entities written by the change stamped `batch` that still carry it (a later change
+    /// may have written some of them again).
     pub async fn entities_in_batch(
         &self,
         tenant: &TenantName,
-        batch: i64,
+        batch: u64,
     ) -> Result<Vec<NewEntity>> {
         let mut conn = self.conn().await?;
         let found = sqlx::query(
@@ -412,17 +427,17 @@ impl PgStore {
              WHERE tenant = $1 AND batch = $2",
         )
         .bind(tenant.as_str())
-        .bind(batch)
+        .bind(batch as i64)
         .fetch_all(&mut *conn)
         .await?;
         found.iter().map(entity_row).collect()
     }
 
-    /// The interactions of one batch, in the order they were recorded.
+    /// The interactions of the change stamped `batch`, in the order they were recorded.
     pub async fn interactions_in_batch(
         &self,
         tenant: &TenantName,
-        batch: i64,
+        batch: u64,
     ) -> Result<Vec<Interaction>> {
         let mut conn = self.conn().await?;
         let found = sqlx::query(
@@ -430,7 +445,7 @@ impl PgStore {
              WHERE tenant = $1 AND batch = $2 ORDER BY seq",
         )
         .bind(tenant.as_str())
-        .bind(batch)
+        .bind(batch as i64)
         .fetch_all(&mut *conn)
         .await?;
         found.iter().map(interaction_row).collect()
@@ -582,13 +597,41 @@ async fn notify(conn: &mut sqlx::PgConnection, payload: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes a group of interaction batches in one statement and one transaction, with one notice
-/// per tenant.
+/// Writes a group of interaction batches in one transaction and returns their stamps: each
+/// batch is a change of its own, with its own version of its tenant and its own notice.
 async fn insert_interactions(
     pool: &PgPool,
     origin: &str,
     group: Vec<(TenantName, Vec<Interaction>)>,
-) -> Result<()> {
+) -> Result<Vec<u64>> {
+    let fail = |e: sqlx::Error| match &group[..] {
+        [(tenant, _)] => write_error(e, tenant),
+        _ => e.into(),
+    };
+    // Bump each tenant once per batch, in name order (so that two servers' groups lock tenant
+    // rows in the same order), and number the batches from the versions that come back.
+    let mut per_tenant: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for (tenant, _) in &group {
+        *per_tenant.entry(tenant.as_str()).or_default() += 1;
+    }
+    let names: Vec<&str> = per_tenant.keys().copied().collect();
+    let counts: Vec<i64> = per_tenant.values().copied().collect();
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    let versions: Vec<(String, i64)> = sqlx::query_as(
+        "UPDATE tenants t SET version = t.version + c.n \
+         FROM (SELECT * FROM UNNEST($1::text[], $2::bigint[]) AS c(name, n) ORDER BY name) c \
+         WHERE t.name = c.name RETURNING t.name, t.version",
+    )
+    .bind(&names)
+    .bind(&counts)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(fail)?;
+    let mut next: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for (name, version) in &versions {
+        let n = per_tenant.get(name.as_str()).copied().unwrap_or_default();
+        next.insert(name.as_str(), version - n + 1);
+    }
     let rows: usize = group.iter().map(|(_, b)| b.len()).sum();
     let mut tenants = Vec::with_capacity(rows);
     let mut users = Vec::with_capacity(rows);
@@ -596,9 +639,22 @@ async fn insert_interactions(
     let mut kinds = Vec::with_capacity(rows);
     let mut weights = Vec::with_capacity(rows);
     let mut at = Vec::with_capacity(rows);
-    let mut notices = Vec::new();
+    let mut batches = Vec::with_capacity(rows);
+    let mut notices = Vec::with_capacity(group.len());
+    let mut stamps = Vec::with_capacity(group.len());
     for (tenant, batch) in &group {
-        notices.push(notice(origin, ChangeKind::Interactions, tenant, ""));
+        let Some(stamp) = next.get_mut(tenant.as_str()) else {
+            return Err(StorageError::TenantNotFound(tenant.clone()));
+        };
+        let this = *stamp;
+        *stamp += 1;
+        stamps.push(this as u64);
+        notices.push(notice(
+            origin,
+            ChangeKind::Interactions,
+            tenant,
+            &this.to_string(),
+        ));
         for i in batch {
             tenants.push(tenant.as_str());
             users.push(i.user.as_str());
@@ -606,18 +662,16 @@ async fn insert_interactions(
             kinds.push(i.kind.as_str());
             weights.push(i.weight);
             at.push(i.timestamp);
+            batches.push(this);
         }
     }
     sqlx::query(
-        "WITH b AS (SELECT nextval('change_batches') AS batch), \
-         written AS ( \
+        "WITH written AS ( \
            INSERT INTO interactions (tenant, user_id, entity_id, kind, weight, at_ms, batch) \
-           SELECT u.tenant, u.user_id, u.entity_id, u.kind, u.weight, u.at_ms, b.batch \
-           FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::real[], $6::bigint[]) \
-                AS u(tenant, user_id, entity_id, kind, weight, at_ms), b \
+           SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::real[], \
+                                $6::bigint[], $7::bigint[]) \
            RETURNING 1) \
-         SELECT (SELECT count(*) FROM written), pg_notify($7, n || b.batch) \
-         FROM UNNEST($8::text[]) AS n, b",
+         SELECT (SELECT count(*) FROM written), pg_notify($8, n) FROM UNNEST($9::text[]) AS n",
     )
     .bind(&tenants)
     .bind(&users)
@@ -625,16 +679,101 @@ async fn insert_interactions(
     .bind(&kinds)
     .bind(&weights)
     .bind(&at)
+    .bind(&batches)
     .bind(CHANNEL)
     .bind(&notices)
-    .execute(&mut *pool.acquire().await.map_err(unavailable)?)
+    .execute(&mut *tx)
     .await
-    .map_err(|e| match &group[..] {
-        [(tenant, _)] => write_error(e, tenant),
-        _ => e.into(),
-    })?;
-    Ok(())
+    .map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
+    Ok(stamps)
 }
+
+/// One tenant's rows as of one moment: a read-only REPEATABLE READ transaction.
+pub(crate) struct PgSnapshot(sqlx::Transaction<'static, Postgres>);
+
+impl PgStore {
+    pub(crate) async fn snapshot(&self) -> Result<PgSnapshot> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        Ok(PgSnapshot(tx))
+    }
+}
+
+impl Snapshot for PgSnapshot {
+    async fn record(&mut self, tenant: &TenantName) -> Result<Option<TenantRecord>> {
+        let row =
+            sqlx::query("SELECT dimension, metric, lineage, version FROM tenants WHERE name = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *self.0)
+                .await?;
+        row.map(|row| {
+            let dimension = i64::from(row.try_get::<i32, _>(0)?);
+            Ok(TenantRecord {
+                spec: rows::tenant(tenant.as_str(), dimension, row.try_get(1)?)?.1,
+                lineage: row.try_get::<i64, _>(2)? as u64,
+                version: row.try_get::<i64, _>(3)? as u64,
+            })
+        })
+        .transpose()
+    }
+
+    async fn counts(&mut self, tenant: &TenantName, since_ms: i64) -> Result<(u64, u64)> {
+        let (entities, interactions): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM entities WHERE tenant = $1), \
+                    (SELECT count(*) FROM interactions WHERE tenant = $1 AND at_ms >= $2)",
+        )
+        .bind(tenant.as_str())
+        .bind(since_ms)
+        .fetch_one(&mut *self.0)
+        .await?;
+        Ok((entities.unsigned_abs(), interactions.unsigned_abs()))
+    }
+
+    async fn entities_after(
+        &mut self,
+        tenant: &TenantName,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<NewEntity>> {
+        let found = sqlx::query(ENTITIES_AFTER)
+            .bind(tenant.as_str())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *self.0)
+            .await?;
+        found.iter().map(entity_row).collect()
+    }
+
+    async fn interactions_after(
+        &mut self,
+        tenant: &TenantName,
+        since_ms: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Interaction)>> {
+        let found = sqlx::query(INTERACTIONS_AFTER)
+            .bind(tenant.as_str())
+            .bind(since_ms)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *self.0)
+            .await?;
+        found
+            .iter()
+            .map(|row| Ok((row.try_get(5)?, interaction_row(row)?)))
+            .collect()
+    }
+}
+
+/// A page of a tenant's entities in id order.
+const ENTITIES_AFTER: &str = "SELECT id, embedding, category, tags::text, attributes::text \
+     FROM entities WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3";
+
+/// A page of a tenant's interactions in the order they were recorded.
+const INTERACTIONS_AFTER: &str = "SELECT user_id, entity_id, kind, weight, at_ms, seq \
+     FROM interactions WHERE tenant = $1 AND at_ms >= $2 AND seq > $3 ORDER BY seq LIMIT $4";
 
 fn entity_row(row: &sqlx::postgres::PgRow) -> Result<NewEntity> {
     let vector: Vector = row.try_get(1)?;

@@ -7,13 +7,13 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use reco_engine::{Created, EntityId, Interaction, NewEntity, TenantName, TenantSpec};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, Sqlite, SqlitePool};
 
 use crate::error::{Result, StorageError, unavailable};
 use crate::group_commit::GroupCommit;
 use crate::rows;
 use crate::settings::SqliteSettings;
-use crate::store::PoolStats;
+use crate::store::{PoolStats, Snapshot, TenantRecord};
 
 /// The embedded backend.
 #[derive(Debug, Clone)]
@@ -78,29 +78,32 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn create_tenant(&self, name: &TenantName, spec: TenantSpec) -> Result<Created> {
+    pub async fn create_tenant(
+        &self,
+        name: &TenantName,
+        spec: TenantSpec,
+    ) -> Result<(Created, u64)> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let inserted = sqlx::query(
-            "INSERT INTO tenants (name, dimension, metric) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO NOTHING",
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO tenants (name, dimension, metric, lineage) VALUES ($1, $2, $3, random()) \
+             ON CONFLICT (name) DO NOTHING RETURNING lineage",
         )
         .bind(name.as_str())
         .bind(i64::try_from(spec.dimension).map_err(rows::corrupt)?)
         .bind(spec.metric.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(lineage) = inserted {
             tx.commit().await?;
-            return Ok(Created::Created);
+            return Ok((Created::Created, lineage as u64));
         }
-        let row = sqlx::query("SELECT dimension, metric FROM tenants WHERE name = $1")
+        let row = sqlx::query("SELECT dimension, metric, lineage FROM tenants WHERE name = $1")
             .bind(name.as_str())
             .fetch_one(&mut *tx)
             .await?;
         let (_, existing) = rows::tenant(name.as_str(), row.try_get(0)?, row.try_get(1)?)?;
         if existing == spec {
-            Ok(Created::Existed)
+            Ok((Created::Existed, row.try_get::<i64, _>(2)? as u64))
         } else {
             Err(StorageError::TenantConflict {
                 name: name.clone(),
@@ -138,14 +141,15 @@ impl SqliteStore {
             .collect()
     }
 
-    /// Writes a whole batch in one transaction, or nothing.
-    pub async fn upsert_entities(&self, tenant: &TenantName, batch: &[NewEntity]) -> Result<()> {
+    /// Writes a whole batch in one transaction, or nothing, and returns its stamp.
+    pub async fn upsert_entities(&self, tenant: &TenantName, batch: &[NewEntity]) -> Result<u64> {
         let spec = self
             .tenant(tenant)
             .await?
             .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
         rows::check_entities(spec, batch)?;
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let stamp = bump(&mut tx, tenant).await?;
         for e in batch {
             sqlx::query(
                 "INSERT INTO entities (tenant, id, embedding, category, tags, attributes) \
@@ -164,30 +168,44 @@ impl SqliteStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(stamp)
     }
 
-    pub async fn delete_entity(&self, tenant: &TenantName, id: &EntityId) -> Result<bool> {
+    /// Deletes an entity and returns the change's stamp; `None` when it did not exist.
+    pub async fn delete_entity(&self, tenant: &TenantName, id: &EntityId) -> Result<Option<u64>> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let deleted = sqlx::query("DELETE FROM entities WHERE tenant = $1 AND id = $2")
             .bind(tenant.as_str())
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
-        Ok(deleted > 0)
+        if deleted == 0 {
+            return Ok(None);
+        }
+        let stamp = bump(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(Some(stamp))
     }
 
+    /// Records interactions and returns their stamp once committed. An empty batch changes
+    /// nothing and answers the current version.
     pub async fn record_interactions(
         &self,
         tenant: &TenantName,
         batch: Vec<Interaction>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         rows::check_interactions(&batch)?;
-        if self.tenant(tenant).await?.is_none() {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM tenants WHERE name = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(version) = version else {
             return Err(StorageError::TenantNotFound(tenant.clone()));
-        }
+        };
         if batch.is_empty() {
-            return Ok(());
+            return Ok(version as u64);
         }
         self.interactions.write(tenant.clone(), batch).await
     }
@@ -224,15 +242,12 @@ impl SqliteStore {
         rows::paged(String::new(), move |after: String| {
             let (pool, tenant) = (pool.clone(), tenant.clone());
             async move {
-                let found = sqlx::query(
-                    "SELECT id, embedding, category, tags, attributes FROM entities \
-                     WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3",
-                )
-                .bind(tenant)
-                .bind(after)
-                .bind(rows::PAGE)
-                .fetch_all(&pool)
-                .await?;
+                let found = sqlx::query(ENTITIES_AFTER)
+                    .bind(tenant)
+                    .bind(after)
+                    .bind(rows::PAGE)
+                    .fetch_all(&pool)
+                    .await?;
                 let page = found.iter().map(entity_row).collect::<Result<Vec<_>>>()?;
                 let next = page.last().map(|e| e.id.as_str().to_owned());
                 Ok(next.map(|next| (page, next)))
@@ -249,16 +264,13 @@ impl SqliteStore {
         rows::paged(0i64, move |after: i64| {
             let (pool, tenant) = (pool.clone(), tenant.clone());
             async move {
-                let found = sqlx::query(
-                    "SELECT user_id, entity_id, kind, weight, at_ms, seq FROM interactions \
-                     WHERE tenant = $1 AND at_ms >= $2 AND seq > $3 ORDER BY seq LIMIT $4",
-                )
-                .bind(tenant)
-                .bind(since_ms)
-                .bind(after)
-                .bind(rows::PAGE)
-                .fetch_all(&pool)
-                .await?;
+                let found = sqlx::query(INTERACTIONS_AFTER)
+                    .bind(tenant)
+                    .bind(since_ms)
+                    .bind(after)
+                    .bind(rows::PAGE)
+                    .fetch_all(&pool)
+                    .await?;
                 let next = found.last().map(|r| r.try_get::<i64, _>(5)).transpose()?;
                 let page = found
                     .iter()
@@ -293,12 +305,29 @@ impl SqliteStore {
     }
 }
 
+/// Moves a tenant to its next version in `tx` and returns it: the stamp of the change `tx`
+/// makes.
+async fn bump(tx: &mut sqlx::SqliteConnection, tenant: &TenantName) -> Result<u64> {
+    let version: Option<i64> = sqlx::query_scalar(
+        "UPDATE tenants SET version = version + 1 WHERE name = $1 RETURNING version",
+    )
+    .bind(tenant.as_str())
+    .fetch_optional(tx)
+    .await?;
+    version
+        .map(|v| v as u64)
+        .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))
+}
+
+/// Writes a group of batches in one transaction; each batch is a change with its own stamp.
 async fn insert_interactions(
     pool: &SqlitePool,
     group: Vec<(TenantName, Vec<Interaction>)>,
-) -> Result<()> {
+) -> Result<Vec<u64>> {
     let mut tx = pool.begin().await.map_err(unavailable)?;
+    let mut stamps = Vec::with_capacity(group.len());
     for (tenant, batch) in &group {
+        stamps.push(bump(&mut tx, tenant).await?);
         for i in batch {
             sqlx::query(
                 "INSERT INTO interactions (tenant, user_id, entity_id, kind, weight, at_ms) \
@@ -324,8 +353,92 @@ async fn insert_interactions(
         }
     }
     tx.commit().await?;
-    Ok(())
+    Ok(stamps)
 }
+
+/// One tenant's rows as of one moment: reads in one transaction.
+pub(crate) struct SqliteSnapshot(sqlx::Transaction<'static, Sqlite>);
+
+impl SqliteStore {
+    pub(crate) async fn snapshot(&self) -> Result<SqliteSnapshot> {
+        Ok(SqliteSnapshot(
+            self.pool.begin().await.map_err(unavailable)?,
+        ))
+    }
+}
+
+impl Snapshot for SqliteSnapshot {
+    async fn record(&mut self, tenant: &TenantName) -> Result<Option<TenantRecord>> {
+        let row =
+            sqlx::query("SELECT dimension, metric, lineage, version FROM tenants WHERE name = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *self.0)
+                .await?;
+        row.map(|row| {
+            Ok(TenantRecord {
+                spec: rows::tenant(tenant.as_str(), row.try_get(0)?, row.try_get(1)?)?.1,
+                lineage: row.try_get::<i64, _>(2)? as u64,
+                version: row.try_get::<i64, _>(3)? as u64,
+            })
+        })
+        .transpose()
+    }
+
+    async fn counts(&mut self, tenant: &TenantName, since_ms: i64) -> Result<(u64, u64)> {
+        let (entities, interactions): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM entities WHERE tenant = $1), \
+                    (SELECT count(*) FROM interactions WHERE tenant = $1 AND at_ms >= $2)",
+        )
+        .bind(tenant.as_str())
+        .bind(since_ms)
+        .fetch_one(&mut *self.0)
+        .await?;
+        Ok((entities.unsigned_abs(), interactions.unsigned_abs()))
+    }
+
+    async fn entities_after(
+        &mut self,
+        tenant: &TenantName,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<NewEntity>> {
+        let found = sqlx::query(ENTITIES_AFTER)
+            .bind(tenant.as_str())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *self.0)
+            .await?;
+        found.iter().map(entity_row).collect()
+    }
+
+    async fn interactions_after(
+        &mut self,
+        tenant: &TenantName,
+        since_ms: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Interaction)>> {
+        let found = sqlx::query(INTERACTIONS_AFTER)
+            .bind(tenant.as_str())
+            .bind(since_ms)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *self.0)
+            .await?;
+        found
+            .iter()
+            .map(|row| Ok((row.try_get(5)?, interaction_row(row)?)))
+            .collect()
+    }
+}
+
+/// A page of a tenant's entities in id order.
+const ENTITIES_AFTER: &str = "SELECT id, embedding, category, tags, attributes \
+     FROM entities WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3";
+
+/// A page of a tenant's interactions in the order they were recorded.
+const INTERACTIONS_AFTER: &str = "SELECT user_id, entity_id, kind, weight, at_ms, seq \
+     FROM interactions WHERE tenant = $1 AND at_ms >= $2 AND seq > $3 ORDER BY seq LIMIT $4";
 
 fn entity_row(row: &sqlx::sqlite::SqliteRow) -> Result<NewEntity> {
     let blob: Vec<u8> = row.try_get(1)?;

@@ -1,7 +1,6 @@
 //! One interface over both backends: PostgreSQL when a `postgres://` URL is given, the embedded
 //! SQLite file otherwise.
 
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use indicatif::ProgressBar;
 use reco_engine::{Created, EntityId, Filter, Interaction, NewEntity, TenantName, TenantSpec};
@@ -9,6 +8,7 @@ use reco_engine::{Created, EntityId, Filter, Interaction, NewEntity, TenantName,
 use crate::error::{Result, StorageError};
 use crate::feed::ChangeFeed;
 use crate::postgres::PgStore;
+use crate::rows;
 use crate::settings::{PostgresSettings, SqliteSettings};
 use crate::sqlite::SqliteStore;
 
@@ -45,8 +45,10 @@ pub struct PoolStats {
 }
 
 /// How much a load brought back.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Loaded {
+    /// The tenant's record at the moment read.
+    pub record: TenantRecord,
     /// Entities read.
     pub entities: u64,
     /// Interactions read.
@@ -118,8 +120,13 @@ impl Store {
         each!(self, s => s.pool_stats())
     }
 
-    /// Makes a tenant, or finds it with the same settings; another spec is a conflict.
-    pub async fn create_tenant(&self, name: &TenantName, spec: TenantSpec) -> Result<Created> {
+    /// Makes a tenant, or finds it with the same settings; another spec is a conflict. Returns
+    /// the tenant's lineage too.
+    pub async fn create_tenant(
+        &self,
+        name: &TenantName,
+        spec: TenantSpec,
+    ) -> Result<(Created, u64)> {
         each!(self, s => s.create_tenant(name, spec).await)
     }
 
@@ -138,22 +145,24 @@ impl Store {
         each!(self, s => s.tenants().await)
     }
 
-    /// Inserts or replaces a batch: all of it, or nothing when any row is invalid.
-    pub async fn upsert_entities(&self, tenant: &TenantName, batch: &[NewEntity]) -> Result<()> {
+    /// Inserts or replaces a batch: all of it, or nothing when any row is invalid. Returns the
+    /// change's stamp: the tenant's version after it.
+    pub async fn upsert_entities(&self, tenant: &TenantName, batch: &[NewEntity]) -> Result<u64> {
         each!(self, s => s.upsert_entities(tenant, batch).await)
     }
 
-    /// Deletes an entity; false when it did not exist.
-    pub async fn delete_entity(&self, tenant: &TenantName, id: &EntityId) -> Result<bool> {
+    /// Deletes an entity and returns the change's stamp; `None` (and no change) when it did not
+    /// exist.
+    pub async fn delete_entity(&self, tenant: &TenantName, id: &EntityId) -> Result<Option<u64>> {
         each!(self, s => s.delete_entity(tenant, id).await)
     }
 
-    /// Records interactions and returns once they are committed.
+    /// Records interactions and returns once they are committed, with the change's stamp.
     pub async fn record_interactions(
         &self,
         tenant: &TenantName,
         batch: Vec<Interaction>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         each!(self, s => s.record_interactions(tenant, batch).await)
     }
 
@@ -216,38 +225,114 @@ impl Store {
         }
     }
 
-    /// Streams a tenant's entities, then its interactions since `since_ms`, to the callbacks in
-    /// batches of `batch` rows, advancing `progress` by rows read.
+    /// Loads a tenant as of one moment: its record (lineage and version), then its entities,
+    /// then its interactions since `since_ms`, all read in one transaction, so the rows are
+    /// exactly those of the changes up to the version. `None` when the tenant does not exist.
+    /// Rows go to `sink` in batches of `batch`; `progress` advances by rows read.
     pub async fn load_tenant(
         &self,
         tenant: &TenantName,
         since_ms: i64,
         batch: usize,
         progress: &ProgressBar,
-        mut on_entities: impl FnMut(Vec<NewEntity>) -> Result<()>,
-        mut on_interactions: impl FnMut(Vec<Interaction>) -> Result<()>,
-    ) -> Result<Loaded> {
-        let (entities, interactions) = self.counts(tenant).await?;
-        progress.set_length(entities + interactions);
-        progress.set_message(format!("{tenant}: entities"));
-        let mut loaded = Loaded::default();
-        let mut rows = self.stream_entities(tenant).chunks(batch.max(1));
-        while let Some(chunk) = rows.next().await {
-            let chunk = chunk.into_iter().collect::<Result<Vec<_>>>()?;
-            loaded.entities += chunk.len() as u64;
-            progress.inc(chunk.len() as u64);
-            on_entities(chunk)?;
+        sink: &mut impl LoadSink,
+    ) -> Result<Option<Loaded>> {
+        match self {
+            Store::Postgres(s) => {
+                let mut snapshot = s.snapshot().await?;
+                load(&mut snapshot, tenant, since_ms, batch, progress, sink).await
+            }
+            Store::Sqlite(s) => {
+                let mut snapshot = s.snapshot().await?;
+                load(&mut snapshot, tenant, since_ms, batch, progress, sink).await
+            }
         }
-        progress.set_message(format!("{tenant}: interactions"));
-        let mut rows = self
-            .stream_interactions(tenant, since_ms)
-            .chunks(batch.max(1));
-        while let Some(chunk) = rows.next().await {
-            let chunk = chunk.into_iter().collect::<Result<Vec<_>>>()?;
-            loaded.interactions += chunk.len() as u64;
-            progress.inc(chunk.len() as u64);
-            on_interactions(chunk)?;
-        }
-        Ok(loaded)
     }
+}
+
+/// A tenant as storage holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantRecord {
+    /// Its dimension and metric.
+    pub spec: TenantSpec,
+    /// The random name of this incarnation of the tenant.
+    pub lineage: u64,
+    /// How many changes it has had: the stamp of the last one.
+    pub version: u64,
+}
+
+/// Where [`Store::load_tenant`] puts what it reads.
+pub trait LoadSink {
+    /// The tenant's record, before any row.
+    fn tenant(&mut self, record: TenantRecord) -> Result<()>;
+    /// A batch of entities.
+    fn entities(&mut self, batch: Vec<NewEntity>) -> Result<()>;
+    /// A batch of interactions, in the order they were recorded.
+    fn interactions(&mut self, batch: Vec<Interaction>) -> Result<()>;
+}
+
+/// Reads inside one transaction, so every read sees the same moment.
+pub(crate) trait Snapshot {
+    async fn record(&mut self, tenant: &TenantName) -> Result<Option<TenantRecord>>;
+    async fn counts(&mut self, tenant: &TenantName, since_ms: i64) -> Result<(u64, u64)>;
+    /// Entities with ids after `after`, in id order.
+    async fn entities_after(
+        &mut self,
+        tenant: &TenantName,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<NewEntity>>;
+    /// Interactions since `since_ms` with sequence numbers after `after`, in sequence order.
+    async fn interactions_after(
+        &mut self,
+        tenant: &TenantName,
+        since_ms: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Interaction)>>;
+}
+
+async fn load(
+    snapshot: &mut impl Snapshot,
+    tenant: &TenantName,
+    since_ms: i64,
+    batch: usize,
+    progress: &ProgressBar,
+    sink: &mut impl LoadSink,
+) -> Result<Option<Loaded>> {
+    let Some(record) = snapshot.record(tenant).await? else {
+        return Ok(None);
+    };
+    let limit = i64::try_from(batch.max(1)).unwrap_or(rows::PAGE);
+    let (entities, interactions) = snapshot.counts(tenant, since_ms).await?;
+    progress.set_length(entities + interactions);
+    progress.set_message(format!("{tenant}: entities"));
+    sink.tenant(record)?;
+    let mut loaded = Loaded {
+        record,
+        entities: 0,
+        interactions: 0,
+    };
+    let mut after = String::new();
+    loop {
+        let page = snapshot.entities_after(tenant, &after, limit).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id.as_str().to_owned();
+        loaded.entities += page.len() as u64;
+        progress.inc(page.len() as u64);
+        sink.entities(page)?;
+    }
+    progress.set_message(format!("{tenant}: interactions"));
+    let mut after = 0;
+    loop {
+        let page = snapshot
+            .interactions_after(tenant, since_ms, after, limit)
+            .await?;
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        loaded.interactions += page.len() as u64;
+        progress.inc(page.len() as u64);
+        sink.interactions(page.into_iter().map(|(_, i)| i).collect())?;
+    }
+    Ok(Some(loaded))
 }

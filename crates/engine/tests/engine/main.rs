@@ -7,5 +7,6 @@ mod errors;
 mod recommend;
 mod reference;
 mod search;
+mod stamps;
 mod support;
 mod users;

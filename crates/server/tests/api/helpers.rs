@@ -79,8 +79,15 @@ impl TestApp {
         Self::start(fresh_database(backend).await).await
     }
 
-    /// A server on the given settings (another server on the same database, say).
+    /// A server on the given settings (another server on the same database, say), ready.
     pub async fn start(settings: Settings) -> Self {
+        let test = Self::start_loading(settings).await;
+        test.wait_ready().await;
+        test
+    }
+
+    /// A server on the given settings, still loading its indexes.
+    pub async fn start_loading(settings: Settings) -> Self {
         let app = Application::build(settings.clone())
             .await
             .expect("the server builds");
@@ -88,14 +95,22 @@ impl TestApp {
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder().no_gzip().build().unwrap();
-        let test = Self {
+        Self {
             base,
             client,
             settings,
             handle,
-        };
-        test.wait_ready().await;
-        test
+        }
+    }
+
+    /// Whether `/health/ready` answers 200.
+    pub async fn is_ready(&self) -> bool {
+        let ready = self
+            .client
+            .get(format!("{}/health/ready", self.base))
+            .send()
+            .await;
+        ready.is_ok_and(|r| r.status() == 200)
     }
 
     /// Stops the server gracefully: requests in flight are answered first.
@@ -106,12 +121,7 @@ impl TestApp {
     pub async fn wait_ready(&self) {
         let started = Instant::now();
         loop {
-            let ready = self
-                .client
-                .get(format!("{}/health/ready", self.base))
-                .send()
-                .await;
-            if ready.is_ok_and(|r| r.status() == 200) {
+            if self.is_ready().await {
                 return;
             }
             assert!(

@@ -65,8 +65,9 @@ async fn metrics_count_requests_cache_pools_and_indexes() {
         r#"reco_http_requests_total{method="GET",route="/v1/tenants/{tenant}/entities/{id}/similar",status="404"} 1"#,
     );
     has("reco_http_request_duration_seconds_bucket");
-    has(r#"reco_cache_requests_total{result="hit",tier="recommendations"} 2"#);
-    has(r#"reco_cache_requests_total{result="miss",tier="recommendations"} 1"#);
+    has(r#"reco_cache_requests_total{level="memory",result="hit",tier="recommendations"} 2"#);
+    has(r#"reco_cache_requests_total{level="memory",result="miss",tier="recommendations"} 1"#);
+    has(r#"reco_cache_requests_total{level="redis",result="miss",tier="recommendations"} 1"#);
     has(r#"reco_db_pool_connections{state="max"} 10"#);
     has(r#"reco_index_entities{tenant="shop"} 5"#);
 }

@@ -72,6 +72,107 @@ async fn another_server_sees_writes_within_a_second() {
     .await;
 }
 
+/// The body of a similar-query on `app`, with its `X-Cache`.
+async fn similar_with_cache(app: &TestApp, query: &str) -> (String, Value) {
+    let r = app.similar("shop", "a", query).await;
+    assert_eq!(r.status(), 200);
+    let cache = r.headers()["x-cache"].to_str().unwrap().to_owned();
+    (cache, r.json().await.unwrap())
+}
+
+async fn metrics(app: &TestApp) -> String {
+    let r = app.client.get(format!("{}/metrics", app.base)).send().await;
+    r.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn servers_share_answers_through_redis_and_never_serve_one_past_a_write() {
+    let a = seeded(Backend::Postgres).await;
+    let b = TestApp::start(a.settings.clone()).await;
+    // A query no test has asked: a's answer goes to Redis in the background.
+    let query = "k=3&offset=0";
+    let (cache, answer) = similar_with_cache(&a, query).await;
+    assert_eq!(cache, "miss");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (cache, shared) = similar_with_cache(&b, query).await;
+    assert_eq!(cache, "hit", "b found a's answer in Redis");
+    assert_eq!(shared, answer);
+    let text = metrics(&b).await;
+    assert!(
+        text.contains(
+            r#"reco_cache_requests_total{level="redis",result="hit",tier="recommendations"} 1"#
+        ),
+        "{text}"
+    );
+    let best = answer["results"][0]["id"].as_str().unwrap().to_owned();
+
+    // a deletes the best result. From then on a never names it, and b stops naming it within a
+    // second and never names it again: no cached answer, in either cache, outlives the write.
+    let deleted = a
+        .admin(Method::DELETE, &format!("/v1/tenants/shop/entities/{best}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let (_, after) = similar_with_cache(&a, query).await;
+    assert!(
+        !after.to_string().contains(&format!("\"{best}\"")),
+        "{after}"
+    );
+    let started = Instant::now();
+    eventually(Duration::from_secs(1), || async {
+        let (_, now) = similar_with_cache(&b, query).await;
+        !now.to_string().contains(&format!("\"{best}\""))
+    })
+    .await;
+    settle(started).await;
+    for server in [&a, &b] {
+        let (_, now) = similar_with_cache(server, query).await;
+        assert!(!now.to_string().contains(&format!("\"{best}\"")), "{now}");
+        assert_eq!(now["results"], after["results"], "both servers agree");
+    }
+}
+
+/// Lets a little time pass after `since`, so that late cache writes would have landed.
+async fn settle(since: Instant) {
+    let until = since + Duration::from_millis(300);
+    tokio::time::sleep_until(until.into()).await;
+}
+
+#[tokio::test]
+async fn a_server_starting_while_another_writes_misses_nothing() {
+    let a = seeded(Backend::Postgres).await;
+    // A catalogue large enough that b's load takes a while.
+    for part in 0..2 {
+        let entities: Vec<Value> = (0..10_000)
+            .map(|n| json!({"id": format!("bulk{part}-{n}"), "vector": [1.0, n as f32, 0.5]}))
+            .collect();
+        assert_eq!(a.upsert("shop", json!(entities)).await.status(), 200);
+    }
+    // b loads while a writes, and a stops writing when b is ready: b must hear the writes
+    // that land after its load began, with no later write to reveal a gap.
+    let b = TestApp::start_loading(a.settings.clone()).await;
+    let mut writes = 0;
+    while !b.is_ready().await {
+        let r = a
+            .upsert(
+                "shop",
+                json!([{"id": format!("w{writes}"), "vector": [0.1, 0.2, 0.3]}]),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        writes += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(writes > 0);
+    let expected = json!(5 + 20_000 + writes);
+    eventually(Duration::from_secs(1), || async {
+        let info: Value = b.get("/v1/tenants/shop").await.json().await.unwrap();
+        info["entities"] == expected
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_restart_keeps_everything() {
     for backend in [Backend::Postgres, Backend::Sqlite] {

@@ -36,20 +36,27 @@ suite!(
 async fn tenants_are_made_once_and_conflicts_refused(backend: Backend) {
     let (_, store) = Fixture::new(backend).await;
     let t = tenant("shop");
+    let (created, lineage) = store
+        .create_tenant(&t, spec(4, Metric::Cosine))
+        .await
+        .unwrap();
+    assert_eq!(created, Created::Created);
     assert_eq!(
         store
             .create_tenant(&t, spec(4, Metric::Cosine))
             .await
             .unwrap(),
-        Created::Created
+        (Created::Existed, lineage),
+        "found again, with the same lineage"
     );
-    assert_eq!(
-        store
-            .create_tenant(&t, spec(4, Metric::Cosine))
-            .await
-            .unwrap(),
-        Created::Existed
-    );
+    // Deleted and made again, it is another incarnation.
+    assert!(store.delete_tenant(&t).await.unwrap());
+    let (again, other) = store
+        .create_tenant(&t, spec(4, Metric::Cosine))
+        .await
+        .unwrap();
+    assert_eq!(again, Created::Created);
+    assert_ne!(other, lineage);
     let conflict = store
         .create_tenant(&t, spec(8, Metric::Dot))
         .await
@@ -119,8 +126,14 @@ async fn entities_round_trip_exactly(backend: Backend) {
     let got = store.get_entity(&t, &changed.id).await.unwrap().unwrap();
     assert_eq!((got.vector, got.tags), (changed.vector, changed.tags));
     assert_eq!(store.counts(&t).await.unwrap(), (2, 0));
-    assert!(store.delete_entity(&t, &batch[1].id).await.unwrap());
-    assert!(!store.delete_entity(&t, &batch[1].id).await.unwrap());
+    assert!(
+        store
+            .delete_entity(&t, &batch[1].id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.delete_entity(&t, &batch[1].id).await.unwrap(), None);
     assert!(store.get_entity(&t, &batch[1].id).await.unwrap().is_none());
     assert_eq!(store.counts(&t).await.unwrap(), (1, 0));
 }
@@ -247,13 +260,21 @@ async fn concurrent_interactions_are_all_committed(backend: Backend) {
         })
     });
     let results = futures::future::join_all(writers).await;
+    let mut stamps = Vec::new();
     for (w, result) in results.into_iter().enumerate() {
         match result.unwrap() {
-            Ok(()) => assert_ne!(w % 5, 4),
+            Ok(stamp) => {
+                assert_ne!(w % 5, 4);
+                stamps.push(stamp);
+            }
             Err(StorageError::TenantNotFound(_)) => assert_eq!(w % 5, 4),
             Err(other) => panic!("writer {w}: {other:?}"),
         }
     }
+    // Each batch is a change of its own: the stamps are 1 to 32, each once, even where
+    // batches shared a commit.
+    stamps.sort_unstable();
+    assert_eq!(stamps, (1..=32).collect::<Vec<u64>>());
     assert_eq!(store.counts(&t).await.unwrap().1, 32 * 25);
     let stored: Vec<_> = store
         .stream_interactions(&t, 0)
@@ -375,6 +396,16 @@ async fn loading_reports_progress(backend: Backend) {
     let loaded = load(&store, &t, &progress, &mut entities, &mut interactions).await;
     assert_eq!((loaded.entities, loaded.interactions), (250, 30));
     assert_eq!(
+        loaded.record.version, 3,
+        "three changes: the entities and two interaction batches"
+    );
+    assert_eq!(loaded.record.spec, spec(4, Metric::Cosine));
+    let missing = store
+        .load_tenant(&tenant("ghost"), 0, 100, &progress, &mut NoRows)
+        .await
+        .unwrap();
+    assert!(missing.is_none());
+    assert_eq!(
         entities.iter().map(Vec::len).max(),
         Some(100),
         "batches of 100"
@@ -387,9 +418,24 @@ async fn loading_reports_progress(backend: Backend) {
     assert_eq!(progress.position(), 280);
     assert_eq!(
         progress.length(),
-        Some(290),
-        "the length counts every stored row"
+        Some(280),
+        "the length counts the rows to load: the entities and the interactions since the horizon"
     );
+}
+
+/// A sink that must not be given anything.
+struct NoRows;
+
+impl reco_storage::LoadSink for NoRows {
+    fn tenant(&mut self, record: reco_storage::TenantRecord) -> reco_storage::Result<()> {
+        panic!("no tenant expected: {record:?}")
+    }
+    fn entities(&mut self, _: Vec<reco_engine::NewEntity>) -> reco_storage::Result<()> {
+        panic!("no rows expected")
+    }
+    fn interactions(&mut self, _: Vec<reco_engine::Interaction>) -> reco_storage::Result<()> {
+        panic!("no rows expected")
+    }
 }
 
 async fn load(
@@ -399,21 +445,39 @@ async fn load(
     entities: &mut Vec<Vec<reco_engine::NewEntity>>,
     interactions: &mut Vec<Vec<reco_engine::Interaction>>,
 ) -> reco_storage::Loaded {
-    store
-        .load_tenant(
-            t,
-            1_000,
-            100,
-            progress,
-            |batch| {
-                entities.push(batch);
-                Ok(())
-            },
-            |batch| {
-                interactions.push(batch);
-                Ok(())
-            },
-        )
+    struct Collect<'a> {
+        records: Vec<reco_storage::TenantRecord>,
+        entities: &'a mut Vec<Vec<reco_engine::NewEntity>>,
+        interactions: &'a mut Vec<Vec<reco_engine::Interaction>>,
+    }
+    impl reco_storage::LoadSink for Collect<'_> {
+        fn tenant(&mut self, record: reco_storage::TenantRecord) -> reco_storage::Result<()> {
+            assert!(self.entities.is_empty(), "the record comes before any row");
+            self.records.push(record);
+            Ok(())
+        }
+        fn entities(&mut self, batch: Vec<reco_engine::NewEntity>) -> reco_storage::Result<()> {
+            self.entities.push(batch);
+            Ok(())
+        }
+        fn interactions(
+            &mut self,
+            batch: Vec<reco_engine::Interaction>,
+        ) -> reco_storage::Result<()> {
+            self.interactions.push(batch);
+            Ok(())
+        }
+    }
+    let mut sink = Collect {
+        records: Vec::new(),
+        entities,
+        interactions,
+    };
+    let loaded = store
+        .load_tenant(t, 1_000, 100, progress, &mut sink)
         .await
         .unwrap()
+        .expect("the tenant exists");
+    assert_eq!(sink.records, vec![loaded.record]);
+    loaded
 }

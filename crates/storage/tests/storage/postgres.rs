@@ -246,17 +246,19 @@ async fn the_change_feed_reaches_another_server_within_a_second() {
         .unwrap()
         .expect("PostgreSQL has a feed");
     let t = tenant("shop");
-    writer
+    let (_, lineage) = writer
         .create_tenant(&t, spec(4, Metric::Dot))
         .await
         .unwrap();
     let batch = random_entities(30, 4);
-    writer.upsert_entities(&t, &batch).await.unwrap();
-    writer
+    assert_eq!(writer.upsert_entities(&t, &batch).await.unwrap(), 1);
+    let recorded = writer
         .record_interactions(&t, vec![interaction(1, 2, 3), interaction(4, 5, 6)])
         .await
         .unwrap();
-    writer.delete_entity(&t, &batch[0].id).await.unwrap();
+    assert_eq!(recorded, 2);
+    let deleted = writer.delete_entity(&t, &batch[0].id).await.unwrap();
+    assert_eq!(deleted, Some(3));
     writer.delete_tenant(&t).await.unwrap();
 
     let mut heard = Vec::new();
@@ -264,34 +266,36 @@ async fn the_change_feed_reaches_another_server_within_a_second() {
         let change = tokio::time::timeout(Duration::from_secs(1), feed.next()).await;
         heard.push(change.expect("within a second").unwrap());
     }
-    assert_eq!(heard[0], Change::TenantCreated(t.clone()));
-    let Change::Entities {
-        tenant: changed,
-        batch: entities_batch,
-    } = heard[1].clone()
-    else {
-        panic!("{heard:?}")
-    };
-    assert_eq!(changed, t);
-    let Change::Interactions {
-        batch: interactions_batch,
-        ..
-    } = heard[2].clone()
-    else {
-        panic!("{heard:?}")
-    };
-    assert_eq!(
-        heard[3],
+    let expected = vec![
+        Change::TenantCreated {
+            tenant: t.clone(),
+            lineage,
+        },
+        Change::Entities {
+            tenant: t.clone(),
+            stamp: 1,
+        },
+        Change::Interactions {
+            tenant: t.clone(),
+            stamp: 2,
+        },
         Change::EntityDeleted {
             tenant: t.clone(),
-            id: batch[0].id.clone()
-        }
-    );
-    assert_eq!(heard[4], Change::TenantDeleted(t.clone()));
-    assert!(entities_batch != interactions_batch);
-    // A store does not hear its own writes.
-    let quiet = tokio::time::timeout(Duration::from_millis(300), own.next()).await;
-    assert!(quiet.is_err(), "the writer heard itself: {quiet:?}");
+            stamp: 3,
+            id: batch[0].id.clone(),
+        },
+        Change::TenantDeleted {
+            tenant: t.clone(),
+            lineage,
+        },
+    ];
+    assert_eq!(heard, expected);
+    // The writer hears its own changes too, the same ones in the same order: the engine
+    // applies each stamp once, whoever hears it first.
+    for change in expected {
+        let mine = tokio::time::timeout(Duration::from_secs(1), own.next()).await;
+        assert_eq!(mine.expect("within a second").unwrap(), change);
+    }
 }
 
 #[tokio::test]
@@ -312,7 +316,7 @@ async fn a_notified_batch_can_be_fetched() {
     let sent = vec![interaction(1, 2, 3), interaction(4, 5, 6)];
     writer.record_interactions(&t, sent.clone()).await.unwrap();
     let _created = feed.next().await.unwrap();
-    let Change::Entities { batch: b, .. } = feed.next().await.unwrap() else {
+    let Change::Entities { stamp: b, .. } = feed.next().await.unwrap() else {
         panic!()
     };
     let mut got = pg.entities_in_batch(&t, b).await.unwrap();
@@ -321,7 +325,7 @@ async fn a_notified_batch_can_be_fetched() {
         got.iter().map(|e| &e.vector).collect::<Vec<_>>(),
         batch.iter().map(|e| &e.vector).collect::<Vec<_>>()
     );
-    let Change::Interactions { batch: b, .. } = feed.next().await.unwrap() else {
+    let Change::Interactions { stamp: b, .. } = feed.next().await.unwrap() else {
         panic!()
     };
     assert_eq!(pg.interactions_in_batch(&t, b).await.unwrap(), sent);
@@ -347,4 +351,66 @@ async fn sqlite_does_not_rank() {
         .unwrap_err();
     assert!(matches!(err, reco_storage::StorageError::Unsupported(_)));
     assert!(store.subscribe().await.unwrap().is_none());
+}
+
+/// Counts what a load hands over.
+#[derive(Default)]
+struct Count {
+    record: Option<reco_storage::TenantRecord>,
+    entities: usize,
+}
+
+impl reco_storage::LoadSink for Count {
+    fn tenant(&mut self, record: reco_storage::TenantRecord) -> reco_storage::Result<()> {
+        self.record = Some(record);
+        Ok(())
+    }
+    fn entities(&mut self, batch: Vec<reco_engine::NewEntity>) -> reco_storage::Result<()> {
+        self.entities += batch.len();
+        Ok(())
+    }
+    fn interactions(&mut self, _: Vec<reco_engine::Interaction>) -> reco_storage::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_load_during_writes_is_exactly_the_state_of_its_version() {
+    let (fixture, writer) = Fixture::new(Backend::Postgres).await;
+    let reader = fixture.open().await;
+    let t = tenant("shop");
+    writer
+        .create_tenant(&t, spec(4, Metric::Dot))
+        .await
+        .unwrap();
+    // Every change adds exactly one new entity, so a consistent load holds as many entities
+    // as its version says changes were made.
+    let writes = tokio::spawn({
+        let (writer, t) = (writer.clone(), t.clone());
+        async move {
+            for n in 0..300 {
+                let mut one = random_entities(1, 4);
+                one[0].id = EntityId::parse(&format!("w{n:04}")).unwrap();
+                writer.upsert_entities(&t, &one).await.unwrap();
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while !writes.is_finished() {
+        let mut count = Count::default();
+        // Pages of 7 rows: many round trips, so writes land between them.
+        reader
+            .load_tenant(&t, 0, 7, &indicatif::ProgressBar::hidden(), &mut count)
+            .await
+            .unwrap()
+            .unwrap();
+        let version = count.record.unwrap().version;
+        assert_eq!(count.entities as u64, version, "rows and version agree");
+        seen.push(version);
+    }
+    writes.await.unwrap();
+    assert!(
+        seen.iter().any(|v| (1..300).contains(v)),
+        "some load ran while writes were landing: {seen:?}"
+    );
 }

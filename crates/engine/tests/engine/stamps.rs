@@ -1,0 +1,176 @@
+//! Stamped writes: a host that orders its changes gets each applied once and in order, and two
+//! engines that applied the same stamps name their answers alike, so a shared cache can hold them.
+
+use reco_engine::{
+    Applied, CacheStatus, EngineError, Interaction, InteractionKind, Metric, NewEntity,
+    SearchOptions, TenantName, TenantSpec, TrendingQuery, UserId, Window,
+};
+
+use crate::support::{START, engine, id};
+
+fn entity(n: usize, vector: [f32; 2]) -> NewEntity {
+    NewEntity {
+        id: id(n),
+        vector: vector.to_vec(),
+        category: None,
+        tags: Vec::new(),
+        attributes: None,
+    }
+}
+
+fn view(user: &str, n: usize) -> Interaction {
+    Interaction {
+        user: UserId::parse(user).unwrap(),
+        entity: id(n),
+        kind: InteractionKind::Like,
+        weight: None,
+        timestamp: START,
+    }
+}
+
+fn stamped_engine(lineage: u64) -> (reco_engine::Engine, TenantName) {
+    let (engine, _, _) = engine(Metric::Dot, 2, true);
+    let tenant = TenantName::parse("stamped").unwrap();
+    let spec = TenantSpec::new(2, Metric::Dot).unwrap();
+    engine
+        .create_tenant_at(tenant.clone(), spec, lineage, 0)
+        .unwrap();
+    (engine, tenant)
+}
+
+#[test]
+fn stamps_apply_once_and_in_order() {
+    let (engine, t) = stamped_engine(7);
+    let first = vec![entity(1, [1.0, 0.0]), entity(2, [0.0, 1.0])];
+    assert_eq!(engine.upsert_at(&t, 1, first).unwrap(), Applied::Done(2));
+    // The same stamp again changes nothing, even with other rows.
+    let again = vec![entity(3, [1.0, 1.0])];
+    assert_eq!(engine.upsert_at(&t, 1, again).unwrap(), Applied::Already);
+    assert!(matches!(
+        engine.get(&t, &id(3)),
+        Err(EngineError::EntityNotFound(_))
+    ));
+    // A gap is refused and changes nothing.
+    let late = engine.upsert_at(&t, 3, vec![entity(4, [1.0, 1.0])]);
+    assert_eq!(
+        late,
+        Err(EngineError::OutOfOrder {
+            tenant: t.clone(),
+            stamp: 3,
+            expected: 2
+        })
+    );
+    assert_eq!(engine.tenant_info(&t).unwrap().entities, 2);
+    assert_eq!(engine.applied(&t).unwrap(), 1);
+    // Interactions and deletes take stamps from the same sequence; a delete of an entity that
+    // is not there still takes its stamp.
+    let recorded = engine.record_at(&t, 2, vec![view("u", 1)]).unwrap();
+    assert_eq!(recorded, Applied::Done(1));
+    assert_eq!(
+        engine.delete_at(&t, 3, &id(9)).unwrap(),
+        Applied::Done(false)
+    );
+    assert_eq!(
+        engine.delete_at(&t, 4, &id(2)).unwrap(),
+        Applied::Done(true)
+    );
+    assert_eq!(engine.delete_at(&t, 4, &id(1)).unwrap(), Applied::Already);
+    assert_eq!(engine.applied(&t).unwrap(), 4);
+    assert_eq!(engine.tenant_info(&t).unwrap().entities, 1);
+    // Unstamped writes take the next stamp.
+    engine.upsert(&t, vec![entity(5, [0.5, 0.5])]).unwrap();
+    assert_eq!(engine.applied(&t).unwrap(), 5);
+}
+
+#[test]
+fn engines_with_the_same_stamps_share_keys_and_answers() {
+    let (a, t) = stamped_engine(42);
+    let (b, _) = stamped_engine(42);
+    let rows = vec![
+        entity(1, [1.0, 0.0]),
+        entity(2, [0.9, 0.2]),
+        entity(3, [0.0, 1.0]),
+    ];
+    for engine in [&a, &b] {
+        engine.upsert_at(&t, 1, rows.clone()).unwrap();
+    }
+    // `b` hears the change twice, as a server hears its own write through the feed.
+    assert_eq!(b.upsert_at(&t, 1, rows).unwrap(), Applied::Already);
+    let options = SearchOptions::top(2);
+    let similar_a = a.prepare_similar(&t, &id(1), &options).unwrap();
+    let similar_b = b.prepare_similar(&t, &id(1), &options).unwrap();
+    assert_eq!(similar_a.shared_key(), similar_b.shared_key());
+
+    // What `a` ranked, kept by `b`, is served by `b` from its own cache afterwards.
+    assert!(similar_a.cached().is_none());
+    let ranked = similar_a.answer().unwrap();
+    assert_eq!(ranked.cache, CacheStatus::Miss);
+    assert!(similar_b.cached().is_none());
+    let kept = similar_b.keep(ranked.ranking.as_ref().clone());
+    assert_eq!(kept.cache, CacheStatus::Hit);
+    let again = b.prepare_similar(&t, &id(1), &options).unwrap();
+    assert_eq!(again.cached().unwrap().ranking, ranked.ranking);
+    assert_eq!(
+        b.similar(&t, &id(1), &options).unwrap().cache,
+        CacheStatus::Hit
+    );
+
+    // An interaction changes the key of user and trending answers, not of similar ones.
+    let user = UserId::parse("u").unwrap();
+    let trending = TrendingQuery {
+        k: 3,
+        offset: 0,
+        category: None,
+        window: Window::DEFAULT,
+    };
+    let before = (
+        a.prepare_similar(&t, &id(1), &options)
+            .unwrap()
+            .shared_key(),
+        a.prepare_user(&t, &user, &options).unwrap().shared_key(),
+        a.prepare_trending(&t, &trending).unwrap().shared_key(),
+    );
+    a.record_at(&t, 2, vec![view("u", 3)]).unwrap();
+    let after = (
+        a.prepare_similar(&t, &id(1), &options)
+            .unwrap()
+            .shared_key(),
+        a.prepare_user(&t, &user, &options).unwrap().shared_key(),
+        a.prepare_trending(&t, &trending).unwrap().shared_key(),
+    );
+    assert_eq!(before.0, after.0);
+    assert_ne!(before.1, after.1);
+    assert_ne!(before.2, after.2);
+    // An entity write changes them all.
+    a.upsert_at(&t, 3, vec![entity(2, [0.0, 1.0])]).unwrap();
+    let changed = a.prepare_similar(&t, &id(1), &options).unwrap();
+    assert_ne!(changed.shared_key(), after.0);
+    assert_eq!(changed.cached(), None);
+    // Other questions have other keys.
+    let other = a.prepare_similar(&t, &id(2), &options).unwrap();
+    assert_ne!(other.shared_key(), changed.shared_key());
+}
+
+#[test]
+fn another_lineage_is_another_tenant() {
+    let (a, t) = stamped_engine(1);
+    let (b, _) = stamped_engine(2);
+    for engine in [&a, &b] {
+        engine
+            .upsert_at(&t, 1, vec![entity(1, [1.0, 0.0]), entity(2, [0.0, 1.0])])
+            .unwrap();
+    }
+    let options = SearchOptions::top(1);
+    let key = |e: &reco_engine::Engine| {
+        e.prepare_similar(&t, &id(1), &options)
+            .unwrap()
+            .shared_key()
+    };
+    assert_ne!(key(&a), key(&b));
+    let spec = TenantSpec::new(2, Metric::Dot).unwrap();
+    assert!(matches!(
+        a.create_tenant_at(t.clone(), spec, 3, 0),
+        Err(EngineError::TenantConflict { .. })
+    ));
+    assert!(a.create_tenant_at(t, spec, 1, 0).is_ok());
+}
