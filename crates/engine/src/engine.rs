@@ -33,6 +33,10 @@ pub enum Created {
     Existed,
 }
 
+/// A tenant being loaded off to the side (see [`Engine::stage_tenant`]).
+#[derive(Debug)]
+pub struct StagedTenant(Tenant);
+
 /// Whether a stamped change was applied now or had been applied before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied<T> {
@@ -130,20 +134,24 @@ impl Engine {
                 })
             };
         }
+        let tenant = self.new_tenant(name.clone(), spec, lineage, stamp);
+        tenants.insert(name, Arc::new(tenant));
+        Ok(Created::Created)
+    }
+
+    fn new_tenant(&self, name: TenantName, spec: TenantSpec, lineage: u64, stamp: u64) -> Tenant {
         let mut entities = EntityIndex::new(spec, self.next_generation());
         entities.stamp = stamp;
         let mut interactions = InteractionLog::new(self.next_generation());
         interactions.stamp = stamp;
-        let tenant = Tenant {
-            name: name.clone(),
+        Tenant {
+            name,
             spec,
             lineage,
             entities: ArcSwap::from_pointee(entities),
             interactions: ArcSwap::from_pointee(interactions),
             writer: Mutex::new(stamp),
-        };
-        tenants.insert(name, Arc::new(tenant));
-        Ok(Created::Created)
+        }
     }
 
     /// Removes a tenant and everything in it.
@@ -195,31 +203,63 @@ impl Engine {
         Ok(self.tenant(name)?.lineage)
     }
 
-    /// Writes entities that the tenant's current stamp already accounts for, taking no stamp:
-    /// a host loading a tenant from storage makes it with [`Engine::create_tenant_at`] at the
-    /// version it read, then restores the rows of that version.
-    pub fn restore_entities(&self, name: &TenantName, batch: Vec<NewEntity>) -> Result<usize> {
-        let tenant = self.tenant(name)?;
+    /// Starts a tenant off to the side, for a host loading it from storage: made at the
+    /// `stamp` of the version read, filled with [`Engine::restore_entities`] and
+    /// [`Engine::restore_interactions`] (rows that version accounts for), then swapped in whole
+    /// by [`Engine::install`]. Readers and writers see the tenant they had until then.
+    pub fn stage_tenant(
+        &self,
+        name: TenantName,
+        spec: TenantSpec,
+        lineage: u64,
+        stamp: u64,
+    ) -> Result<StagedTenant> {
+        let spec = TenantSpec::new(spec.dimension, spec.metric)?;
+        Ok(StagedTenant(self.new_tenant(name, spec, lineage, stamp)))
+    }
+
+    /// Adds entities to a staged tenant.
+    pub fn restore_entities(&self, staged: &StagedTenant, batch: Vec<NewEntity>) -> Result<usize> {
+        let tenant = &staged.0;
         let batch = prepare(tenant.spec, batch)?;
         let count = batch.len();
         let applied = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        self.write_entities(&tenant, *applied, |index| index.upsert(batch));
+        self.write_entities(tenant, *applied, |index| index.upsert(batch));
         Ok(count)
     }
 
-    /// Records interactions that the tenant's current stamp already accounts for (see
-    /// [`Engine::restore_entities`]).
+    /// Adds interactions to a staged tenant, in the order they were recorded.
     pub fn restore_interactions(
         &self,
-        name: &TenantName,
+        staged: &StagedTenant,
         batch: Vec<Interaction>,
     ) -> Result<usize> {
-        let tenant = self.tenant(name)?;
+        let tenant = &staged.0;
         let batch = self.weigh(batch)?;
         let count = batch.len();
         let applied = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        self.write_interactions(&tenant, *applied, batch);
+        self.write_interactions(tenant, *applied, batch);
         Ok(count)
+    }
+
+    /// Swaps a staged tenant in, in place of any tenant of that name, unless the current one is
+    /// the same incarnation and has applied changes past the staged stamp: then the staged one
+    /// is older than what is served, nothing changes, and the answer is false (load again).
+    pub fn install(&self, staged: StagedTenant) -> bool {
+        let staged = staged.0;
+        let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(current) = tenants.get(&staged.name) {
+            let applied = *current
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let staged_stamp = *staged.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            if current.lineage == staged.lineage && applied > staged_stamp {
+                return false;
+            }
+        }
+        tenants.insert(staged.name.clone(), Arc::new(staged));
+        true
     }
 
     /// The stamp of the last change applied to a tenant.

@@ -52,7 +52,7 @@ mod topk;
 
 pub use cache::CacheTier;
 pub use config::{CacheConfig, Clock, EngineConfig, KindWeights, ManualClock, SystemClock};
-pub use engine::{Applied, Created, Engine, Prepared};
+pub use engine::{Applied, Created, Engine, Prepared, StagedTenant};
 pub use error::{EngineError, Result};
 pub use index::Filter;
 pub use model::{

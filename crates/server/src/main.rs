@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
             settings.postgres.min_connections = 0;
             let store = Store::open(
                 settings.database_url.as_deref(),
-                settings.postgres,
+                settings.postgres_for_ranking(),
                 settings.sqlite,
             )
             .await

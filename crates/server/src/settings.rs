@@ -149,6 +149,14 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The PostgreSQL settings for this ranking mode: pgvector's index serves only ranking in
+    /// the database, so a server that ranks in memory does not make its writes pay to keep it.
+    pub fn postgres_for_ranking(&self) -> PostgresSettings {
+        PostgresSettings {
+            vector_index: self.ranking == RankingMode::Database,
+            ..self.postgres.clone()
+        }
+    }
     /// The defaults, under the file of `args.config`, under `args` (flags and environment).
     pub fn resolve(args: ServeArgs) -> Result<Self, SettingsError> {
         let file = match &args.config {

@@ -61,7 +61,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let store = Store::open(
             settings.database_url.as_deref(),
-            settings.postgres.clone(),
+            settings.postgres_for_ranking(),
             settings.sqlite.clone(),
         )
         .await?;

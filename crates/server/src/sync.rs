@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use actix_web::web;
-use reco_engine::{Engine, EngineError, Interaction, NewEntity, TenantName};
+use reco_engine::{Engine, EngineError, Interaction, NewEntity, StagedTenant, TenantName};
 use reco_storage::{Change, ChangeFeed, LoadSink, PgStore, StorageError, Store, TenantRecord};
 
 use crate::startup::progress_bar;
@@ -95,49 +95,59 @@ async fn load_all(state: &AppState) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// Puts what storage reads into the engine: the tenant made afresh at the version read, then
-/// its rows, which that version accounts for.
+/// Puts what storage reads into a tenant staged off to the side: made at the version read,
+/// then filled with the rows that version accounts for.
 struct Restore<'a> {
     engine: &'a Engine,
     tenant: &'a TenantName,
+    staged: Option<StagedTenant>,
 }
 
 fn refused(e: &EngineError) -> StorageError {
     StorageError::Corrupt(e.to_string())
 }
 
+impl Restore<'_> {
+    fn staged(&self) -> reco_storage::Result<&StagedTenant> {
+        self.staged
+            .as_ref()
+            .ok_or_else(|| StorageError::Corrupt("rows came before their tenant".into()))
+    }
+}
+
 impl LoadSink for Restore<'_> {
     fn tenant(&mut self, record: TenantRecord) -> reco_storage::Result<()> {
-        // A reload starts from nothing, so interactions are never counted twice.
-        let _ = self.engine.drop_tenant(self.tenant);
-        self.engine
-            .create_tenant_at(
+        let staged = self
+            .engine
+            .stage_tenant(
                 self.tenant.clone(),
                 record.spec,
                 record.lineage,
                 record.version,
             )
-            .map(drop)
-            .map_err(|e| refused(&e))
+            .map_err(|e| refused(&e))?;
+        self.staged = Some(staged);
+        Ok(())
     }
 
     fn entities(&mut self, batch: Vec<NewEntity>) -> reco_storage::Result<()> {
         self.engine
-            .restore_entities(self.tenant, batch)
+            .restore_entities(self.staged()?, batch)
             .map(drop)
             .map_err(|e| refused(&e))
     }
 
     fn interactions(&mut self, batch: Vec<Interaction>) -> reco_storage::Result<()> {
         self.engine
-            .restore_interactions(self.tenant, batch)
+            .restore_interactions(self.staged()?, batch)
             .map(drop)
             .map_err(|e| refused(&e))
     }
 }
 
-/// Loads one tenant from one consistent snapshot of storage; `None` (and the tenant dropped
-/// from the engine) when storage no longer has it.
+/// Loads one tenant from one consistent snapshot of storage and swaps it in whole; `None` (and
+/// the tenant dropped from the engine) when storage no longer has it. When the engine has
+/// applied changes past the snapshot meanwhile, the snapshot is stale and it loads again.
 async fn load_tenant(
     state: &AppState,
     tenant: &TenantName,
@@ -145,23 +155,33 @@ async fn load_tenant(
 ) -> Result<Option<reco_storage::Loaded>, SyncError> {
     let since =
         state.engine.now() - i64::try_from(state.settings.history.as_millis()).unwrap_or(i64::MAX);
-    let mut sink = Restore {
-        engine: &state.engine,
-        tenant,
-    };
-    let loaded = state
-        .store
-        .load_tenant(tenant, since, 5_000, bar, &mut sink)
-        .await?;
-    if loaded.is_none() {
-        let _ = state.engine.drop_tenant(tenant);
+    loop {
+        let mut sink = Restore {
+            engine: &state.engine,
+            tenant,
+            staged: None,
+        };
+        let loaded = state
+            .store
+            .load_tenant(tenant, since, 5_000, bar, &mut sink)
+            .await?;
+        let installed = match sink.staged {
+            Some(staged) => state.engine.install(staged),
+            None => {
+                let _ = state.engine.drop_tenant(tenant);
+                true
+            }
+        };
+        if installed {
+            state.applied.notify_waiters();
+            return Ok(loaded);
+        }
+        tracing::debug!(%tenant, "the engine moved past the snapshot; loading again");
     }
-    state.applied.notify_waiters();
-    Ok(loaded)
 }
 
-/// Reloads one tenant, for a change that could not be applied in order. While it runs, readers
-/// of that tenant see it partly loaded.
+/// Reloads one tenant, for a change that could not be applied in order. Readers see the tenant
+/// they had until the reloaded one is swapped in.
 pub async fn reload_tenant(state: &AppState, tenant: &TenantName) -> Result<(), SyncError> {
     tracing::warn!(%tenant, "reloading the tenant from storage");
     load_tenant(state, tenant, &indicatif::ProgressBar::hidden())

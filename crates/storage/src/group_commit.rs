@@ -9,37 +9,45 @@
 
 use std::future::Future;
 
-use reco_engine::{Interaction, TenantName};
+use reco_engine::TenantName;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, StorageError};
 
 /// One caller's batch.
 #[derive(Debug)]
-pub(crate) struct Pending {
+pub(crate) struct Pending<R> {
     pub tenant: TenantName,
-    pub rows: Vec<Interaction>,
+    pub rows: Vec<R>,
     done: oneshot::Sender<Result<u64>>,
 }
 
 /// The most rows one shared commit takes.
 const MAX_ROWS: usize = 20_000;
 
-/// The queue in front of the writer task.
-#[derive(Debug, Clone)]
-pub(crate) struct GroupCommit {
-    queue: mpsc::Sender<Pending>,
+/// The queue in front of the writer task, for batches of rows of type `R`.
+#[derive(Debug)]
+pub(crate) struct GroupCommit<R> {
+    queue: mpsc::Sender<Pending<R>>,
 }
 
-impl GroupCommit {
+impl<R> Clone for GroupCommit<R> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<R: Clone + Send + 'static> GroupCommit<R> {
     /// Starts the writer task; `commit` writes a group in one transaction and returns each
     /// batch's stamp, in order.
     pub fn start<F, Fut>(commit: F) -> Self
     where
-        F: Fn(Vec<(TenantName, Vec<Interaction>)>) -> Fut + Send + 'static,
+        F: Fn(Vec<(TenantName, Vec<R>)>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Vec<u64>>> + Send,
     {
-        let (queue, mut rx) = mpsc::channel::<Pending>(4096);
+        let (queue, mut rx) = mpsc::channel::<Pending<R>>(4096);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut group = vec![first];
@@ -86,7 +94,7 @@ impl GroupCommit {
     }
 
     /// Queues a batch and waits until it is committed; returns its stamp.
-    pub async fn write(&self, tenant: TenantName, rows: Vec<Interaction>) -> Result<u64> {
+    pub async fn write(&self, tenant: TenantName, rows: Vec<R>) -> Result<u64> {
         let (done, answer) = oneshot::channel();
         self.queue
             .send(Pending { tenant, rows, done })
@@ -114,7 +122,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use reco_engine::{EntityId, InteractionKind, UserId};
+    use reco_engine::{EntityId, Interaction, InteractionKind, UserId};
 
     use super::*;
 
@@ -131,7 +139,10 @@ mod tests {
     }
 
     /// A writer whose commits take a while and fail for tenant `bad`, recording each group.
-    fn recording() -> (GroupCommit, Arc<Mutex<Vec<Vec<String>>>>) {
+    /// The tenants of each group committed, in order.
+    type Groups = Arc<Mutex<Vec<Vec<String>>>>;
+
+    fn recording() -> (GroupCommit<Interaction>, Groups) {
         let groups = Arc::new(Mutex::new(Vec::new()));
         let seen = groups.clone();
         let writer = GroupCommit::start(move |group: Vec<(TenantName, Vec<Interaction>)>| {

@@ -28,7 +28,8 @@ use crate::store::{DbSearch, PoolStats, Snapshot, TenantRecord};
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    interactions: GroupCommit,
+    entities: GroupCommit<NewEntity>,
+    interactions: GroupCommit<Interaction>,
     /// Names this server in its change notices, for people reading them.
     origin: Arc<str>,
     waiting: Arc<AtomicU32>,
@@ -46,6 +47,19 @@ fn operator(metric: Metric) -> (&'static str, &'static str) {
 /// The name of a tenant's HNSW index, from its small id.
 fn index_name(tid: i64) -> String {
     format!("entities_hnsw_{tid}")
+}
+
+/// The statement that makes a tenant's HNSW index: a partial expression index on its rows,
+/// cast to its dimension, with its metric's operator class.
+fn vector_index_ddl(tid: i64, name: &TenantName, spec: TenantSpec, if_missing: bool) -> String {
+    let (_, ops) = operator(spec.metric);
+    format!(
+        "CREATE INDEX {}{} ON entities USING hnsw ((embedding::vector({})) {ops}) WHERE tenant = {}",
+        if if_missing { "IF NOT EXISTS " } else { "" },
+        index_name(tid),
+        spec.dimension,
+        literal(name)
+    )
 }
 
 /// A tenant name as an SQL literal. Names are `[a-z0-9_-]` by construction, so this cannot
@@ -84,8 +98,14 @@ impl PgStore {
             let (pool, origin) = writer.clone();
             async move { insert_interactions(&pool, &origin, group).await }
         });
+        let writer = (pool.clone(), origin.clone());
+        let entities = GroupCommit::start(move |group| {
+            let (pool, origin) = writer.clone();
+            async move { upsert_group(&pool, &origin, group).await }
+        });
         Ok(Self {
             pool,
+            entities,
             interactions,
             origin,
             waiting: Arc::new(AtomicU32::new(0)),
@@ -93,11 +113,24 @@ impl PgStore {
         })
     }
 
-    /// Applies the migrations in `migrations/postgres`.
+    /// Applies the migrations in `migrations/postgres`, then, with `vector_index`, builds the
+    /// HNSW index of every tenant that lacks one (which takes a while for a large tenant).
     pub async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("../../migrations/postgres")
             .run(&self.pool)
             .await?;
+        if self.settings.vector_index {
+            let tenants: Vec<(i64, String, i32, String)> =
+                sqlx::query_as("SELECT tid, name, dimension, metric FROM tenants")
+                    .fetch_all(&self.pool)
+                    .await?;
+            for (tid, name, dimension, metric) in tenants {
+                let (name, spec) = rows::tenant(&name, i64::from(dimension), &metric)?;
+                sqlx::query(AssertSqlSafe(vector_index_ddl(tid, &name, spec, true)))
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
         Ok(())
     }
 
@@ -166,14 +199,10 @@ impl PgStore {
                 })
             };
         };
-        let (_, ops) = operator(spec.metric);
-        let ddl = format!(
-            "CREATE INDEX {} ON entities USING hnsw ((embedding::vector({})) {ops}) WHERE tenant = {}",
-            index_name(tid),
-            spec.dimension,
-            literal(name)
-        );
-        tx.execute(AssertSqlSafe(ddl)).await?;
+        if self.settings.vector_index {
+            tx.execute(AssertSqlSafe(vector_index_ddl(tid, name, spec, false)))
+                .await?;
+        }
         notify(
             &mut tx,
             &notice(
@@ -245,55 +274,16 @@ impl PgStore {
             .collect()
     }
 
-    /// Writes a whole batch in one statement (`UNNEST` of column arrays), or nothing, and
-    /// returns its stamp.
+    /// Writes a whole batch in one statement, or nothing, and returns its stamp once committed.
     pub async fn upsert_entities(&self, tenant: &TenantName, batch: &[NewEntity]) -> Result<u64> {
         let spec = self
             .tenant(tenant)
             .await?
             .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
         rows::check_entities(spec, batch)?;
-        let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
-        let vectors: Vec<Vector> = batch
-            .iter()
-            .map(|e| Vector::from(e.vector.clone()))
-            .collect();
-        let categories: Vec<Option<&str>> = batch.iter().map(|e| e.category.as_deref()).collect();
-        let tags: Vec<String> = batch.iter().map(|e| rows::tags_to_json(&e.tags)).collect();
-        let attributes: Vec<Option<&str>> = batch.iter().map(|e| e.attributes.as_deref()).collect();
-        let mut conn = self.conn().await?;
-        // One statement, so one transaction: the version, the rows and the change notice commit
-        // together.
-        let stamp: Option<i64> = sqlx::query_scalar(
-            "WITH b AS (UPDATE tenants SET version = version + 1 WHERE name = $1 \
-                        RETURNING version AS batch), \
-             written AS ( \
-               INSERT INTO entities (tenant, id, embedding, category, tags, attributes, batch, updated_at) \
-               SELECT $1, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::jsonb, b.batch, now() \
-               FROM UNNEST($2::text[], $3::vector[], $4::text[], $5::text[], $6::text[]) \
-                    AS u(id, embedding, category, tags, attributes), b \
-               ON CONFLICT (tenant, id) DO UPDATE SET embedding = EXCLUDED.embedding, \
-                 category = EXCLUDED.category, tags = EXCLUDED.tags, \
-                 attributes = EXCLUDED.attributes, batch = EXCLUDED.batch, \
-                 updated_at = EXCLUDED.updated_at \
-               RETURNING 1) \
-             SELECT b.batch FROM b, \
-               LATERAL (SELECT pg_notify($7, $8 || b.batch), (SELECT count(*) FROM written)) n",
-        )
-        .bind(tenant.as_str())
-        .bind(&ids)
-        .bind(&vectors)
-        .bind(&categories)
-        .bind(&tags)
-        .bind(&attributes)
-        .bind(CHANNEL)
-        .bind(notice(&self.origin, ChangeKind::Entities, tenant, ""))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| write_error(e, tenant))?;
-        stamp
-            .map(|s| s as u64)
-            .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))
+        // Concurrent upserts share a transaction (one WAL flush): each still takes its own
+        // version of the tenant, and the tenant's row lock is taken by one writer at a time.
+        self.entities.write(tenant.clone(), batch.to_vec()).await
     }
 
     /// Deletes an entity and returns the change's stamp; `None` when it did not exist.
@@ -595,6 +585,66 @@ async fn notify(conn: &mut sqlx::PgConnection, payload: &str) -> Result<()> {
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Writes a group of entity batches in one transaction and returns their stamps: each batch is
+/// one statement (`UNNEST` of column arrays) that takes the tenant's next version, writes the
+/// rows and sends the notice.
+async fn upsert_group(
+    pool: &PgPool,
+    origin: &str,
+    group: Vec<(TenantName, Vec<NewEntity>)>,
+) -> Result<Vec<u64>> {
+    let fail = |e: sqlx::Error, tenant: &TenantName| {
+        if group.len() == 1 {
+            write_error(e, tenant)
+        } else {
+            e.into()
+        }
+    };
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    let mut stamps = Vec::with_capacity(group.len());
+    for (tenant, batch) in &group {
+        let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
+        let vectors: Vec<Vector> = batch
+            .iter()
+            .map(|e| Vector::from(e.vector.clone()))
+            .collect();
+        let categories: Vec<Option<&str>> = batch.iter().map(|e| e.category.as_deref()).collect();
+        let tags: Vec<String> = batch.iter().map(|e| rows::tags_to_json(&e.tags)).collect();
+        let attributes: Vec<Option<&str>> = batch.iter().map(|e| e.attributes.as_deref()).collect();
+        let stamp: Option<i64> = sqlx::query_scalar(
+            "WITH b AS (UPDATE tenants SET version = version + 1 WHERE name = $1 \
+                        RETURNING version AS batch), \
+             written AS ( \
+               INSERT INTO entities (tenant, id, embedding, category, tags, attributes, batch, updated_at) \
+               SELECT $1, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::jsonb, b.batch, now() \
+               FROM UNNEST($2::text[], $3::vector[], $4::text[], $5::text[], $6::text[]) \
+                    AS u(id, embedding, category, tags, attributes), b \
+               ON CONFLICT (tenant, id) DO UPDATE SET embedding = EXCLUDED.embedding, \
+                 category = EXCLUDED.category, tags = EXCLUDED.tags, \
+                 attributes = EXCLUDED.attributes, batch = EXCLUDED.batch, \
+                 updated_at = EXCLUDED.updated_at \
+               RETURNING 1) \
+             SELECT b.batch FROM b, \
+               LATERAL (SELECT pg_notify($7, $8 || b.batch), (SELECT count(*) FROM written)) n",
+        )
+        .bind(tenant.as_str())
+        .bind(&ids)
+        .bind(&vectors)
+        .bind(&categories)
+        .bind(&tags)
+        .bind(&attributes)
+        .bind(CHANNEL)
+        .bind(notice(origin, ChangeKind::Entities, tenant, ""))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| fail(e, tenant))?;
+        let stamp = stamp.ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
+        stamps.push(stamp as u64);
+    }
+    tx.commit().await.map_err(|e| fail(e, &group[0].0))?;
+    Ok(stamps)
 }
 
 /// Writes a group of interaction batches in one transaction and returns their stamps: each

@@ -23,6 +23,9 @@ pub struct PostgresSettings {
     pub max_parallel_workers_per_gather: u32,
     /// `hnsw.ef_search` of every session: candidates the HNSW index visits. Default 100.
     pub hnsw_ef_search: u32,
+    /// Keep a pgvector HNSW index per tenant, for ranking in the database. Every write pays to
+    /// maintain it, so a server that ranks in memory turns it off. Default on.
+    pub vector_index: bool,
 }
 
 impl Default for PostgresSettings {
@@ -35,6 +38,7 @@ impl Default for PostgresSettings {
             work_mem_mb: 16,
             max_parallel_workers_per_gather: 4,
             hnsw_ef_search: 100,
+            vector_index: true,
         }
     }
 }

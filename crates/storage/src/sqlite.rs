@@ -19,7 +19,7 @@ use crate::store::{PoolStats, Snapshot, TenantRecord};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    interactions: GroupCommit,
+    interactions: GroupCommit<Interaction>,
     settings: SqliteSettings,
 }
 

@@ -174,3 +174,38 @@ fn another_lineage_is_another_tenant() {
     ));
     assert!(a.create_tenant_at(t, spec, 1, 0).is_ok());
 }
+
+#[test]
+fn a_staged_tenant_is_installed_whole_unless_the_live_one_is_newer() {
+    let (engine, t) = stamped_engine(5);
+    let spec = TenantSpec::new(2, Metric::Dot).unwrap();
+    engine
+        .upsert_at(&t, 1, vec![entity(1, [1.0, 0.0])])
+        .unwrap();
+    // A load of version 2 (entities 1 and 2, one interaction): readers keep the live tenant
+    // until it is installed.
+    let staged = engine.stage_tenant(t.clone(), spec, 5, 2).unwrap();
+    engine
+        .restore_entities(&staged, vec![entity(1, [1.0, 0.0]), entity(2, [0.0, 1.0])])
+        .unwrap();
+    engine
+        .restore_interactions(&staged, vec![view("u", 2)])
+        .unwrap();
+    assert_eq!(engine.tenant_info(&t).unwrap().entities, 1);
+    assert!(engine.install(staged));
+    let info = engine.tenant_info(&t).unwrap();
+    assert_eq!((info.entities, info.interactions), (2, 1));
+    assert_eq!(engine.applied(&t).unwrap(), 2, "restores take no stamp");
+    // The live tenant moved past a snapshot taken earlier: that snapshot is not installed.
+    engine
+        .upsert_at(&t, 3, vec![entity(3, [1.0, 1.0])])
+        .unwrap();
+    let stale = engine.stage_tenant(t.clone(), spec, 5, 2).unwrap();
+    assert!(!engine.install(stale));
+    assert_eq!(engine.tenant_info(&t).unwrap().entities, 3);
+    // Another incarnation replaces it whatever its stamps.
+    let reborn = engine.stage_tenant(t.clone(), spec, 6, 0).unwrap();
+    assert!(engine.install(reborn));
+    assert_eq!(engine.lineage(&t).unwrap(), 6);
+    assert_eq!(engine.tenant_info(&t).unwrap().entities, 0);
+}

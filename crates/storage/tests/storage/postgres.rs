@@ -414,3 +414,93 @@ async fn a_load_during_writes_is_exactly_the_state_of_its_version() {
         "some load ran while writes were landing: {seen:?}"
     );
 }
+
+#[tokio::test]
+async fn concurrent_upserts_each_get_their_own_stamp_and_a_bad_one_fails_alone() {
+    let (_, store) = Fixture::new(Backend::Postgres).await;
+    let (t, ghost) = (tenant("shop"), tenant("ghost"));
+    store.create_tenant(&t, spec(4, Metric::Dot)).await.unwrap();
+    let writers = (0..30).map(|w| {
+        let store = store.clone();
+        let (t, ghost) = (t.clone(), ghost.clone());
+        tokio::spawn(async move {
+            let target = if w == 7 { ghost } else { t };
+            let mut batch = random_entities(3, 4);
+            for (i, e) in batch.iter_mut().enumerate() {
+                e.id = EntityId::parse(&format!("w{w}-{i}")).unwrap();
+            }
+            store.upsert_entities(&target, &batch).await
+        })
+    });
+    let mut stamps = Vec::new();
+    for (w, result) in futures::future::join_all(writers)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        match result.unwrap() {
+            Ok(stamp) => stamps.push(stamp),
+            Err(reco_storage::StorageError::TenantNotFound(_)) => assert_eq!(w, 7),
+            Err(other) => panic!("writer {w}: {other:?}"),
+        }
+    }
+    stamps.sort_unstable();
+    assert_eq!(stamps, (1..=29).collect::<Vec<u64>>());
+    assert_eq!(store.counts(&t).await.unwrap().0, 29 * 3);
+}
+
+#[tokio::test]
+async fn the_vector_index_is_kept_only_when_asked_for() {
+    let (fixture, _) = Fixture::new(Backend::Postgres).await;
+    let open = |vector_index: bool| {
+        let url = fixture.url().to_owned();
+        async move {
+            let settings = PostgresSettings {
+                vector_index,
+                ..crate::helpers::small_pool()
+            };
+            Store::open(
+                Some(&url),
+                settings,
+                reco_storage::SqliteSettings::default(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let indexes = |store: Store| async move {
+        let Store::Postgres(pg) = store else {
+            panic!("PostgreSQL")
+        };
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'entities_hnsw_%'",
+        )
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+        n
+    };
+    let memory = open(false).await;
+    memory
+        .create_tenant(&tenant("shop"), spec(4, Metric::Dot))
+        .await
+        .unwrap();
+    memory
+        .upsert_entities(&tenant("shop"), &random_entities(20, 4))
+        .await
+        .unwrap();
+    memory.migrate().await.unwrap();
+    assert_eq!(
+        indexes(memory).await,
+        0,
+        "writes do not maintain an unused index"
+    );
+    // A server that ranks in the database builds what is missing when it migrates.
+    let database = open(true).await;
+    database.migrate().await.unwrap();
+    database
+        .create_tenant(&tenant("blog"), spec(2, Metric::Cosine))
+        .await
+        .unwrap();
+    assert_eq!(indexes(database).await, 2);
+}

@@ -1,0 +1,205 @@
+//! The workload: clustered random entities, and the request lists wrk replays.
+
+use std::fmt::Write as _;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+use serde_json::json;
+
+/// The dimension of every vector.
+pub const DIMENSION: usize = 128;
+/// Cluster centres: real catalogues are not uniform noise.
+const CENTRES: usize = 50;
+/// How far an entity lies from its centre, per component.
+const SPREAD: f32 = 0.35;
+
+/// The tenant every run uses.
+pub const TENANT: &str = "bench";
+
+/// A deterministic catalogue of `n` entities around [`CENTRES`] centres.
+#[derive(Debug)]
+pub struct Catalogue {
+    centres: Vec<Vec<f32>>,
+    pub n: usize,
+    seed: u64,
+}
+
+impl Catalogue {
+    pub fn new(n: usize, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let centres = (0..CENTRES)
+            .map(|_| {
+                (0..DIMENSION)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect()
+            })
+            .collect();
+        Self { centres, n, seed }
+    }
+
+    /// A vector near centre `c`.
+    fn vector(&self, c: usize, rng: &mut impl Rng) -> Vec<f32> {
+        self.centres[c % CENTRES]
+            .iter()
+            .map(|x| x + rng.random_range(-SPREAD..SPREAD))
+            .collect()
+    }
+
+    pub fn id(i: usize) -> String {
+        format!("e{i}")
+    }
+
+    /// Entities `start..end` as the API's JSON, the same on every call.
+    pub fn entities(&self, start: usize, end: usize) -> serde_json::Value {
+        let mut rng = StdRng::seed_from_u64(self.seed ^ (start as u64).wrapping_mul(0x9e37));
+        let entities: Vec<_> = (start..end)
+            .map(|i| {
+                json!({
+                    "id": Self::id(i),
+                    "vector": self.vector(i, &mut rng),
+                    "category": format!("c{}", i % 10),
+                })
+            })
+            .collect();
+        json!({ "entities": entities })
+    }
+
+    /// A new entity for a write, as a request body.
+    fn new_entity(&self, n: usize, rng: &mut impl Rng) -> String {
+        let vector = self.vector(rng.random_range(0..CENTRES), rng);
+        json!({"entities": [{"id": format!("w{n}"), "vector": vector}]}).to_string()
+    }
+}
+
+/// How request ids are drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Draw {
+    /// Every entity alike.
+    Uniform,
+    /// Entity `i` (by rank) in proportion to `1 / i^s`.
+    Zipf(f64),
+}
+
+/// One request wrk sends: method, path, body (empty for GET).
+pub type Line = (&'static str, String, String);
+
+fn similar_path(i: usize, exact: bool) -> String {
+    let exact = if exact { "&exact=true" } else { "" };
+    format!(
+        "/v1/tenants/{TENANT}/entities/{}/similar?k=10{exact}",
+        Catalogue::id(i)
+    )
+}
+
+/// `count` similar-queries with ids drawn by `draw`.
+pub fn similar_requests(n: usize, count: usize, draw: Draw, exact: bool, seed: u64) -> Vec<Line> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let zipf = match draw {
+        Draw::Zipf(s) => Some(Zipf::new(n as f64, s).expect("a valid Zipf distribution")),
+        Draw::Uniform => None,
+    };
+    (0..count)
+        .map(|_| {
+            let i = match &zipf {
+                // Ranks 1..=n; which entity holds which rank does not matter.
+                Some(z) => z.sample(&mut rng) as usize - 1,
+                None => rng.random_range(0..n),
+            };
+            ("GET", similar_path(i.min(n - 1), exact), String::new())
+        })
+        .collect()
+}
+
+/// Similar-queries with one request in ten a write: half new entities, half interactions.
+pub fn mixed_requests(catalogue: &Catalogue, count: usize, seed: u64) -> Vec<Line> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n = catalogue.n;
+    (0..count)
+        .map(|r| match r % 20 {
+            0 => (
+                "PUT",
+                format!("/v1/tenants/{TENANT}/entities"),
+                catalogue.new_entity(r, &mut rng),
+            ),
+            10 => (
+                "POST",
+                format!("/v1/tenants/{TENANT}/interactions"),
+                json!({"interactions": [{
+                    "user": format!("u{}", rng.random_range(0..1000)),
+                    "entity": Catalogue::id(rng.random_range(0..n)),
+                    "kind": "view",
+                }]})
+                .to_string(),
+            ),
+            _ => (
+                "GET",
+                similar_path(rng.random_range(0..n), false),
+                String::new(),
+            ),
+        })
+        .collect()
+}
+
+/// The lines as wrk's script reads them: method, path and body, tab-separated.
+pub fn to_file_text(lines: &[Line]) -> String {
+    let mut text = String::new();
+    for (method, path, body) in lines {
+        let _ = writeln!(text, "{method}\t{path}\t{body}");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogues_are_deterministic_and_clustered() {
+        let a = Catalogue::new(100, 1).entities(0, 50);
+        let b = Catalogue::new(100, 1).entities(0, 50);
+        assert_eq!(a, b);
+        let v = |e: &serde_json::Value, i: usize| -> Vec<f32> {
+            serde_json::from_value(e["entities"][i]["vector"].clone()).unwrap()
+        };
+        let dist = |x: &[f32], y: &[f32]| -> f32 {
+            x.iter()
+                .zip(y)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f32>()
+                .sqrt()
+        };
+        // Entities 0 and 50 share a centre; 0 and 1 do not.
+        let all = Catalogue::new(100, 1).entities(0, 100);
+        assert!(dist(&v(&all, 0), &v(&all, 50)) < dist(&v(&all, 0), &v(&all, 1)));
+        assert_eq!(v(&a, 0).len(), DIMENSION);
+    }
+
+    #[test]
+    fn zipf_traffic_is_skewed_and_uniform_is_not() {
+        let count = |lines: &[Line], id: &str| {
+            let needle = format!("/entities/{id}/similar");
+            lines.iter().filter(|(_, p, _)| p.contains(&needle)).count()
+        };
+        let zipf = similar_requests(1000, 20_000, Draw::Zipf(1.0), false, 3);
+        let uniform = similar_requests(1000, 20_000, Draw::Uniform, false, 3);
+        // Under Zipf(1) over 1,000 ids the top id takes about 1/H(1000), 13%, of traffic.
+        let top = count(&zipf, "e0");
+        assert!((2000..3400).contains(&top), "{top}");
+        assert!(count(&uniform, "e0") < 60);
+        assert!(
+            zipf.iter()
+                .all(|(m, p, b)| *m == "GET" && p.ends_with("k=10") && b.is_empty())
+        );
+    }
+
+    #[test]
+    fn mixed_traffic_is_one_tenth_writes() {
+        let lines = mixed_requests(&Catalogue::new(100, 1), 1000, 2);
+        let writes = lines.iter().filter(|(m, _, _)| *m != "GET").count();
+        assert_eq!(writes, 100);
+        let text = to_file_text(&lines);
+        assert_eq!(text.lines().count(), 1000);
+        assert!(text.lines().all(|l| l.split('\t').count() == 3));
+    }
+}

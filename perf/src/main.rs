@@ -1,0 +1,321 @@
+//! `reco-perf`: the reference load test, reproduced against reco on this machine, every mode
+//! side by side in one run. `perf/run` starts the services, builds, and calls it.
+//!
+//! For each scale it seeds a fresh database through the API, then runs wrk (1,000 connections,
+//! 2 threads) against servers in each mode: memory ranking with the cache off (the default
+//! search and `exact=true`), memory with the cache on under Zipf traffic, a mixed run with one
+//! request in ten a write, database ranking (pgvector HNSW, tuned for recall, and exact), and
+//! the ceiling, `/health/live`. It measures recall@10 of every approximate mode against exact
+//! answers, and each server's peak RSS, and writes JSON, markdown and a chart to `--out`.
+
+#![allow(
+    clippy::print_stdout,
+    reason = "a command-line tool reports on standard output"
+)]
+
+mod data;
+mod report;
+mod server;
+mod wrk;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::data::{Catalogue, Draw};
+use crate::report::{Row, Run};
+use crate::server::{Config, Server, answers, recall};
+
+/// The reference load test against reco.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Scales to run: `1k`, `10k`, `20k`, `100k`, `1m` (comma-separated).
+    #[arg(long, default_value = "1k,10k,20k,100k,1m", value_delimiter = ',')]
+    scales: Vec<String>,
+    /// Multiplies every run's duration (0.1 for a quick look).
+    #[arg(long, default_value_t = 1.0)]
+    time_factor: f64,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 1000)]
+    connections: u32,
+    /// The PostgreSQL server to make databases on (`postgres://.../postgres`).
+    #[arg(long, env = "RECO_TEST_DATABASE_URL")]
+    database_url: String,
+    /// Scales above this many entities run the memory modes on the embedded database and skip
+    /// the database modes (building pgvector's HNSW index over them takes too long here).
+    #[arg(long, default_value_t = 100_000)]
+    database_max: usize,
+    /// The `reco` release binary.
+    #[arg(long, default_value = "target/release/reco")]
+    reco: PathBuf,
+    /// Where results go.
+    #[arg(long, default_value = "perf/results")]
+    out: PathBuf,
+    /// Where databases, request files and logs go.
+    #[arg(long, default_value = ".state/perf")]
+    work: PathBuf,
+    /// The port of the server under test.
+    #[arg(long, default_value_t = 18_181)]
+    port: u16,
+    /// Queries sampled for recall@10.
+    #[arg(long, default_value_t = 200)]
+    recall_sample: usize,
+}
+
+/// A scale of the test: entities and the run length (the reference's for 1k, 10k and 20k).
+fn scale(name: &str) -> Result<(usize, Duration)> {
+    Ok(match name {
+        "1k" => (1_000, Duration::from_secs(10)),
+        "10k" => (10_000, Duration::from_secs(30)),
+        "20k" => (20_000, Duration::from_secs(60)),
+        "100k" => (100_000, Duration::from_secs(15)),
+        "1m" => (1_000_000, Duration::from_secs(15)),
+        other => anyhow::bail!("unknown scale `{other}`: 1k, 10k, 20k, 100k or 1m"),
+    })
+}
+
+/// Runs wrk with a spinner, and returns what it measured.
+async fn drive(
+    base: &str,
+    lines: &[data::Line],
+    connections: u32,
+    duration: Duration,
+    work: &std::path::Path,
+    label: &str,
+) -> Result<wrk::WrkResult> {
+    let requests = work.join("requests.tsv");
+    std::fs::write(&requests, data::to_file_text(lines))?;
+    let spinner = ProgressBar::new_spinner().with_message(format!("{label}: {duration:?}"));
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    spinner.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})")?);
+    let (base, work) = (base.to_owned(), work.to_owned());
+    let result = tokio::task::spawn_blocking(move || {
+        wrk::run(&wrk::Load {
+            base: &base,
+            key: server::KEY,
+            requests: &requests,
+            connections,
+            duration,
+            work: &work,
+        })
+    })
+    .await??;
+    spinner.finish_and_clear();
+    println!(
+        "  {label:<28} {:>9.0} req/s  p99 {:>7.1} ms  errors {} + {}",
+        result.throughput(),
+        result.p99_us as f64 / 1e3,
+        result.status,
+        result.socket_errors()
+    );
+    Ok(result)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::create_dir_all(&args.work)?;
+    let work = std::fs::canonicalize(&args.work)?;
+    let mut run = Run::new(args.connections);
+    for name in &args.scales {
+        let (n, duration) = scale(name)?;
+        let duration = duration.mul_f64(args.time_factor);
+        println!(
+            "== {name}: {n} entities × {}, {duration:?} a run",
+            data::DIMENSION
+        );
+        let rows = run_scale(&args, &work, name, n, duration).await?;
+        run.rows.extend(rows);
+        // Written after every scale, so a long run leaves what it has.
+        report::write(&run, &args.out)?;
+    }
+    println!("results: {}", args.out.display());
+    Ok(())
+}
+
+async fn run_scale(
+    args: &Args,
+    work: &std::path::Path,
+    name: &str,
+    n: usize,
+    duration: Duration,
+) -> Result<Vec<Row>> {
+    let dir = server::fresh_dir(work, name)?;
+    let on_postgres = n <= args.database_max;
+    let database_url = if on_postgres {
+        Some(server::fresh_pg_database(&args.database_url, &format!("reco_perf_{name}")).await?)
+    } else {
+        None
+    };
+    let backend = if on_postgres { "postgres" } else { "sqlite" };
+    let config = Config {
+        reco: args.reco.clone(),
+        database_url: database_url.clone(),
+        data_dir: dir.clone(),
+        port: args.port,
+        cache: false,
+        database_ranking: false,
+        ef_search: 40,
+    };
+    let catalogue = Catalogue::new(n, 7);
+    {
+        let seeding = Server::start(&config).await?;
+        let bar = ProgressBar::new(n as u64).with_message("seeding through the API");
+        bar.set_style(ProgressStyle::with_template(
+            "{msg} {bar:40} {pos}/{len} ({elapsed}, {eta} left)",
+        )?);
+        seeding.seed(&catalogue, &bar).await?;
+        bar.finish_and_clear();
+    }
+    let mut rng = StdRng::seed_from_u64(11);
+    let sample: Vec<usize> = (0..args.recall_sample)
+        .map(|_| rng.random_range(0..n))
+        .collect();
+    let uniform = data::similar_requests(n, 100_000, Draw::Uniform, false, 1);
+    let uniform_exact = data::similar_requests(n, 100_000, Draw::Uniform, true, 1);
+    let zipf = data::similar_requests(n, 100_000, Draw::Zipf(1.0), false, 2);
+    let ceiling = vec![("GET", "/health/live".to_owned(), String::new())];
+    let mixed = data::mixed_requests(&catalogue, 100_000, 3);
+    let mut rows = Vec::new();
+    let row =
+        |mode: &str, result: wrk::WrkResult, recall: Option<f64>, rss: u64, note: String| Row {
+            scale: name.to_owned(),
+            entities: n,
+            backend: backend.to_owned(),
+            mode: mode.to_owned(),
+            duration_s: duration.as_secs_f64(),
+            wrk: result,
+            recall,
+            peak_rss: rss,
+            note,
+        };
+    let drive = |lines: &[data::Line], label: &str| {
+        let base = format!("http://127.0.0.1:{}", args.port);
+        let lines = lines.to_vec();
+        let label = format!("{name} {label}");
+        async move {
+            drive(
+                &base,
+                &lines,
+                args.connections,
+                duration,
+                &dir_of(work, name),
+                &label,
+            )
+            .await
+        }
+    };
+
+    // Memory ranking, cache off, loaded from storage as after a restart.
+    let truth;
+    {
+        let server = Server::start(&config).await?;
+        truth = answers(&server, &sample, true).await?;
+        let approximate = recall(&truth, &answers(&server, &sample, false).await?);
+        let default = drive(&uniform, "memory").await?;
+        let exact = drive(&uniform_exact, "memory exact").await?;
+        let top = drive(&ceiling, "ceiling /health/live").await?;
+        let rss = server.peak_rss()?;
+        rows.push(row(
+            "memory",
+            default,
+            Some(approximate),
+            rss,
+            String::new(),
+        ));
+        rows.push(row("memory exact", exact, Some(1.0), rss, String::new()));
+        rows.push(row("ceiling", top, None, rss, String::new()));
+    }
+    // Memory ranking, cache on, Zipf traffic.
+    {
+        let cached = Config {
+            cache: true,
+            ..config.clone()
+        };
+        let server = Server::start(&cached).await?;
+        let result = drive(&zipf, "memory cached, Zipf").await?;
+        let rss = server.peak_rss()?;
+        rows.push(row(
+            "memory cached (Zipf 1.0)",
+            result,
+            None,
+            rss,
+            String::new(),
+        ));
+    }
+    // Database ranking: the smallest ef_search whose recall@10 is 0.99 or more.
+    if on_postgres {
+        let mut chosen = None;
+        for ef in [40, 80, 120, 200, 400, 1000] {
+            let db = Config {
+                database_ranking: true,
+                ef_search: ef,
+                ..config.clone()
+            };
+            let server = Server::start(&db).await?;
+            let found = recall(&truth, &answers(&server, &sample, false).await?);
+            println!("  {name} database ef_search={ef}: recall@10 {found:.4}");
+            if found >= 0.99 || ef == 1000 {
+                chosen = Some((server, ef, found));
+                break;
+            }
+        }
+        let (server, ef, found) = chosen.context("an ef_search was chosen")?;
+        let exact_recall = recall(&truth, &answers(&server, &sample, true).await?);
+        let hnsw = drive(&uniform, "database HNSW").await?;
+        let exact = drive(&uniform_exact, "database exact").await?;
+        let rss = server.peak_rss()?;
+        rows.push(row(
+            "database HNSW",
+            hnsw,
+            Some(found),
+            rss,
+            format!("ef_search={ef}"),
+        ));
+        rows.push(row(
+            "database exact",
+            exact,
+            Some(exact_recall),
+            rss,
+            String::new(),
+        ));
+    }
+    // Last, since it changes the catalogue: one request in ten a write.
+    {
+        let server = Server::start(&config).await?;
+        let result = drive(&mixed, "mixed, 10% writes").await?;
+        let rss = server.peak_rss()?;
+        rows.push(row(
+            "memory mixed (10% writes)",
+            result,
+            None,
+            rss,
+            "5% upserts, 5% interactions".to_owned(),
+        ));
+    }
+    Ok(rows)
+}
+
+fn dir_of(work: &std::path::Path, name: &str) -> PathBuf {
+    work.join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_are_the_reference_ones_and_more() {
+        assert_eq!(scale("20k").unwrap(), (20_000, Duration::from_secs(60)));
+        assert_eq!(scale("1m").unwrap().0, 1_000_000);
+        assert!(scale("2k").is_err());
+        let args = Args::try_parse_from(["reco-perf", "--database-url", "postgres://x/y"]);
+        assert_eq!(args.unwrap().scales.len(), 5);
+    }
+}
