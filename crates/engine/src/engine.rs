@@ -140,7 +140,7 @@ impl Engine {
     }
 
     fn new_tenant(&self, name: TenantName, spec: TenantSpec, lineage: u64, stamp: u64) -> Tenant {
-        let mut entities = EntityIndex::new(spec, self.next_generation());
+        let mut entities = EntityIndex::new(spec, self.next_generation(), self.config.search);
         entities.stamp = stamp;
         let mut interactions = InteractionLog::new(self.next_generation());
         interactions.stamp = stamp;
@@ -180,6 +180,19 @@ impl Engine {
             entities: tenant.entities.load().len(),
             interactions: tenant.interactions.load().total(),
         })
+    }
+
+    /// Whether a tenant's searches may use its graph (it has grown past the threshold, and
+    /// exact search is not forced).
+    pub fn has_graph(&self, name: &TenantName) -> Result<bool> {
+        Ok(self.tenant(name)?.entities.load().has_graph())
+    }
+
+    /// Changes how many candidates a tenant's graph considers per search (HNSW's ef), for
+    /// benchmarks that compare settings.
+    pub fn set_search_breadth(&self, name: &TenantName, ef: usize) -> Result<()> {
+        self.tenant(name)?.entities.load().set_expansion_search(ef);
+        Ok(())
     }
 
     /// Roughly how many heap bytes a tenant's entity snapshot holds.
@@ -668,7 +681,9 @@ impl Prepared<'_> {
                 let mut excluded = RoaringBitmap::new();
                 excluded.insert(slot);
                 Ok(Ranking {
-                    results: rank(index, options, excluded, |v, n| probe.goodness(v, n)),
+                    results: rank(index, options, excluded, Some(row.vector), |v, n| {
+                        probe.goodness(v, n)
+                    }),
                     missing: Vec::new(),
                     strategy: Strategy::Similar,
                 })
@@ -743,7 +758,9 @@ impl Engine {
         if let Some(vector) = preference.as_ref() {
             let probe = Probe::new(vector, index.spec().metric);
             return Ok(Ranking {
-                results: rank(index, options, interacted, |v, n| probe.goodness(v, n)),
+                results: rank(index, options, interacted, Some(vector), |v, n| {
+                    probe.goodness(v, n)
+                }),
                 missing: Vec::new(),
                 strategy: Strategy::Personalized,
             });
@@ -777,12 +794,16 @@ fn done<T>(applied: Applied<T>) -> T {
     }
 }
 
-/// Ranks the candidates of `options` by `goodness`, with threshold, offset and diversity.
+/// Ranks the candidates of `options` by `goodness`, with threshold, offset and diversity. With
+/// a `query` vector (every mode but `best_score` has one), a tenant that has a graph, and no
+/// call for exactness, the graph proposes the candidates; otherwise, or when the graph cannot
+/// fill the page, every candidate is scanned.
 fn rank(
     index: &EntityIndex,
     options: &SearchOptions,
     excluded: RoaringBitmap,
-    goodness: impl FnMut(&[f32], f32) -> f32,
+    query: Option<&[f32]>,
+    mut goodness: impl FnMut(&[f32], f32) -> f32,
 ) -> Vec<Scored> {
     let metric = index.spec().metric;
     let want = options.k + options.offset;
@@ -790,9 +811,22 @@ fn rank(
         .score_threshold
         .map_or(f32::NEG_INFINITY, |t| goodness_floor(metric, t));
     let diverse = options.diversity > 0.0;
-    let mut top = TopK::new(if diverse { mmr::pool_size(want) } else { want });
+    let pool = if diverse { mmr::pool_size(want) } else { want };
     let candidates = index.candidates(&options.filter, excluded);
-    index.scan(&candidates, floor, &mut top, goodness);
+    let exact = options.exact || index.search_config().exact;
+    let mut top = TopK::new(pool);
+    let approximate = match query {
+        Some(query) if !exact => {
+            index.search_approximate(query, &candidates, pool, floor, &mut top, &mut goodness)
+        }
+        Some(_) | None => false,
+    };
+    // A graph that could not fill the page (a threshold, or a filter, left too few near the
+    // query) is no proof that the page cannot be filled: scan.
+    if !approximate || !top.is_full() {
+        top = TopK::new(pool);
+        index.scan(&candidates, floor, &mut top, goodness);
+    }
     let mut picked = top.into_sorted();
     if diverse {
         picked = mmr::rerank(index, picked, want, options.diversity);
@@ -925,7 +959,9 @@ fn recommend(index: &EntityIndex, request: &RecommendRequest) -> Result<Ranking>
                 ));
             }
             let probe = Probe::new(&query, metric);
-            rank(index, options, excluded, |v, n| probe.goodness(v, n))
+            rank(index, options, excluded, Some(&query), |v, n| {
+                probe.goodness(v, n)
+            })
         }
         ExampleStrategy::BestScore => {
             if positive.is_empty() && negative.is_empty() {
@@ -938,7 +974,7 @@ fn recommend(index: &EntityIndex, request: &RecommendRequest) -> Result<Ranking>
                         .fold(f32::NEG_INFINITY, f32::max)
                 })
             };
-            rank(index, options, excluded, |v, n| {
+            rank(index, options, excluded, None, |v, n| {
                 best_score(best(&positive, v, n), best(&negative, v, n))
             })
         }

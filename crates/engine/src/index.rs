@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
+use crate::ann::Ann;
+use crate::config::SearchConfig;
 use crate::distance::inverse_norm;
 use crate::error::{EngineError, Result};
 use crate::model::{Embedding, EntityId, EntityView, NewEntity, TenantSpec, check_label};
@@ -115,6 +117,9 @@ pub(crate) fn prepare(spec: TenantSpec, batch: Vec<NewEntity>) -> Result<Vec<Pre
         .collect())
 }
 
+/// From this many entities a graph searches twice as wide (see `SearchConfig`).
+const LARGE: usize = 50_000;
+
 /// A snapshot of a tenant's entities.
 #[derive(Debug, Clone)]
 pub(crate) struct EntityIndex {
@@ -123,6 +128,10 @@ pub(crate) struct EntityIndex {
     pub generation: u64,
     /// The host's stamp of the last change written to this snapshot (see `Engine::upsert_at`).
     pub stamp: u64,
+    /// How searches run, and the graph once the tenant is large enough: shared by every
+    /// snapshot of the tenant (see `ann`).
+    search: SearchConfig,
+    ann: Option<Arc<Ann>>,
     chunks: Vec<Arc<Chunk>>,
     slots: imbl::HashMap<EntityId, u32>,
     free: Vec<u32>,
@@ -139,11 +148,13 @@ pub(crate) struct Row<'a> {
 }
 
 impl EntityIndex {
-    pub fn new(spec: TenantSpec, generation: u64) -> Self {
+    pub fn new(spec: TenantSpec, generation: u64, search: SearchConfig) -> Self {
         Self {
             spec,
             generation,
             stamp: 0,
+            search,
+            ann: None,
             chunks: Vec::new(),
             slots: imbl::HashMap::new(),
             free: Vec::new(),
@@ -188,8 +199,9 @@ impl EntityIndex {
         })
     }
 
-    /// Inserts or replaces each entity of a checked batch.
+    /// Inserts or replaces each entity of a checked batch, in the graph too.
     pub fn upsert(&mut self, batch: Vec<Prepared>) {
+        let mut written = Vec::with_capacity(batch.len());
         for entity in batch {
             let slot = match self.slots.get(&entity.id) {
                 Some(&slot) => {
@@ -214,7 +226,101 @@ impl EntityIndex {
             };
             self.write_row(slot, &entity.vector, record);
             self.slots.insert(entity.id, slot);
+            written.push(slot);
         }
+        self.index_rows(&written);
+    }
+
+    /// Puts written rows in the graph, or builds the graph when the tenant has grown past the
+    /// threshold (all its rows then).
+    fn index_rows(&mut self, written: &[u32]) {
+        if self.search.exact {
+            return;
+        }
+        let (ann, slots): (&Ann, Vec<u32>) = match &self.ann {
+            Some(ann) => (ann, written.to_vec()),
+            None if self.len() >= self.search.threshold => {
+                let Some(ann) = Ann::new(self.spec, &self.search, self.len() + self.len() / 4)
+                else {
+                    return;
+                };
+                self.ann = Some(Arc::new(ann));
+                let ann = self.ann.as_deref().expect("just made");
+                (ann, self.slots.values().copied().collect())
+            }
+            None => return,
+        };
+        let rows: Vec<(u32, &[f32])> = slots
+            .iter()
+            .filter_map(|&slot| Some((slot, self.row(slot)?.vector)))
+            .collect();
+        ann.put_many(&rows);
+        let ef = if self.len() >= LARGE {
+            self.search.expansion_search * 2
+        } else {
+            self.search.expansion_search
+        };
+        ann.set_expansion_search(ef);
+    }
+
+    /// The settings searches run with.
+    pub fn search_config(&self) -> &SearchConfig {
+        &self.search
+    }
+
+    /// Offers the candidates the graph proposes near `query` (about `want` of them, times the
+    /// oversampling), each checked against this snapshot and `candidates` and scored exactly
+    /// by `goodness`. False, having offered nothing, when there is no usable graph or the
+    /// filter is so selective that scanning what it allows is the better plan.
+    pub fn search_approximate<'s>(
+        &'s self,
+        query: &[f32],
+        candidates: &Candidates,
+        want: usize,
+        floor: f32,
+        top: &mut TopK<'s>,
+        mut goodness: impl FnMut(&[f32], f32) -> f32,
+    ) -> bool {
+        let Some(ann) = self.ann.as_deref().filter(|a| a.usable()) else {
+            return false;
+        };
+        if let Candidates::Only(slots) = candidates
+            && slots.len() * 4 < self.len() as u64
+        {
+            return false;
+        }
+        let allowed = |slot: u32| {
+            self.row(slot).is_some()
+                && match candidates {
+                    Candidates::All { excluded } => !excluded.contains(slot),
+                    Candidates::Only(slots) => slots.contains(slot),
+                }
+        };
+        let count = (want * self.search.oversample).max(want + 10);
+        let Some(found) = ann.search(query, count, allowed) else {
+            return false;
+        };
+        for slot in found {
+            if let Some(row) = self.row(slot) {
+                let g = goodness(row.vector, row.inverse_norm);
+                if g >= floor {
+                    top.offer(g, slot, || row.record.id.as_str());
+                }
+            }
+        }
+        true
+    }
+
+    /// Changes the graph's search breadth (HNSW's ef), for benchmarks that compare settings.
+    pub fn set_expansion_search(&self, ef: usize) {
+        if let Some(ann) = &self.ann {
+            ann.set_expansion_search(ef);
+        }
+    }
+
+    /// Whether searches may use a graph now.
+    pub fn has_graph(&self) -> bool {
+        self.ann.as_deref().is_some_and(Ann::usable)
     }
 
     /// Removes an entity; false when it did not exist.
@@ -226,6 +332,9 @@ impl EntityIndex {
         let (chunk, r) = self.chunk_mut(slot);
         chunk.records[r] = None;
         self.free.push(slot);
+        if let Some(ann) = &self.ann {
+            ann.remove(slot);
+        }
         true
     }
 
@@ -416,7 +525,8 @@ impl EntityIndex {
             .chain(self.tags.values())
             .map(|b| b.serialized_size())
             .sum();
-        rows + ids + map + bitmaps + self.free.capacity() * 4
+        let graph = self.ann.as_deref().map_or(0, Ann::heap_bytes);
+        rows + ids + map + bitmaps + self.free.capacity() * 4 + graph
     }
 }
 
@@ -440,7 +550,7 @@ mod tests {
     }
 
     fn index(entities: Vec<NewEntity>) -> EntityIndex {
-        let mut index = EntityIndex::new(spec(), 1);
+        let mut index = EntityIndex::new(spec(), 1, SearchConfig::default());
         index.upsert(prepare(spec(), entities).unwrap());
         index
     }

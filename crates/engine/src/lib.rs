@@ -10,6 +10,14 @@
 //! batch and never waits for a writer, and every snapshot carries a generation that makes the
 //! cache's keys exact: no cached answer can outlive the data it came from.
 //!
+//! # Exact and approximate search
+//!
+//! A tenant past a few thousand entities also gets an HNSW graph (usearch) over compact copies of
+//! its vectors, shared by its snapshots. The graph only proposes candidates; each is checked
+//! against the reader's snapshot and the filter, and scored exactly from the f32 row, so scores
+//! are always exact and only recall is approximate (0.99 or more at the default settings).
+//! `SearchOptions::exact`, or `SearchConfig::exact` for every query, scans every candidate.
+//!
 //! # Using it
 //!
 //! ```
@@ -38,6 +46,7 @@
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
+mod ann;
 mod cache;
 mod config;
 pub mod distance;
@@ -51,7 +60,9 @@ mod query;
 mod topk;
 
 pub use cache::CacheTier;
-pub use config::{CacheConfig, Clock, EngineConfig, KindWeights, ManualClock, SystemClock};
+pub use config::{
+    CacheConfig, Clock, EngineConfig, KindWeights, ManualClock, SearchConfig, SystemClock,
+};
 pub use engine::{Applied, Created, Engine, Prepared, StagedTenant};
 pub use error::{EngineError, Result};
 pub use index::Filter;

@@ -92,6 +92,16 @@ pub struct ServeArgs {
     /// Candidates pgvector's HNSW index visits per query. [default: 100]
     #[arg(long, env = "RECO_HNSW_EF_SEARCH")]
     pub hnsw_ef_search: Option<u32>,
+    /// Answer every search exactly, as if every query said `exact=true`. [default: off]
+    #[arg(long, env = "RECO_EXACT")]
+    pub exact: Option<Switch>,
+    /// Candidates the engine's HNSW graph considers per query (its ef). [default: 64]
+    #[arg(long, env = "RECO_ANN_EF")]
+    pub ann_ef: Option<usize>,
+    /// Tenants with at least this many entities get a graph; smaller ones are scanned.
+    /// [default: 5000]
+    #[arg(long, env = "RECO_ANN_THRESHOLD")]
+    pub ann_threshold: Option<usize>,
 }
 
 /// Everything the server runs with.
@@ -203,6 +213,15 @@ impl Settings {
             s.postgres.hnsw_ef_search = n;
         }
         s.engine.cache.enabled = s.cache;
+        if let Some(exact) = args.exact.or(file.exact) {
+            s.engine.search.exact = exact == Switch::On;
+        }
+        if let Some(ef) = args.ann_ef.or(file.ann_ef) {
+            s.engine.search.expansion_search = ef;
+        }
+        if let Some(threshold) = args.ann_threshold.or(file.ann_threshold) {
+            s.engine.search.threshold = threshold;
+        }
         s.validate()?;
         Ok(s)
     }
@@ -311,5 +330,16 @@ mod tests {
             "database mode needs PostgreSQL"
         );
         assert!(parse(&["--pg-min-connections", "500"]).is_err());
+        assert!(parse(&["--ann-ef", "0"]).is_err());
+    }
+
+    #[test]
+    fn search_settings_reach_the_engine() {
+        let s = Settings::default();
+        assert!(!s.engine.search.exact);
+        let s = parse(&["--exact", "on", "--ann-ef", "128", "--ann-threshold", "100"]).unwrap();
+        let search = s.engine.search;
+        assert!(search.exact);
+        assert_eq!((search.expansion_search, search.threshold), (128, 100));
     }
 }

@@ -1,6 +1,7 @@
 //! The engine's integration tests: every mode against a naive reference on random data, the
 //! cache against no cache, concurrent writers and readers, and every error path.
 
+mod approximate;
 mod cache;
 mod concurrency;
 mod errors;

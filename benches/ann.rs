@@ -1,0 +1,171 @@
+//! Approximate search beside exact search: `ann/<scale>/exact` scans every row in f32;
+//! `ann/<scale>/ef=N` asks the HNSW graph (int8 copies, candidates rescored in f32) with a search
+//! breadth of N. Recall@10 of each setting against exact, and the bytes per entity, are
+//! measured on 200 queries before timing and written to `target/criterion/ann.json`.
+//!
+//! With `RECO_BENCH_DUMP=DIR` the vectors and query rows are written there too, so that
+//! `benches/faiss_compare.py` runs faiss on the very same data. `RECO_BENCH_1M=1` adds 1M × 128
+//! (its graph takes minutes to build on two cores); `RECO_BENCH_SCALES=20k,1m` picks scales.
+
+use std::hint::black_box;
+use std::io::Write;
+
+use criterion::{BenchmarkId, Throughput, criterion_group, criterion_main};
+use reco_benches::{Scale, catalogue, criterion, entity_id, loaded};
+use reco_engine::{Engine, Metric, SearchOptions, TenantName};
+
+const SAMPLE: usize = 200;
+const EFS: [usize; 4] = [16, 32, 64, 128];
+
+fn scales() -> Vec<Scale> {
+    let mut scales = vec![
+        Scale {
+            entities: 20_000,
+            dimension: 128,
+            label: "20k",
+        },
+        Scale {
+            entities: 100_000,
+            dimension: 128,
+            label: "100k",
+        },
+        Scale {
+            entities: 20_000,
+            dimension: 384,
+            label: "20k-384d",
+        },
+    ];
+    if std::env::var_os("RECO_BENCH_1M").is_some() {
+        scales.push(Scale {
+            entities: 1_000_000,
+            dimension: 128,
+            label: "1m",
+        });
+    }
+    // `RECO_BENCH_SCALES=100k,1m` runs those only.
+    if let Ok(only) = std::env::var("RECO_BENCH_SCALES") {
+        scales.retain(|s| only.split(',').any(|o| o == s.label));
+    }
+    scales
+}
+
+/// The query rows: spread over the catalogue, the same for every setting.
+fn queries(n: usize) -> Vec<usize> {
+    (0..SAMPLE).map(|i| (i * 7919 + 13) % n).collect()
+}
+
+fn top10(engine: &Engine, tenant: &TenantName, row: usize, options: &SearchOptions) -> Vec<String> {
+    let answer = engine
+        .similar(tenant, &entity_id(row), options)
+        .expect("an answer");
+    answer
+        .ranking
+        .results
+        .iter()
+        .map(|s| s.id.to_string())
+        .collect()
+}
+
+fn recall(truth: &[Vec<String>], found: &[Vec<String>]) -> f64 {
+    let hits: usize = truth
+        .iter()
+        .zip(found)
+        .map(|(t, f)| t.iter().filter(|id| f.contains(id)).count())
+        .sum();
+    hits as f64 / truth.iter().map(Vec::len).sum::<usize>() as f64
+}
+
+/// Writes the scale's vectors (f32, little-endian, row-major) and query rows (u32).
+fn dump(scale: Scale, dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).expect("a dump folder");
+    let mut vectors = std::io::BufWriter::new(
+        std::fs::File::create(dir.join(format!("{}.f32", scale.label))).expect("a file"),
+    );
+    for entity in catalogue(scale) {
+        for x in entity.vector {
+            vectors.write_all(&x.to_le_bytes()).expect("written");
+        }
+    }
+    let rows: Vec<u8> = queries(scale.entities)
+        .iter()
+        .flat_map(|&q| u32::try_from(q).expect("a row").to_le_bytes())
+        .collect();
+    std::fs::write(dir.join(format!("{}.queries", scale.label)), rows).expect("written");
+}
+
+fn ann(c: &mut criterion::Criterion) {
+    let mut group = c.benchmark_group("ann");
+    group.throughput(Throughput::Elements(1));
+    let mut report = Vec::new();
+    for scale in scales() {
+        if let Some(dir) = std::env::var_os("RECO_BENCH_DUMP") {
+            dump(scale, std::path::Path::new(&dir));
+        }
+        let (engine, tenant) = loaded(scale, Metric::Cosine, false);
+        assert!(engine.has_graph(&tenant).expect("the tenant"));
+        let rows = queries(scale.entities);
+        let exact = SearchOptions {
+            exact: true,
+            ..SearchOptions::top(10)
+        };
+        let truth: Vec<_> = rows
+            .iter()
+            .map(|&r| top10(&engine, &tenant, r, &exact))
+            .collect();
+        let bytes =
+            engine.entity_heap_bytes(&tenant).expect("the tenant") as f64 / scale.entities as f64;
+        let mut next = 0;
+        let ids: Vec<_> = rows.iter().map(|&r| entity_id(r)).collect();
+        group.bench_function(BenchmarkId::new(scale.label, "exact"), |b| {
+            b.iter(|| {
+                next = (next + 1) % ids.len();
+                black_box(
+                    engine
+                        .similar(&tenant, &ids[next], &exact)
+                        .expect("an answer"),
+                )
+            })
+        });
+        for ef in EFS {
+            engine.set_search_breadth(&tenant, ef).expect("the tenant");
+            let options = SearchOptions::top(10);
+            let found: Vec<_> = rows
+                .iter()
+                .map(|&r| top10(&engine, &tenant, r, &options))
+                .collect();
+            let r = recall(&truth, &found);
+            eprintln!(
+                "ann/{}/ef={ef}: recall@10 {r:.4}, {bytes:.0} bytes per entity",
+                scale.label
+            );
+            report.push(serde_like(scale.label, ef, r, bytes));
+            group.bench_function(BenchmarkId::new(scale.label, format!("ef={ef}")), |b| {
+                b.iter(|| {
+                    next = (next + 1) % ids.len();
+                    black_box(
+                        engine
+                            .similar(&tenant, &ids[next], &options)
+                            .expect("an answer"),
+                    )
+                })
+            });
+        }
+    }
+    group.finish();
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion");
+    if std::fs::create_dir_all(&out).is_ok() {
+        let _ = std::fs::write(out.join("ann.json"), format!("[{}]", report.join(",")));
+    }
+}
+
+/// One line of `ann.json`.
+fn serde_like(label: &str, ef: usize, recall: f64, bytes: f64) -> String {
+    format!(r#"{{"scale":"{label}","ef":{ef},"recall":{recall:.4},"bytes_per_entity":{bytes:.0}}}"#)
+}
+
+criterion_group! {
+    name = benches;
+    config = criterion();
+    targets = ann
+}
+criterion_main!(benches);
