@@ -26,6 +26,8 @@ pub struct Config {
     /// Rank in PostgreSQL (the reference design) instead of in memory.
     pub database_ranking: bool,
     pub ef_search: u32,
+    /// Build the engine's graph (the default); off for a server that only seeds.
+    pub graph: bool,
 }
 
 /// A running server; stopped when dropped.
@@ -64,6 +66,10 @@ impl Server {
                 },
             )
             .env("RECO_HNSW_EF_SEARCH", config.ef_search.to_string())
+            .env(
+                "RECO_ANN_THRESHOLD",
+                if config.graph { "5000" } else { "1000000000" },
+            )
             // A budget far above what two cores serve, so the limiter does not shape figures.
             .env("RECO_RATE_LIMIT", "100000000")
             .env("RUST_LOG", "warn")
