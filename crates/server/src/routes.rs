@@ -402,14 +402,18 @@ pub async fn trending(
     Ok(cached(&answer, response))
 }
 
-/// Runs a write, from storage to the engine, to its end on its own task: a client that hangs
-/// up cannot cut it between the commit and the engine.
+/// Runs a write, from storage to the engine, to its end on a task of its own on the writer
+/// runtime (see `AppState::writer`): a client that hangs up cannot cut it between the commit
+/// and the engine, and its round trips to storage do not wait behind the reads an HTTP worker
+/// has queued.
 async fn committed<F, Fut>(state: &Data, write: F) -> Result<(), ApiError>
 where
     F: FnOnce(Data) -> Fut + 'static,
-    Fut: Future<Output = Result<(), ApiError>> + 'static,
+    Fut: Future<Output = Result<(), ApiError>> + Send + 'static,
 {
-    actix_web::rt::spawn(write(state.clone()))
+    state
+        .writer
+        .spawn(write(state.clone()))
         .await
         .map_err(|e| ApiError::Internal(format!("a write task failed: {e}")))?
 }

@@ -40,6 +40,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Woken whenever a change reaches the engine, for writes waiting for their turn.
     pub applied: tokio::sync::Notify,
+    /// The runtime writes run on: the one the application was built on, which otherwise only
+    /// follows the change feed. HTTP workers are busy ranking under load; a write's several
+    /// round trips to storage would each wait behind every read a worker has queued.
+    pub writer: tokio::runtime::Handle,
     /// Key hash to tenant; `None` remembers briefly that a key opens nothing.
     keys: moka::sync::Cache<[u8; 32], Option<TenantName>>,
     admin_hash: Option<[u8; 32]>,
@@ -86,6 +90,7 @@ impl AppState {
             redis,
             metrics: Metrics::new(),
             applied: tokio::sync::Notify::new(),
+            writer: tokio::runtime::Handle::current(),
             keys: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
