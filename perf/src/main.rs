@@ -66,6 +66,10 @@ struct Args {
     /// Queries sampled for recall@10.
     #[arg(long, default_value_t = 200)]
     recall_sample: usize,
+    /// Keep the rows of other scales already in `--out`'s results.json (a scale run again is
+    /// replaced whole).
+    #[arg(long)]
+    merge: bool,
 }
 
 /// A scale of the test: entities and the run length (the reference's for 1k, 10k and 20k).
@@ -124,6 +128,12 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&args.work)?;
     let work = std::fs::canonicalize(&args.work)?;
     let mut run = Run::new(args.connections);
+    if args.merge {
+        run.rows = report::read_rows(&args.out.join("results.json"))?
+            .into_iter()
+            .filter(|r| !args.scales.contains(&r.scale))
+            .collect();
+    }
     for name in &args.scales {
         let (n, duration) = scale(name)?;
         let duration = duration.mul_f64(args.time_factor);

@@ -5,12 +5,12 @@ use std::path::Path;
 
 use anyhow::Result;
 use plotters::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::wrk::WrkResult;
 
 /// One mode at one scale.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     pub scale: String,
     pub entities: usize,
@@ -265,6 +265,19 @@ pub fn chart(run: &Run, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The rows of an earlier run's `results.json`; none when there is no file.
+pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
+    #[derive(Deserialize)]
+    struct Rows {
+        rows: Vec<Row>,
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(serde_json::from_str::<Rows>(&text)?.rows),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Writes `results.json`, `results.md` and `chart.svg` into `out`.
 pub fn write(run: &Run, out: &Path) -> Result<()> {
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(run)?)?;
@@ -325,6 +338,20 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| 20k | 2073 | 20000 | 9.6 |"), "{md}");
+    }
+
+    #[test]
+    fn results_read_back() {
+        let mut run = Run::new(1000);
+        run.rows = vec![row("20k", "memory", 20_000, 30_000, 0)];
+        let dir = std::env::temp_dir().join(format!("reco-perf-rows-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write(&run, &dir).unwrap();
+        let rows = read_rows(&dir.join("results.json")).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].wrk, run.rows[0].wrk);
+        assert!(read_rows(&dir.join("none.json")).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

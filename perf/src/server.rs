@@ -81,20 +81,27 @@ impl Server {
             command.env("DATABASE_URL", url);
         }
         let child = command.spawn().context("starting reco serve")?;
-        let server = Self {
+        let mut server = Self {
             child,
             base: format!("http://127.0.0.1:{}", config.port),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(600))
                 .build()?,
         };
-        server.wait_ready(Duration::from_secs(900)).await?;
+        server
+            .wait_ready(Duration::from_secs(1800), &config.data_dir)
+            .await?;
         Ok(server)
     }
 
-    async fn wait_ready(&self, within: Duration) -> Result<()> {
+    async fn wait_ready(&mut self, within: Duration, dir: &Path) -> Result<()> {
         let started = Instant::now();
         loop {
+            if let Some(status) = self.child.try_wait()? {
+                let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                bail!("the server exited ({status}) while starting: {tail:?}");
+            }
             let ready = self
                 .client
                 .get(format!("{}/health/ready", self.base))

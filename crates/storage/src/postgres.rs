@@ -126,9 +126,13 @@ impl PgStore {
                     .await?;
             for (tid, name, dimension, metric) in tenants {
                 let (name, spec) = rows::tenant(&name, i64::from(dimension), &metric)?;
-                sqlx::query(AssertSqlSafe(vector_index_ddl(tid, &name, spec, true)))
-                    .execute(&self.pool)
+                // Building over a large tenant takes minutes: no statement timeout, and room.
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                tx.execute("SET LOCAL statement_timeout = 0").await?;
+                tx.execute("SET LOCAL maintenance_work_mem = '1GB'").await?;
+                tx.execute(AssertSqlSafe(vector_index_ddl(tid, &name, spec, true)))
                     .await?;
+                tx.commit().await?;
             }
         }
         Ok(())

@@ -212,3 +212,19 @@ fn readers_search_while_a_writer_changes_the_graph() {
     assert_eq!(engine.tenant_info(&t).unwrap().entities, N + 2_000 - 667);
     assert!(recall(&engine, &t, &SearchOptions::top(10)) >= 0.99);
 }
+
+#[test]
+fn a_graph_grown_batch_by_batch_finds_what_exact_search_finds() {
+    // As a server loads a tenant: the graph is made at the threshold and grows with each batch.
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let t = TenantName::parse("grown").unwrap();
+    let spec = TenantSpec::new(DIM, Metric::Cosine).unwrap();
+    let staged = engine.stage_tenant(t.clone(), spec, 1, 0).unwrap();
+    for part in clustered(20_000, 5).chunks(5_000) {
+        engine.restore_entities(&staged, part.to_vec()).unwrap();
+    }
+    assert!(engine.install(staged));
+    assert!(engine.has_graph(&t).unwrap());
+    let r = recall(&engine, &t, &SearchOptions::top(10));
+    assert!(r >= 0.99, "recall@10 {r}");
+}
