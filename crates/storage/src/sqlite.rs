@@ -384,52 +384,7 @@ impl Snapshot for SqliteSnapshot {
         .transpose()
     }
 
-    async fn counts(&mut self, tenant: &TenantName, since_ms: i64) -> Result<(u64, u64)> {
-        let (entities, interactions): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM entities WHERE tenant = $1), \
-                    (SELECT count(*) FROM interactions WHERE tenant = $1 AND at_ms >= $2)",
-        )
-        .bind(tenant.as_str())
-        .bind(since_ms)
-        .fetch_one(&mut *self.0)
-        .await?;
-        Ok((entities.unsigned_abs(), interactions.unsigned_abs()))
-    }
-
-    async fn entities_after(
-        &mut self,
-        tenant: &TenantName,
-        after: &str,
-        limit: i64,
-    ) -> Result<Vec<NewEntity>> {
-        let found = sqlx::query(ENTITIES_AFTER)
-            .bind(tenant.as_str())
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&mut *self.0)
-            .await?;
-        found.iter().map(entity_row).collect()
-    }
-
-    async fn interactions_after(
-        &mut self,
-        tenant: &TenantName,
-        since_ms: i64,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<(i64, Interaction)>> {
-        let found = sqlx::query(INTERACTIONS_AFTER)
-            .bind(tenant.as_str())
-            .bind(since_ms)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&mut *self.0)
-            .await?;
-        found
-            .iter()
-            .map(|row| Ok((row.try_get(5)?, interaction_row(row)?)))
-            .collect()
-    }
+    crate::store::snapshot_pages!();
 }
 
 /// A page of a tenant's entities in id order.

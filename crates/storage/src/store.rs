@@ -237,16 +237,10 @@ impl Store {
         progress: &ProgressBar,
         sink: &mut impl LoadSink,
     ) -> Result<Option<Loaded>> {
-        match self {
-            Store::Postgres(s) => {
-                let mut snapshot = s.snapshot().await?;
-                load(&mut snapshot, tenant, since_ms, batch, progress, sink).await
-            }
-            Store::Sqlite(s) => {
-                let mut snapshot = s.snapshot().await?;
-                load(&mut snapshot, tenant, since_ms, batch, progress, sink).await
-            }
-        }
+        each!(self, s => {
+            let mut snapshot = s.snapshot().await?;
+            load(&mut snapshot, tenant, since_ms, batch, progress, sink).await
+        })
     }
 }
 
@@ -291,6 +285,61 @@ pub(crate) trait Snapshot {
         limit: i64,
     ) -> Result<Vec<(i64, Interaction)>>;
 }
+
+/// The page reads of a [`Snapshot`], which both backends phrase alike. Invoked inside an
+/// `impl Snapshot` for a tuple struct around a transaction; `ENTITIES_AFTER`,
+/// `INTERACTIONS_AFTER`, `entity_row` and `interaction_row` are the invoking module's own.
+macro_rules! snapshot_pages {
+    () => {
+        async fn counts(&mut self, tenant: &TenantName, since_ms: i64) -> Result<(u64, u64)> {
+            let (entities, interactions): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM entities WHERE tenant = $1), \
+                    (SELECT count(*) FROM interactions WHERE tenant = $1 AND at_ms >= $2)",
+            )
+            .bind(tenant.as_str())
+            .bind(since_ms)
+            .fetch_one(&mut *self.0)
+            .await?;
+            Ok((entities.unsigned_abs(), interactions.unsigned_abs()))
+        }
+
+        async fn entities_after(
+            &mut self,
+            tenant: &TenantName,
+            after: &str,
+            limit: i64,
+        ) -> Result<Vec<NewEntity>> {
+            let found = sqlx::query(ENTITIES_AFTER)
+                .bind(tenant.as_str())
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&mut *self.0)
+                .await?;
+            found.iter().map(entity_row).collect()
+        }
+
+        async fn interactions_after(
+            &mut self,
+            tenant: &TenantName,
+            since_ms: i64,
+            after: i64,
+            limit: i64,
+        ) -> Result<Vec<(i64, Interaction)>> {
+            let found = sqlx::query(INTERACTIONS_AFTER)
+                .bind(tenant.as_str())
+                .bind(since_ms)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&mut *self.0)
+                .await?;
+            found
+                .iter()
+                .map(|row| Ok((row.try_get(5)?, interaction_row(row)?)))
+                .collect()
+        }
+    };
+}
+pub(crate) use snapshot_pages;
 
 async fn load(
     snapshot: &mut impl Snapshot,
