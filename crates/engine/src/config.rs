@@ -120,6 +120,11 @@ pub struct SearchConfig {
     /// How many candidates the graph proposes per result wanted; they are rescored exactly
     /// and the best kept. Default 3.
     pub oversample: usize,
+    /// Keep an int8 copy of every row beside the f32 one, and answer approximate searches that
+    /// scan (tenants without a graph, filters too selective for it) by scanning the copies
+    /// first and rescoring the best `oversample` times the page in f32. Costs a quarter more
+    /// row memory. Default on.
+    pub quantized: bool,
 }
 
 impl Default for SearchConfig {
@@ -131,6 +136,7 @@ impl Default for SearchConfig {
             expansion_add: 200,
             expansion_search: 64,
             oversample: 3,
+            quantized: true,
         }
     }
 }

@@ -63,11 +63,11 @@ struct Tenant {
 /// The in-memory recommendation engine. It is `Send + Sync`: share it behind an `Arc`.
 #[derive(Debug)]
 pub struct Engine {
-    config: EngineConfig,
+    config: Arc<EngineConfig>,
     clock: Arc<dyn Clock>,
     tenants: RwLock<HashMap<TenantName, Arc<Tenant>>>,
     generations: AtomicU64,
-    caches: Caches,
+    caches: Arc<Caches>,
 }
 
 impl Engine {
@@ -80,8 +80,8 @@ impl Engine {
     pub fn with_clock(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Self> {
         config.validate()?;
         Ok(Self {
-            caches: Caches::new(&config.cache),
-            config,
+            caches: Arc::new(Caches::new(&config.cache)),
+            config: Arc::new(config),
             clock,
             tenants: RwLock::new(HashMap::new()),
             generations: AtomicU64::new(1),
@@ -504,7 +504,7 @@ impl Engine {
         name: &TenantName,
         id: &EntityId,
         options: &SearchOptions,
-    ) -> Result<Prepared<'_>> {
+    ) -> Result<Prepared> {
         options.validate()?;
         let prepared = self.prepare(name, false, Question::Similar(id.clone(), options.clone()))?;
         // Refused before any cache is asked: there is no answer to look for.
@@ -519,7 +519,7 @@ impl Engine {
         &self,
         name: &TenantName,
         request: &RecommendRequest,
-    ) -> Result<Prepared<'_>> {
+    ) -> Result<Prepared> {
         request.options.validate()?;
         let question = Question::Recommend(request.clone());
         let prepared = self.prepare(name, false, question)?;
@@ -534,32 +534,25 @@ impl Engine {
         name: &TenantName,
         user: &UserId,
         options: &SearchOptions,
-    ) -> Result<Prepared<'_>> {
+    ) -> Result<Prepared> {
         options.validate()?;
         self.prepare(name, true, Question::User(user.clone(), options.clone()))
     }
 
     /// [`Engine::trending`], checked and bound to the current snapshots, not yet answered.
-    pub fn prepare_trending(
-        &self,
-        name: &TenantName,
-        query: &TrendingQuery,
-    ) -> Result<Prepared<'_>> {
+    pub fn prepare_trending(&self, name: &TenantName, query: &TrendingQuery) -> Result<Prepared> {
         query.validate(millis(self.config.trending_retention))?;
         self.prepare(name, true, Question::Trending(query.clone()))
     }
 
-    fn prepare(
-        &self,
-        name: &TenantName,
-        with_log: bool,
-        question: Question,
-    ) -> Result<Prepared<'_>> {
+    fn prepare(&self, name: &TenantName, with_log: bool, question: Question) -> Result<Prepared> {
         let tenant = self.tenant(name)?;
         let index = tenant.entities.load_full();
         let log = with_log.then(|| tenant.interactions.load_full());
         Ok(Prepared {
-            engine: self,
+            config: self.config.clone(),
+            clock: self.clock.clone(),
+            caches: self.caches.clone(),
             tenant,
             index,
             log,
@@ -581,17 +574,21 @@ enum Question {
 ///
 /// It lets a host put a cache of its own behind the engine's: look in the engine's cache
 /// ([`Prepared::cached`]), then in the host's under [`Prepared::shared_key`], keeping what it
-/// finds there ([`Prepared::keep`]), and only then rank ([`Prepared::answer`]).
+/// finds there ([`Prepared::keep`]), and only then rank ([`Prepared::answer`]). It owns what
+/// it reads, so a host may hand it to another thread and answer many together
+/// ([`Prepared::answer_all`]).
 #[derive(Debug)]
-pub struct Prepared<'e> {
-    engine: &'e Engine,
+pub struct Prepared {
+    config: Arc<EngineConfig>,
+    clock: Arc<dyn Clock>,
+    caches: Arc<Caches>,
     tenant: Arc<Tenant>,
     index: Arc<EntityIndex>,
     log: Option<Arc<InteractionLog>>,
     question: Question,
 }
 
-impl Prepared<'_> {
+impl Prepared {
     /// The TTL tier its answer is cached in.
     pub fn tier(&self) -> CacheTier {
         match self.question {
@@ -640,8 +637,7 @@ impl Prepared<'_> {
 
     /// The answer from the engine's cache, when it holds one.
     pub fn cached(&self) -> Option<Answer> {
-        self.engine
-            .caches
+        self.caches
             .peek(self.tier(), &self.key())
             .map(|ranking| Answer {
                 ranking,
@@ -653,9 +649,7 @@ impl Prepared<'_> {
     /// and returns it as a hit.
     pub fn keep(&self, ranking: Ranking) -> Answer {
         let ranking = Arc::new(ranking);
-        self.engine
-            .caches
-            .keep(self.tier(), self.key(), ranking.clone());
+        self.caches.keep(self.tier(), self.key(), ranking.clone());
         Answer {
             ranking,
             cache: CacheStatus::Hit,
@@ -665,11 +659,10 @@ impl Prepared<'_> {
     /// The answer: from the engine's cache, or ranked now and kept there.
     pub fn answer(self) -> Result<Answer> {
         let key = || self.key();
-        self.engine.caches.ranking(self.tier(), key, || self.rank())
+        self.caches.ranking(self.tier(), key, || self.rank())
     }
 
     fn rank(&self) -> Result<Ranking> {
-        let engine = self.engine;
         let index = &self.index;
         match &self.question {
             Question::Similar(id, options) => {
@@ -691,14 +684,14 @@ impl Prepared<'_> {
             Question::Recommend(request) => recommend(index, request),
             Question::User(user, options) => {
                 let log = self.log.as_ref().expect("user questions read the log");
-                engine.rank_user(&self.tenant, index, log, user, options)
+                self.rank_user(index, log, user, options)
             }
             Question::Trending(query) => {
                 let log = self.log.as_ref().expect("trending reads the log");
                 let trend = Trend {
-                    now: engine.clock.now(),
+                    now: self.clock.now(),
                     window: query.window,
-                    half_life: millis(engine.config.trending_half_life),
+                    half_life: millis(self.config.trending_half_life),
                 };
                 let filter = Filter {
                     category: query.category.clone(),
@@ -721,10 +714,9 @@ impl Prepared<'_> {
     }
 }
 
-impl Engine {
+impl Prepared {
     fn rank_user(
         &self,
-        tenant: &Tenant,
         index: &EntityIndex,
         log: &InteractionLog,
         user: &UserId,
@@ -745,7 +737,7 @@ impl Engine {
             || Arc::new(None),
             |profile| {
                 let key = || PreferenceKey {
-                    tenant: tenant.name.clone(),
+                    tenant: self.tenant.name.clone(),
                     user: user.clone(),
                     entity_generation: index.generation,
                     user_version: profile.version,
@@ -786,6 +778,153 @@ impl Engine {
     }
 }
 
+/// Extra candidates a shared scan keeps per question beyond its page, so that rounding in the
+/// matrix product cannot push a true result out before the exact rescoring.
+const SHARED_MARGIN: usize = 8;
+/// Tenants smaller than this are scanned one question at a time: a shared pass saves little.
+const SHARED_MIN_ROWS: usize = 1_000;
+
+impl Prepared {
+    /// Whether [`Prepared::answer_all`] answers this question in a pass shared with others: an
+    /// exact search (asked for, or configured) for the neighbours of an entity, with no
+    /// category or tag filter, in a tenant of at least 1,000 entities. Searches a graph
+    /// answers gain nothing from sharing, and neither do filtered ones, which read few rows.
+    pub fn batchable(&self) -> bool {
+        let Question::Similar(_, options) = &self.question else {
+            return false;
+        };
+        let filter = &options.filter;
+        (options.exact || self.config.search.exact)
+            && filter.category.is_none()
+            && filter.tags_any.is_empty()
+            && filter.tags_all.is_empty()
+            && self.index.len() >= SHARED_MIN_ROWS
+    }
+
+    /// Answers many questions, in order. Cached answers are taken from the cache. Batchable
+    /// questions (see [`Prepared::batchable`]) that read the same snapshot are answered in one
+    /// pass over its rows: each row is read once for all of them, through a matrix product.
+    /// Their best candidates are then rescored exactly, so the answers and scores are the ones
+    /// [`Prepared::answer`] gives. Every other question is answered on its own.
+    pub fn answer_all(batch: Vec<Prepared>) -> Vec<Result<Answer>> {
+        let mut answers: Vec<Option<Result<Answer>>> =
+            batch.iter().map(|p| p.cached().map(Ok)).collect();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, prepared) in batch.iter().enumerate() {
+            if answers[i].is_some() || !prepared.batchable() {
+                continue;
+            }
+            match groups
+                .iter_mut()
+                .find(|g| Arc::ptr_eq(&batch[g[0]].index, &prepared.index))
+            {
+                Some(group) => group.push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        for group in groups.iter().filter(|g| g.len() > 1) {
+            let members: Vec<&Prepared> = group.iter().map(|&i| &batch[i]).collect();
+            for (&i, ranking) in group.iter().zip(similar_together(&members)) {
+                answers[i] = Some(ranking.map(|r| batch[i].store(r)));
+            }
+        }
+        batch
+            .into_iter()
+            .zip(answers)
+            .map(|(prepared, answer)| answer.unwrap_or_else(|| prepared.answer()))
+            .collect()
+    }
+
+    /// Keeps a ranking made now in the engine's cache, and returns it as a miss.
+    fn store(&self, ranking: Ranking) -> Answer {
+        let ranking = Arc::new(ranking);
+        self.caches.keep(self.tier(), self.key(), ranking.clone());
+        Answer {
+            ranking,
+            cache: CacheStatus::Miss,
+        }
+    }
+}
+
+/// Batchable similar questions about one snapshot, answered in one pass over its rows.
+fn similar_together(members: &[&Prepared]) -> Vec<Result<Ranking>> {
+    let index = &members[0].index;
+    let metric = index.spec().metric;
+    let mut rankings: Vec<Option<Result<Ranking>>> = members.iter().map(|_| None).collect();
+    let mut live = Vec::with_capacity(members.len());
+    for (m, prepared) in members.iter().enumerate() {
+        let Question::Similar(id, options) = &prepared.question else {
+            rankings[m] = Some(prepared.rank());
+            continue;
+        };
+        match index.slot_of(id.as_str()) {
+            Some(slot) => live.push((m, slot, options)),
+            None => rankings[m] = Some(Err(EngineError::EntityNotFound(id.to_string()))),
+        }
+    }
+    let probes: Vec<Probe<'_>> = live
+        .iter()
+        .map(|&(_, slot, _)| {
+            Probe::new(
+                index.row(slot).expect("a mapped slot is live").vector,
+                metric,
+            )
+        })
+        .collect();
+    let excluded: Vec<RoaringBitmap> = live
+        .iter()
+        .map(|&(_, slot, options)| {
+            let mut own = RoaringBitmap::new();
+            own.insert(slot);
+            index.excluding(&options.filter.exclude, own)
+        })
+        .collect();
+    let pools: Vec<usize> = live
+        .iter()
+        .map(|(_, _, options)| pool_size(options))
+        .collect();
+    let mut tops: Vec<TopK<'_>> = pools
+        .iter()
+        .map(|&p| TopK::new(p + SHARED_MARGIN))
+        .collect();
+    index.scan_many(&probes, &excluded, &mut tops);
+    for ((&(m, _, options), probe), (rough, &pool)) in
+        live.iter().zip(&probes).zip(tops.into_iter().zip(&pools))
+    {
+        let floor = options
+            .score_threshold
+            .map_or(f32::NEG_INFINITY, |t| goodness_floor(metric, t));
+        let mut top = TopK::new(pool);
+        for candidate in rough.into_sorted() {
+            let row = index.row(candidate.slot).expect("scanned slots are live");
+            let g = probe.goodness(row.vector, row.inverse_norm);
+            if g >= floor {
+                top.offer(g, candidate.slot, || row.record.id.as_str());
+            }
+        }
+        rankings[m] = Some(Ok(Ranking {
+            results: page(index, options, top),
+            missing: Vec::new(),
+            strategy: Strategy::Similar,
+        }));
+    }
+    rankings
+        .into_iter()
+        .map(|r| r.expect("every member is answered"))
+        .collect()
+}
+
+/// How many candidates a search keeps before paging: the page, or more for diversity to
+/// choose from.
+fn pool_size(options: &SearchOptions) -> usize {
+    let want = options.k + options.offset;
+    if options.diversity > 0.0 {
+        mmr::pool_size(want)
+    } else {
+        want
+    }
+}
+
 /// What a write without a host stamp returns.
 fn done<T>(applied: Applied<T>) -> T {
     match applied {
@@ -795,9 +934,9 @@ fn done<T>(applied: Applied<T>) -> T {
 }
 
 /// Ranks the candidates of `options` by `goodness`, with threshold, offset and diversity. With
-/// a `query` vector (every mode but `best_score` has one), a tenant that has a graph, and no
-/// call for exactness, the graph proposes the candidates; otherwise, or when the graph cannot
-/// fill the page, every candidate is scanned.
+/// a `query` vector (every mode but `best_score` has one) and no call for exactness, the first
+/// plan that fills the page answers: the graph, when the tenant has one; the scan of int8 codes
+/// rescored in f32, when it keeps them; and last the exact scan of every candidate.
 fn rank(
     index: &EntityIndex,
     options: &SearchOptions,
@@ -806,29 +945,40 @@ fn rank(
     mut goodness: impl FnMut(&[f32], f32) -> f32,
 ) -> Vec<Scored> {
     let metric = index.spec().metric;
-    let want = options.k + options.offset;
     let floor = options
         .score_threshold
         .map_or(f32::NEG_INFINITY, |t| goodness_floor(metric, t));
-    let diverse = options.diversity > 0.0;
-    let pool = if diverse { mmr::pool_size(want) } else { want };
+    let pool = pool_size(options);
     let candidates = index.candidates(&options.filter, excluded);
     let exact = options.exact || index.search_config().exact;
     let mut top = TopK::new(pool);
-    let approximate = match query {
-        Some(query) if !exact => {
-            index.search_approximate(query, &candidates, pool, floor, &mut top, &mut goodness)
+    // An approximate plan that could not fill the page (a threshold, or a filter, left too few
+    // near the query) is no proof that the page cannot be filled: the next plan runs.
+    let mut filled = false;
+    if let Some(query) = query.filter(|_| !exact) {
+        filled = index.search_approximate(query, &candidates, pool, floor, &mut top, &mut goodness)
+            && top.is_full();
+        if !filled {
+            top = TopK::new(pool);
+            filled =
+                index.search_quantized(query, &candidates, pool, floor, &mut top, &mut goodness)
+                    && top.is_full();
         }
-        Some(_) | None => false,
-    };
-    // A graph that could not fill the page (a threshold, or a filter, left too few near the
-    // query) is no proof that the page cannot be filled: scan.
-    if !approximate || !top.is_full() {
+    }
+    if !filled {
         top = TopK::new(pool);
         index.scan(&candidates, floor, &mut top, goodness);
     }
+    page(index, options, top)
+}
+
+/// The page `options` asks for from the best candidates: re-ranked for diversity, offset, and
+/// turned into ids and scores.
+fn page(index: &EntityIndex, options: &SearchOptions, top: TopK<'_>) -> Vec<Scored> {
+    let metric = index.spec().metric;
+    let want = options.k + options.offset;
     let mut picked = top.into_sorted();
-    if diverse {
+    if options.diversity > 0.0 {
         picked = mmr::rerank(index, picked, want, options.diversity);
     }
     picked

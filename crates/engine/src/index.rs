@@ -9,13 +9,15 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView1, ArrayView2, s};
 use roaring::RoaringBitmap;
 
 use crate::ann::Ann;
 use crate::config::SearchConfig;
-use crate::distance::inverse_norm;
+use crate::distance::{CodeProbe, Probe, dot, inverse_norm, quantize};
 use crate::error::{EngineError, Result};
-use crate::model::{Embedding, EntityId, EntityView, NewEntity, TenantSpec, check_label};
+use crate::model::{Embedding, EntityId, EntityView, Metric, NewEntity, TenantSpec, check_label};
 use crate::topk::TopK;
 
 /// Rows per chunk. A write copies at most this many rows of each chunk it touches.
@@ -36,6 +38,11 @@ struct Chunk {
     /// `records.len() * dimension` components, row after row.
     vectors: Vec<f32>,
     inverse_norms: Vec<f32>,
+    /// The int8 code of each row, row after row, when the tenant keeps codes
+    /// (`SearchConfig::quantized`); empty otherwise.
+    codes: Vec<i8>,
+    /// The scale of each row's code (see `distance::quantize`).
+    code_scales: Vec<f32>,
     /// `None` marks a free slot.
     records: Vec<Option<Record>>,
 }
@@ -311,6 +318,72 @@ impl EntityIndex {
         true
     }
 
+    /// How many slots `candidates` allows.
+    fn count(&self, candidates: &Candidates) -> usize {
+        match candidates {
+            Candidates::All { excluded } => self.len().saturating_sub(excluded.len() as usize),
+            Candidates::Only(slots) => slots.len() as usize,
+        }
+    }
+
+    /// Scans the int8 codes of `candidates`, keeps the best `want` times the oversampling by
+    /// their estimated goodness, and offers those to `top` scored exactly by `goodness` (when
+    /// they reach `floor`). False, having offered nothing, when the tenant keeps no codes or
+    /// when so few candidates are allowed that an exact scan costs no more.
+    pub fn search_quantized<'s>(
+        &'s self,
+        query: &[f32],
+        candidates: &Candidates,
+        want: usize,
+        floor: f32,
+        top: &mut TopK<'s>,
+        mut goodness: impl FnMut(&[f32], f32) -> f32,
+    ) -> bool {
+        let count = (want * self.search.oversample).max(want + 10);
+        if !self.search.quantized || self.count(candidates) <= count {
+            return false;
+        }
+        let probe = CodeProbe::new(query, self.spec.metric);
+        let dim = self.spec.dimension;
+        let mut rough = TopK::new(count);
+        let mut offer = |chunk: &'s Chunk, slot: u32, r: usize, record: &'s Record| {
+            let code = &chunk.codes[r * dim..(r + 1) * dim];
+            let estimate = probe.estimate(code, chunk.code_scales[r], chunk.inverse_norms[r]);
+            rough.offer(estimate, slot, || record.id.as_str());
+        };
+        match candidates {
+            Candidates::All { excluded } => {
+                for (c, chunk) in self.chunks.iter().enumerate() {
+                    let base = (c << CHUNK_SHIFT) as u32;
+                    for (r, record) in chunk.records.iter().enumerate() {
+                        let Some(record) = record else { continue };
+                        let slot = base + r as u32;
+                        if excluded.is_empty() || !excluded.contains(slot) {
+                            offer(chunk, slot, r, record);
+                        }
+                    }
+                }
+            }
+            Candidates::Only(slots) => {
+                for slot in slots {
+                    let chunk = &self.chunks[(slot >> CHUNK_SHIFT) as usize];
+                    let r = slot as usize & (CHUNK_ROWS - 1);
+                    if let Some(Some(record)) = chunk.records.get(r) {
+                        offer(chunk, slot, r, record);
+                    }
+                }
+            }
+        }
+        for candidate in rough.into_sorted() {
+            let row = self.row(candidate.slot).expect("scanned slots are live");
+            let g = goodness(row.vector, row.inverse_norm);
+            if g >= floor {
+                top.offer(g, candidate.slot, || row.record.id.as_str());
+            }
+        }
+        true
+    }
+
     /// Changes the graph's search breadth (HNSW's ef), for benchmarks that compare settings.
     pub fn set_expansion_search(&self, ef: usize) {
         if let Some(ann) = &self.ann {
@@ -349,6 +422,7 @@ impl EntityIndex {
             return slot;
         }
         let dim = self.spec.dimension;
+        let quantized = self.search.quantized;
         if self
             .chunks
             .last()
@@ -368,10 +442,18 @@ impl EntityIndex {
                 .reserve_exact(target * dim - chunk.vectors.len());
             chunk.inverse_norms.reserve_exact(target - rows);
             chunk.records.reserve_exact(target - rows);
+            if quantized {
+                chunk.codes.reserve_exact(target * dim - chunk.codes.len());
+                chunk.code_scales.reserve_exact(target - rows);
+            }
         }
         chunk.vectors.resize(chunk.vectors.len() + dim, 0.0);
         chunk.inverse_norms.push(0.0);
         chunk.records.push(None);
+        if quantized {
+            chunk.codes.resize(chunk.codes.len() + dim, 0);
+            chunk.code_scales.push(0.0);
+        }
         base + (chunk.records.len() - 1) as u32
     }
 
@@ -381,6 +463,9 @@ impl EntityIndex {
         chunk.vectors[r * dim..(r + 1) * dim].copy_from_slice(vector);
         chunk.inverse_norms[r] = inverse_norm(vector);
         chunk.records[r] = Some(record);
+        if let Some(code) = chunk.codes.get_mut(r * dim..(r + 1) * dim) {
+            chunk.code_scales[r] = quantize(vector, code);
+        }
     }
 
     /// Adds `slot` to a label's bitmap and returns the shared label text.
@@ -424,14 +509,15 @@ impl EntityIndex {
         }
     }
 
+    /// `excluded` and the slots of `ids` (those that exist).
+    pub fn excluding(&self, ids: &[EntityId], mut excluded: RoaringBitmap) -> RoaringBitmap {
+        excluded.extend(ids.iter().filter_map(|id| self.slot_of(id.as_str())));
+        excluded
+    }
+
     /// The slots a filter allows, less `excluded`.
-    pub fn candidates(&self, filter: &Filter, mut excluded: RoaringBitmap) -> Candidates {
-        excluded.extend(
-            filter
-                .exclude
-                .iter()
-                .filter_map(|id| self.slot_of(id.as_str())),
-        );
+    pub fn candidates(&self, filter: &Filter, excluded: RoaringBitmap) -> Candidates {
+        let excluded = self.excluding(&filter.exclude, excluded);
         let lookup = |labels: &imbl::HashMap<Arc<str>, Arc<RoaringBitmap>>, l: &str| {
             labels.get(l).map(|b| (**b).clone()).unwrap_or_default()
         };
@@ -505,6 +591,63 @@ impl EntityIndex {
         }
     }
 
+    /// Scans every live row once for many queries: per chunk, one matrix product of the queries
+    /// and the chunk's rows (matrixmultiply's SIMD kernels, through `ndarray`), so a row is
+    /// read once for all of them and every multiply-add runs in registers. Each query's
+    /// goodness is computed from the product, not by `Probe::goodness`: equal up to rounding,
+    /// so callers keep a few more than they need and rescore those exactly. `tops[i]` receives
+    /// the rows of query `i` that `excluded[i]` does not name.
+    pub fn scan_many<'s>(
+        &'s self,
+        probes: &[Probe<'_>],
+        excluded: &[RoaringBitmap],
+        tops: &mut [TopK<'s>],
+    ) {
+        let dim = self.spec.dimension;
+        let n = probes.len();
+        debug_assert!(excluded.len() == n && tops.len() == n);
+        let mut queries = Array2::<f32>::zeros((n, dim));
+        for (mut row, probe) in queries.rows_mut().into_iter().zip(probes) {
+            row.assign(&ArrayView1::from(probe.vector));
+        }
+        let squared: Vec<f32> = probes.iter().map(|p| dot(p.vector, p.vector)).collect();
+        let mut products = Array2::<f32>::zeros((n, CHUNK_ROWS));
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            let rows = chunk.records.len();
+            let Ok(block) = ArrayView2::from_shape((rows, dim), &chunk.vectors[..rows * dim])
+            else {
+                continue;
+            };
+            let mut out = products.slice_mut(s![.., ..rows]);
+            general_mat_mul(1.0, &queries, &block.t(), 0.0, &mut out);
+            let base = (c << CHUNK_SHIFT) as u32;
+            for (i, (probe, top)) in probes.iter().zip(tops.iter_mut()).enumerate() {
+                let line = out.row(i);
+                for (r, (&d, record)) in line.iter().zip(&chunk.records).enumerate() {
+                    let Some(record) = record else { continue };
+                    let inverse = chunk.inverse_norms[r];
+                    let g = match probe.metric {
+                        Metric::Cosine => d * probe.inverse_norm * inverse,
+                        Metric::Dot => d,
+                        Metric::Euclidean => {
+                            let row_squared = if inverse > 0.0 {
+                                1.0 / (inverse * inverse)
+                            } else {
+                                0.0
+                            };
+                            -(squared[i] + row_squared - 2.0 * d).max(0.0).sqrt()
+                        }
+                    };
+                    // The exclusions are looked up only for rows good enough to keep.
+                    let slot = base + r as u32;
+                    if g >= top.bar() && !excluded[i].contains(slot) {
+                        top.offer(g, slot, || record.id.as_str());
+                    }
+                }
+            }
+        }
+    }
+
     /// Bytes this snapshot holds on the heap, roughly: rows, records, ids, maps and bitmaps.
     /// Shared chunks are counted in full.
     pub fn heap_bytes(&self) -> usize {
@@ -514,6 +657,8 @@ impl EntityIndex {
             .map(|c| {
                 c.vectors.capacity() * 4
                     + c.inverse_norms.capacity() * 4
+                    + c.codes.capacity()
+                    + c.code_scales.capacity() * 4
                     + c.records.capacity() * size_of::<Option<Record>>()
             })
             .sum();
@@ -533,7 +678,6 @@ impl EntityIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Metric;
 
     fn spec() -> TenantSpec {
         TenantSpec::new(2, Metric::Dot).unwrap()

@@ -13,12 +13,12 @@ use reco_engine::{
 const DIM: usize = 32;
 const N: usize = 8_000;
 
-fn id(i: usize) -> EntityId {
+pub fn id(i: usize) -> EntityId {
     EntityId::parse(&format!("e{i}")).unwrap()
 }
 
 /// `n` vectors around 40 centres, every other one in category `even`.
-fn clustered(n: usize, seed: u64) -> Vec<NewEntity> {
+pub fn clustered(n: usize, seed: u64) -> Vec<NewEntity> {
     let mut rng = StdRng::seed_from_u64(seed);
     let centres: Vec<Vec<f32>> = (0..40)
         .map(|_| (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect())
@@ -50,7 +50,7 @@ fn engine(metric: Metric) -> (Engine, TenantName) {
     (engine, t)
 }
 
-fn ids(engine: &Engine, t: &TenantName, i: usize, options: &SearchOptions) -> Vec<String> {
+pub fn ids(engine: &Engine, t: &TenantName, i: usize, options: &SearchOptions) -> Vec<String> {
     let answer = engine.similar(t, &id(i), options).unwrap();
     answer
         .ranking
@@ -62,12 +62,17 @@ fn ids(engine: &Engine, t: &TenantName, i: usize, options: &SearchOptions) -> Ve
 
 /// Recall@k of the default search against `exact=true`, over 200 queries.
 fn recall(engine: &Engine, t: &TenantName, options: &SearchOptions) -> f64 {
+    recall_over(engine, t, options, N)
+}
+
+/// Recall@k of `options` against the same with `exact=true`, over 200 of the first `n` ids.
+pub fn recall_over(engine: &Engine, t: &TenantName, options: &SearchOptions, n: usize) -> f64 {
     let exact = SearchOptions {
         exact: true,
         ..options.clone()
     };
     let (mut found, mut total) = (0, 0);
-    for q in (0..N).step_by(N / 200) {
+    for q in (0..n).step_by(n / 200) {
         if engine.get(t, &id(q)).is_err() {
             continue;
         }
@@ -120,7 +125,7 @@ fn filters_apply_during_the_search() {
         );
     }
     assert!(recall(&engine, &t, &even) >= 0.99);
-    // A tenth of it: scanned, so exact.
+    // A tenth of it: too few for the graph, so their int8 codes are scanned and rescored.
     let one_tag = SearchOptions {
         filter: Filter {
             tags_any: vec!["t3".into()],

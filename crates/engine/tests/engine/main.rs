@@ -7,6 +7,7 @@ mod concurrency;
 mod errors;
 mod recommend;
 mod reference;
+mod scans;
 mod search;
 mod stamps;
 mod support;
