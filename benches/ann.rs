@@ -1,7 +1,14 @@
-//! Approximate search beside exact search: `ann/<scale>/exact` scans every row in f32;
-//! `ann/<scale>/ef=N` asks the HNSW graph (int8 copies, candidates rescored in f32) with a search
-//! breadth of N. Recall@10 of each setting against exact, and the bytes per entity, are
-//! measured on 200 queries before timing and written to `target/criterion/ann.json`.
+//! Approximate search beside exact search, one query at a time on one core:
+//! - `ann/<scale>/exact` scans every row in f32;
+//! - `ann/<scale>/exact-batched` answers 64 exact questions in one shared pass
+//!   (`Prepared::answer_all`) and reports the time per question;
+//! - `ann/<scale>/quantized` scans int8 codes and rescores the best 30 in f32 (a tenant
+//!   without a graph);
+//! - `ann/<scale>/ef=N` asks the HNSW graph (int8 copies, candidates rescored in f32) with a
+//!   search breadth of N.
+//!
+//! Recall@10 of each setting against exact, and the bytes per entity, are measured on 200
+//! queries before timing and written to `target/criterion/ann.json`.
 //!
 //! With `RECO_BENCH_DUMP=DIR` the vectors and query rows are written there too, so that
 //! `benches/faiss_compare.py` runs faiss on the very same data. `RECO_BENCH_1M=1` adds 1M × 128
@@ -11,11 +18,13 @@ use std::hint::black_box;
 use std::io::Write;
 
 use criterion::{BenchmarkId, Throughput, criterion_group, criterion_main};
-use reco_benches::{Scale, catalogue, criterion, entity_id, loaded};
-use reco_engine::{Engine, Metric, SearchOptions, TenantName};
+use reco_benches::{Scale, catalogue, criterion, entity_id, loaded, loaded_with};
+use reco_engine::{Engine, EngineConfig, Metric, Prepared, SearchOptions, TenantName};
 
 const SAMPLE: usize = 200;
 const EFS: [usize; 4] = [16, 32, 64, 128];
+/// Questions per shared pass in `exact-batched`.
+const BATCH: usize = 64;
 
 fn scales() -> Vec<Scale> {
     let mut scales = vec![
@@ -126,6 +135,50 @@ fn ann(c: &mut criterion::Criterion) {
                 )
             })
         });
+        group.throughput(Throughput::Elements(BATCH as u64));
+        group.bench_function(BenchmarkId::new(scale.label, "exact-batched"), |b| {
+            b.iter(|| {
+                let batch = (0..BATCH)
+                    .map(|_| {
+                        next = (next + 1) % ids.len();
+                        engine
+                            .prepare_similar(&tenant, &ids[next], &exact)
+                            .expect("a question")
+                    })
+                    .collect();
+                black_box(Prepared::answer_all(batch))
+            })
+        });
+        group.throughput(Throughput::Elements(1));
+        {
+            // The same catalogue in a tenant that never gets a graph: its searches scan codes.
+            let mut config = EngineConfig::default();
+            config.cache.enabled = false;
+            config.search.threshold = usize::MAX;
+            let (flat, flat_tenant) = loaded_with(scale, Metric::Cosine, config);
+            let options = SearchOptions::top(10);
+            let found: Vec<_> = rows
+                .iter()
+                .map(|&r| top10(&flat, &flat_tenant, r, &options))
+                .collect();
+            let r = recall(&truth, &found);
+            let flat_bytes = flat.entity_heap_bytes(&flat_tenant).expect("the tenant") as f64
+                / scale.entities as f64;
+            eprintln!(
+                "ann/{}/quantized: recall@10 {r:.4}, {flat_bytes:.0} bytes per entity",
+                scale.label
+            );
+            report.push(line(scale.label, "quantized", r, flat_bytes));
+            group.bench_function(BenchmarkId::new(scale.label, "quantized"), |b| {
+                b.iter(|| {
+                    next = (next + 1) % ids.len();
+                    black_box(
+                        flat.similar(&flat_tenant, &ids[next], &options)
+                            .expect("an answer"),
+                    )
+                })
+            });
+        }
         for ef in EFS {
             engine.set_search_breadth(&tenant, ef).expect("the tenant");
             let options = SearchOptions::top(10);
@@ -138,7 +191,7 @@ fn ann(c: &mut criterion::Criterion) {
                 "ann/{}/ef={ef}: recall@10 {r:.4}, {bytes:.0} bytes per entity",
                 scale.label
             );
-            report.push(serde_like(scale.label, ef, r, bytes));
+            report.push(line(scale.label, &format!("ef={ef}"), r, bytes));
             group.bench_function(BenchmarkId::new(scale.label, format!("ef={ef}")), |b| {
                 b.iter(|| {
                     next = (next + 1) % ids.len();
@@ -159,8 +212,10 @@ fn ann(c: &mut criterion::Criterion) {
 }
 
 /// One line of `ann.json`.
-fn serde_like(label: &str, ef: usize, recall: f64, bytes: f64) -> String {
-    format!(r#"{{"scale":"{label}","ef":{ef},"recall":{recall:.4},"bytes_per_entity":{bytes:.0}}}"#)
+fn line(label: &str, setting: &str, recall: f64, bytes: f64) -> String {
+    format!(
+        r#"{{"scale":"{label}","setting":"{setting}","recall":{recall:.4},"bytes_per_entity":{bytes:.0}}}"#
+    )
 }
 
 criterion_group! {

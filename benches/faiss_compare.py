@@ -65,7 +65,7 @@ def main():
              recall(truth, without_self(batched, rows)))
         )
         hnsw = faiss.IndexHNSWFlat(x.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
-        hnsw.hnsw.efConstruction = 128
+        hnsw.hnsw.efConstruction = 200  # reco's expansion_add
         hnsw.add(x)
         for ef in (16, 32, 64, 128):
             hnsw.hnsw.efSearch = ef

@@ -136,6 +136,11 @@ pub fn histories(entities: usize, users: usize) -> Vec<Interaction> {
 pub fn loaded(scale: Scale, metric: Metric, cache: bool) -> (Engine, TenantName) {
     let mut config = EngineConfig::default();
     config.cache.enabled = cache;
+    loaded_with(scale, metric, config)
+}
+
+/// [`loaded`], with the engine's settings given.
+pub fn loaded_with(scale: Scale, metric: Metric, config: EngineConfig) -> (Engine, TenantName) {
     let engine =
         Engine::with_clock(config, Arc::new(ManualClock::new(NOW))).expect("valid settings");
     let tenant = TenantName::parse("bench").expect("a valid name");

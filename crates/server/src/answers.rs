@@ -92,7 +92,7 @@ fn tiers(tier: CacheTier) -> (&'static str, Tier) {
 
 /// The L2 key of a prepared question: a digest of its shared key (which holds raw vectors of
 /// examples and can be long).
-fn l2_key(prepared: &Prepared<'_>) -> String {
+fn l2_key(prepared: &Prepared) -> String {
     hex::encode(Sha256::digest(prepared.shared_key().as_bytes()))
 }
 
@@ -101,7 +101,7 @@ fn l2_key(prepared: &Prepared<'_>) -> String {
 pub async fn answer(
     state: &AppState,
     tenant: &reco_engine::TenantName,
-    prepared: Prepared<'_>,
+    prepared: Prepared,
 ) -> Result<Answer, ApiError> {
     let (tier, redis_tier) = tiers(prepared.tier());
     let metrics = &state.metrics;
@@ -110,7 +110,7 @@ pub async fn answer(
         .as_ref()
         .filter(|_| state.engine.config().cache.enabled);
     let Some(redis) = shared else {
-        let answer = prepared.answer()?;
+        let answer = rank(state, prepared).await?;
         metrics.observe_cache(tier, "memory", answer.cache);
         return Ok(answer);
     };
@@ -132,7 +132,7 @@ pub async fn answer(
         Err(e) => tracing::debug!(error = %e, "L2 read failed; ranking instead"),
     }
     metrics.observe_cache(tier, "redis", CacheStatus::Miss);
-    let answer = prepared.answer()?;
+    let answer = rank(state, prepared).await?;
     if answer.cache == CacheStatus::Miss {
         keep_shared(
             redis.clone(),
@@ -143,6 +143,14 @@ pub async fn answer(
         );
     }
     Ok(answer)
+}
+
+/// Ranks: a batchable question in the batcher's next pass, any other one here.
+async fn rank(state: &AppState, prepared: Prepared) -> Result<Answer, ApiError> {
+    match &state.batcher {
+        Some(batcher) if prepared.batchable() => batcher.answer(prepared).await,
+        Some(_) | None => Ok(prepared.answer()?),
+    }
 }
 
 /// Writes an answer to L2 in the background: the response does not wait for Redis.

@@ -14,6 +14,7 @@
 
 mod answers;
 pub mod api;
+mod batch;
 pub mod docs;
 pub mod error;
 mod health;

@@ -3,7 +3,8 @@
 //! scrape time.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use reco_engine::{CacheStatus, Engine};
 use reco_storage::Store;
@@ -17,6 +18,7 @@ pub struct Metrics {
     pool: IntGaugeVec,
     entities: IntGaugeVec,
     interactions: IntGaugeVec,
+    batch_sizes: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -77,6 +79,14 @@ impl Metrics {
             &["tenant"],
         )
         .expect("a valid metric");
+        let batch_sizes = Histogram::with_opts(
+            HistogramOpts::new(
+                "reco_batch_questions",
+                "Questions answered per shared pass of the batcher",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .expect("a valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -84,6 +94,7 @@ impl Metrics {
             Box::new(pool.clone()),
             Box::new(entities.clone()),
             Box::new(interactions.clone()),
+            Box::new(batch_sizes.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -95,7 +106,13 @@ impl Metrics {
             pool,
             entities,
             interactions,
+            batch_sizes,
         }
+    }
+
+    /// The histogram of batch sizes, for the batcher to record into.
+    pub fn batch_sizes(&self) -> Histogram {
+        self.batch_sizes.clone()
     }
 
     pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {

@@ -102,6 +102,14 @@ pub struct ServeArgs {
     /// [default: 5000]
     #[arg(long, env = "RECO_ANN_THRESHOLD")]
     pub ann_threshold: Option<usize>,
+    /// Keep int8 codes of every vector and scan them, rescored in f32, where there is no
+    /// graph. [default: on]
+    #[arg(long, env = "RECO_QUANTIZED")]
+    pub quantized: Option<Switch>,
+    /// Most exact similar questions answered in one shared pass; 0 answers each alone.
+    /// [default: 64]
+    #[arg(long, env = "RECO_BATCH_MAX")]
+    pub batch_max: Option<usize>,
 }
 
 /// Everything the server runs with.
@@ -135,6 +143,8 @@ pub struct Settings {
     pub engine: EngineConfig,
     /// How far back interactions are loaded at start-up.
     pub history: Duration,
+    /// Most questions per shared pass of the batcher; 0 turns batching off.
+    pub batch_max: usize,
 }
 
 impl Default for Settings {
@@ -154,6 +164,7 @@ impl Default for Settings {
             redis: RedisSettings::default(),
             engine: EngineConfig::default(),
             history: Duration::from_secs(90 * 86_400),
+            batch_max: 64,
         }
     }
 }
@@ -221,6 +232,12 @@ impl Settings {
         }
         if let Some(threshold) = args.ann_threshold.or(file.ann_threshold) {
             s.engine.search.threshold = threshold;
+        }
+        if let Some(quantized) = args.quantized.or(file.quantized) {
+            s.engine.search.quantized = quantized == Switch::On;
+        }
+        if let Some(max) = args.batch_max.or(file.batch_max) {
+            s.batch_max = max;
         }
         s.validate()?;
         Ok(s)
@@ -338,6 +355,11 @@ mod tests {
         let s = Settings::default();
         assert!(!s.engine.search.exact);
         let s = parse(&["--exact", "on", "--ann-ef", "128", "--ann-threshold", "100"]).unwrap();
+        assert_eq!(s.batch_max, 64);
+        assert!(s.engine.search.quantized);
+        let off = parse(&["--quantized", "off", "--batch-max", "0"]).unwrap();
+        assert_eq!(off.batch_max, 0);
+        assert!(!off.engine.search.quantized);
         let search = s.engine.search;
         assert!(search.exact);
         assert_eq!((search.expansion_search, search.threshold), (128, 100));

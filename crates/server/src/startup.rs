@@ -38,6 +38,9 @@ pub enum StartupError {
         /// Why.
         source: std::io::Error,
     },
+    /// The batch threads could not be started.
+    #[error("cannot start the batch threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// A built service: listening, warming up, and ready to run.
@@ -84,7 +87,9 @@ impl Application {
             })?
             .port();
         let settings = Arc::new(settings);
-        let state = web::Data::new(AppState::new(engine, store, redis, settings.clone()));
+        let state =
+            AppState::new(engine, store, redis, settings.clone()).map_err(StartupError::Threads)?;
+        let state = web::Data::new(state);
         let app_state = state.clone();
         let body_limit = settings.body_limit;
         let server = HttpServer::new(move || {

@@ -13,6 +13,7 @@ use reco_engine::{Engine, TenantName};
 use reco_storage::{RedisCache, Store};
 use sha2::{Digest, Sha256};
 
+use crate::batch::Batcher;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
@@ -44,6 +45,8 @@ pub struct AppState {
     /// follows the change feed. HTTP workers are busy ranking under load; a write's several
     /// round trips to storage would each wait behind every read a worker has queued.
     pub writer: tokio::runtime::Handle,
+    /// Answers exact similar questions together (see `batch`); none when batching is off.
+    pub batcher: Option<Batcher>,
     /// Key hash to tenant; `None` remembers briefly that a key opens nothing.
     keys: moka::sync::Cache<[u8; 32], Option<TenantName>>,
     admin_hash: Option<[u8; 32]>,
@@ -80,15 +83,23 @@ impl AppState {
         store: Store,
         redis: Option<RedisCache>,
         settings: Arc<Settings>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let per_second = NonZeroU32::new(settings.rate_limit).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::keyed(Quota::per_second(per_second))
             .with_middleware::<StateInformationMiddleware>();
-        Self {
+        let metrics = Metrics::new();
+        let batcher = (settings.batch_max > 0)
+            .then(|| {
+                let threads = std::thread::available_parallelism().map_or(2, usize::from);
+                Batcher::start(threads, settings.batch_max, &metrics.batch_sizes())
+            })
+            .transpose()?;
+        Ok(Self {
             engine,
             store,
             redis,
-            metrics: Metrics::new(),
+            metrics,
+            batcher,
             applied: tokio::sync::Notify::new(),
             writer: tokio::runtime::Handle::current(),
             keys: moka::sync::Cache::builder()
@@ -100,7 +111,7 @@ impl AppState {
             clock: DefaultClock::default(),
             ready: AtomicBool::new(false),
             settings,
-        }
+        })
     }
 
     pub fn is_ready(&self) -> bool {

@@ -323,3 +323,62 @@ async fn a_read_over_the_time_limit_is_answered_503_and_writes_are_not_cut() {
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(error_code(r, 503).await, "unavailable");
 }
+
+#[tokio::test]
+async fn concurrent_exact_questions_share_passes_and_answer_as_one_by_one() {
+    let mut settings = fresh_database(Backend::Sqlite).await;
+    settings.cache = false;
+    settings.engine.cache.enabled = false;
+    let batched = TestApp::start(settings.clone()).await;
+    assert_eq!(
+        batched.create_tenant("shop", 8, "cosine").await.status(),
+        201
+    );
+    // 1,500 entities: enough for the shared pass (it skips tenants under 1,000).
+    let entities: Vec<Value> = (0..1_500)
+        .map(|i| {
+            let vector: Vec<f32> = (0..8)
+                .map(|d| ((i * 31 + d * 7) % 97) as f32 / 97.0 - 0.5)
+                .collect();
+            json!({"id": format!("e{i}"), "vector": vector})
+        })
+        .collect();
+    assert_eq!(batched.upsert("shop", json!(entities)).await.status(), 200);
+    settings.batch_max = 0;
+    let alone = TestApp::start(settings).await;
+
+    let query = |i: usize| match i % 3 {
+        0 => "exact=true&k=5",
+        1 => "exact=true&k=3&offset=2",
+        _ => "exact=true&k=4&exclude=e7,e8",
+    };
+    let app = &batched;
+    let answers = futures::future::join_all((0..60).map(|i| async move {
+        let r = app.similar("shop", &format!("e{i}"), query(i)).await;
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    }))
+    .await;
+    for (i, answer) in answers.iter().enumerate() {
+        let r = alone.similar("shop", &format!("e{i}"), query(i)).await;
+        let one: Value = r.json().await.unwrap();
+        assert_eq!(answer, &one, "e{i}: {}", query(i));
+    }
+    // Every question went through the batcher once, in passes of one or more; none did on the
+    // server that batches nothing. An approximate question does not go through it.
+    assert_eq!(batched.similar("shop", "e1", "k=5").await.status(), 200);
+    let text = |app: &TestApp| {
+        let get = app.client.get(format!("{}/metrics", app.base)).send();
+        async move { get.await.unwrap().text().await.unwrap() }
+    };
+    let metrics = text(&batched).await;
+    assert!(
+        metrics.contains("reco_batch_questions_sum 60\n"),
+        "{metrics}"
+    );
+    assert!(
+        text(&alone)
+            .await
+            .contains("reco_batch_questions_count 0\n")
+    );
+}
