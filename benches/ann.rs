@@ -22,7 +22,9 @@ use reco_benches::{Scale, catalogue, criterion, entity_id, loaded, loaded_with};
 use reco_engine::{Engine, EngineConfig, Metric, Prepared, SearchOptions, TenantName};
 
 const SAMPLE: usize = 200;
-const EFS: [usize; 4] = [16, 32, 64, 128];
+const EFS: [usize; 5] = [16, 32, 64, 128, 256];
+/// Wider searches, at 1M only.
+const EFS_1M: [usize; 2] = [512, 1024];
 /// Questions per shared pass in `exact-batched`.
 const BATCH: usize = 64;
 
@@ -179,7 +181,12 @@ fn ann(c: &mut criterion::Criterion) {
                 })
             });
         }
-        for ef in EFS {
+        let wide = if scale.entities >= 1_000_000 {
+            &EFS_1M[..]
+        } else {
+            &[]
+        };
+        for &ef in EFS.iter().chain(wide) {
             engine.set_search_breadth(&tenant, ef).expect("the tenant");
             let options = SearchOptions::top(10);
             let found: Vec<_> = rows

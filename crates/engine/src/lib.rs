@@ -18,6 +18,12 @@
 //! are always exact and only recall is approximate (0.99 or more at the default settings).
 //! `SearchOptions::exact`, or `SearchConfig::exact` for every query, scans every candidate.
 //!
+//! Where an approximate search scans instead (a tenant without a graph, a filter too selective
+//! for it), it scans int8 codes of the rows first, a quarter of the bytes, and rescores the best
+//! few in f32. Exact questions about one snapshot can be answered together
+//! ([`Prepared::answer_all`]): one pass over the rows, a matrix product per chunk, then the same
+//! exact rescoring, so the answers are those of each question alone.
+//!
 //! # Using it
 //!
 //! ```
