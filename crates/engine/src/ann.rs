@@ -170,11 +170,14 @@ impl Ann {
     /// Slots near `query` that `allowed` accepts (at least `count`, and the whole final beam of
     /// the search), best first by the graph's own (approximate) distance; `None` when the graph
     /// is not usable.
+    ///
+    /// Without `allowed` the walk calls back into Rust for nothing; the caller then drops what
+    /// it does not want from the answer.
     pub fn search(
         &self,
         query: &[f32],
         count: usize,
-        allowed: impl Fn(u32) -> bool,
+        allowed: Option<&dyn Fn(u32) -> bool>,
     ) -> Option<Vec<u32>> {
         if !self.usable() {
             return None;
@@ -188,8 +191,12 @@ impl Ann {
         // The whole beam the walk ends with: it costs nothing more to return, and rescoring it
         // exactly repairs what the compact copies misordered.
         let count = count.max(graph.expansion_search());
-        let found =
-            graph.filtered_search(query, count, |key| u32::try_from(key).is_ok_and(&allowed));
+        let found = match allowed {
+            Some(allowed) => {
+                graph.filtered_search(query, count, |key| u32::try_from(key).is_ok_and(allowed))
+            }
+            None => graph.search(query, count),
+        };
         match found {
             Ok(matches) => Some(
                 matches

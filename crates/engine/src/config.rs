@@ -114,7 +114,8 @@ pub struct SearchConfig {
     /// Candidates considered while inserting. Default 200.
     pub expansion_add: usize,
     /// Candidates considered while searching (HNSW's ef), for tenants under 50,000 entities;
-    /// larger ones use twice as many, which keeps recall@10 at 0.99 or more as they grow.
+    /// larger ones use twice as many, and from 500,000 four times as many, which keeps
+    /// recall@10 at about 0.99 to 100,000 entities and 0.95 at 1,000,000 on clustered data.
     /// Default 64.
     pub expansion_search: usize,
     /// How many candidates the graph proposes per result wanted; they are rescored exactly
