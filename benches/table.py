@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """Prints the criterion results under target/criterion as a markdown table.
 
-Exact search is also given as a multiple of the `read` bench at the same scale: the time to
-merely read the same bytes. Run after `cargo bench -p reco-benches`:
+Run after `cargo bench -p reco-benches`:
 
     python3 benches/table.py > benches/RESULTS.md
 """
@@ -26,8 +25,8 @@ def fmt(ns):
     return f"{ns:.0f} ns"
 
 
-print("| benchmark | median | per second (one core) | × memory read |")
-print("|---|---|---|---|")
+print("| benchmark | median | per second (one core) |")
+print("|---|---|---|")
 order = ["similar/", "similar_filtered/", "recommend/", "user/", "trending/", "cached/", "read/", "ann/"]
 for prefix in order:
     for full_id in sorted((i for i in rows if i.startswith(prefix)), key=lambda i: (i.split("/")[1].replace("k", "").zfill(8), i)):
@@ -35,8 +34,4 @@ for prefix in order:
         if full_id.endswith("/exact-batched"):
             ns /= 64  # an iteration answers 64 questions in one pass
             full_id += " (per question)"
-        scale = full_id.split("/")[1]
-        ratio = ""
-        if prefix == "similar/" and f"read/{scale}/all vectors" in rows:
-            ratio = f"{ns / rows[f'read/{scale}/all vectors']:.1f}"
-        print(f"| `{full_id}` | {fmt(ns)} | {1e9 / ns:,.0f} | {ratio} |")
+        print(f"| `{full_id}` | {fmt(ns)} | {1e9 / ns:,.0f} |")
