@@ -53,6 +53,17 @@ pub fn quantize(v: &[f32], code: &mut [i8]) -> f32 {
     largest / 127.0
 }
 
+/// A vector's squared length, from the reciprocal of its length ([`inverse_norm`]): 0 for the
+/// zero vector.
+#[inline]
+pub fn squared_norm(inverse_norm: f32) -> f32 {
+    if inverse_norm > 0.0 {
+        1.0 / (inverse_norm * inverse_norm)
+    } else {
+        0.0
+    }
+}
+
 /// The reciprocal of a vector's length, or 0 for the zero vector.
 pub fn inverse_norm(v: &[f32]) -> f32 {
     let norm = dot(v, v).sqrt();
@@ -119,14 +130,7 @@ impl CodeProbe {
         match self.metric {
             Metric::Cosine => dot * self.inverse_norm * row_inverse_norm,
             Metric::Dot => dot,
-            Metric::Euclidean => {
-                let row_squared = if row_inverse_norm > 0.0 {
-                    1.0 / (row_inverse_norm * row_inverse_norm)
-                } else {
-                    0.0
-                };
-                2.0 * dot - self.squared_norm - row_squared
-            }
+            Metric::Euclidean => 2.0 * dot - self.squared_norm - squared_norm(row_inverse_norm),
         }
     }
 }

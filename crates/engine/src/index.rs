@@ -15,7 +15,7 @@ use roaring::RoaringBitmap;
 
 use crate::ann::Ann;
 use crate::config::SearchConfig;
-use crate::distance::{CodeProbe, Probe, dot, inverse_norm, quantize};
+use crate::distance::{CodeProbe, Probe, dot, inverse_norm, quantize, squared_norm};
 use crate::error::{EngineError, Result};
 use crate::model::{Embedding, EntityId, EntityView, Metric, NewEntity, TenantSpec, check_label};
 use crate::topk::TopK;
@@ -307,7 +307,7 @@ impl EntityIndex {
             Candidates::All { excluded } => !excluded.contains(slot),
             Candidates::Only(slots) => slots.contains(slot),
         };
-        let count = (want * self.search.oversample).max(want + 10);
+        let count = self.rescored(want);
         let found = match candidates {
             // No filter but a few exclusions (the query's own entity, say): a walk asked for
             // that many more needs no filter at all.
@@ -332,6 +332,12 @@ impl EntityIndex {
         true
     }
 
+    /// How many candidates an approximate plan proposes for `want` results, to be rescored
+    /// exactly: the oversampling, and at least ten more than wanted.
+    fn rescored(&self, want: usize) -> usize {
+        (want * self.search.oversample).max(want + 10)
+    }
+
     /// How many slots `candidates` allows.
     fn count(&self, candidates: &Candidates) -> usize {
         match candidates {
@@ -353,7 +359,7 @@ impl EntityIndex {
         top: &mut TopK<'s>,
         mut goodness: impl FnMut(&[f32], f32) -> f32,
     ) -> bool {
-        let count = (want * self.search.oversample).max(want + 10);
+        let count = self.rescored(want);
         if !self.search.quantized || self.count(candidates) <= count {
             return false;
         }
@@ -643,14 +649,9 @@ impl EntityIndex {
                     let g = match probe.metric {
                         Metric::Cosine => d * probe.inverse_norm * inverse,
                         Metric::Dot => d,
-                        Metric::Euclidean => {
-                            let row_squared = if inverse > 0.0 {
-                                1.0 / (inverse * inverse)
-                            } else {
-                                0.0
-                            };
-                            -(squared[i] + row_squared - 2.0 * d).max(0.0).sqrt()
-                        }
+                        Metric::Euclidean => -(squared[i] + squared_norm(inverse) - 2.0 * d)
+                            .max(0.0)
+                            .sqrt(),
                     };
                     // The exclusions are looked up only for rows good enough to keep.
                     let slot = base + r as u32;
