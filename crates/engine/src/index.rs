@@ -13,10 +13,12 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView1, ArrayView2, s};
 use roaring::RoaringBitmap;
 
-use crate::ann::Ann;
 use crate::config::SearchConfig;
-use crate::distance::{CodeProbe, Probe, dot, inverse_norm, quantize, squared_norm};
+use crate::distance::{
+    CodeProbe, Probe, dot, dot_i8, inverse_norm, prefetch, quantize, squared_norm,
+};
 use crate::error::{EngineError, Result};
+use crate::graph::{Graph, Shape, Space, Vectors};
 use crate::model::{Embedding, EntityId, EntityView, Metric, NewEntity, TenantSpec, check_label};
 use crate::topk::TopK;
 
@@ -147,7 +149,7 @@ pub(crate) struct EntityIndex {
     /// How searches run, and the graph once the tenant is large enough: shared by every
     /// snapshot of the tenant (see `ann`).
     search: SearchConfig,
-    ann: Option<Arc<Ann>>,
+    ann: Option<Arc<Graph>>,
     chunks: Vec<Arc<Chunk>>,
     slots: imbl::HashMap<EntityId, u32>,
     free: Vec<u32>,
@@ -253,25 +255,50 @@ impl EntityIndex {
         if self.search.exact {
             return;
         }
-        let (ann, slots): (&Ann, Vec<u32>) = match &self.ann {
-            Some(ann) => (ann, written.to_vec()),
+        let (graph, slots) = match &self.ann {
+            Some(graph) => (graph.clone(), written.to_vec()),
             None if self.len() >= self.search.threshold => {
-                let Some(ann) = Ann::new(self.spec, &self.search, self.len() + self.len() / 4)
-                else {
-                    return;
-                };
-                self.ann = Some(Arc::new(ann));
-                let ann = self.ann.as_deref().expect("just made");
-                (ann, self.slots.values().copied().collect())
+                let graph = Arc::new(Graph::new(Shape {
+                    connectivity: self.search.connectivity,
+                    expansion_add: self.search.expansion_add,
+                    expansion_search: self.search.expansion_search,
+                }));
+                self.ann = Some(graph.clone());
+                let mut slots: Vec<u32> = self.slots.values().copied().collect();
+                slots.sort_unstable();
+                (graph, slots)
             }
             None => return,
         };
-        let rows: Vec<(u32, &[f32])> = slots
-            .iter()
-            .filter_map(|&slot| Some((slot, self.row(slot)?.vector)))
-            .collect();
-        ann.put_many(&rows);
-        ann.set_expansion_search(self.search.expansion_search * breadth_factor(self.len()));
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(2);
+        graph.insert_many(&Stored { index: self }, &slots, threads);
+        graph.set_expansion_search(self.search.expansion_search * breadth_factor(self.len()));
+    }
+
+    /// The chunk and row of an allocated slot, live or not: the graph walks through the rows of
+    /// deleted entities too (their vectors stay until the slot is reused).
+    fn allocated(&self, slot: u32) -> Option<(&Chunk, usize)> {
+        let chunk = self.chunks.get((slot >> CHUNK_SHIFT) as usize)?;
+        let r = slot as usize & (CHUNK_ROWS - 1);
+        (r < chunk.inverse_norms.len()).then_some((chunk, r))
+    }
+
+    /// Starts loading what the graph reads of a slot: its code (or row), scale and norm.
+    #[inline]
+    fn prefetch(&self, slot: u32) {
+        let Some((chunk, r)) = self.allocated(slot) else {
+            return;
+        };
+        let dim = self.spec.dimension;
+        if chunk.codes.is_empty() {
+            prefetch(&chunk.vectors[r * dim..(r + 1) * dim]);
+        } else {
+            prefetch(&chunk.codes[r * dim..(r + 1) * dim]);
+            prefetch(&chunk.code_scales[r..=r]);
+        }
+        prefetch(&chunk.inverse_norms[r..=r]);
     }
 
     /// The settings searches run with.
@@ -292,7 +319,7 @@ impl EntityIndex {
         top: &mut TopK<'s>,
         mut goodness: impl FnMut(&[f32], f32) -> f32,
     ) -> bool {
-        let Some(ann) = self.ann.as_deref().filter(|a| a.usable()) else {
+        let Some(graph) = self.ann.as_deref() else {
             return false;
         };
         if let Candidates::Only(slots) = candidates
@@ -308,19 +335,21 @@ impl EntityIndex {
             Candidates::Only(slots) => slots.contains(slot),
         };
         let count = self.rescored(want);
+        let space = QuerySpace::new(self, query);
         let found = match candidates {
             // No filter but a few exclusions (the query's own entity, say): a walk asked for
             // that many more needs no filter at all.
             Candidates::All { excluded } if excluded.len() <= 64 => {
-                ann.search(query, count + excluded.len() as usize, None)
+                graph.search(&space, count + excluded.len() as usize, None)
             }
             Candidates::All { .. } | Candidates::Only(_) => {
-                ann.search(query, count, Some(&allowed))
+                graph.search(&space, count, Some(&allowed))
             }
         };
-        let Some(found) = found else {
+        if found.is_empty() {
+            // The reader's snapshot holds none of the graph's entry points yet: scan instead.
             return false;
-        };
+        }
         for slot in found.into_iter().filter(|&slot| allowed(slot)) {
             if let Some(row) = self.row(slot) {
                 let g = goodness(row.vector, row.inverse_norm);
@@ -406,14 +435,14 @@ impl EntityIndex {
 
     /// Changes the graph's search breadth (HNSW's ef), for benchmarks that compare settings.
     pub fn set_expansion_search(&self, ef: usize) {
-        if let Some(ann) = &self.ann {
-            ann.set_expansion_search(ef);
+        if let Some(graph) = &self.ann {
+            graph.set_expansion_search(ef);
         }
     }
 
     /// Whether searches may use a graph now.
     pub fn has_graph(&self) -> bool {
-        self.ann.as_deref().is_some_and(Ann::usable)
+        self.ann.is_some()
     }
 
     /// Removes an entity; false when it did not exist.
@@ -425,8 +454,8 @@ impl EntityIndex {
         let (chunk, r) = self.chunk_mut(slot);
         chunk.records[r] = None;
         self.free.push(slot);
-        if let Some(ann) = &self.ann {
-            ann.remove(slot);
+        if let Some(graph) = &self.ann {
+            graph.remove(slot);
         }
         true
     }
@@ -685,8 +714,94 @@ impl EntityIndex {
             .chain(self.tags.values())
             .map(|b| b.serialized_size())
             .sum();
-        let graph = self.ann.as_deref().map_or(0, Ann::heap_bytes);
+        let graph = self.ann.as_deref().map_or(0, Graph::heap_bytes);
         rows + ids + map + bitmaps + self.free.capacity() * 4 + graph
+    }
+}
+
+/// A snapshot's stored vectors as the graph sees them on insert: int8 codes when the tenant
+/// keeps them, f32 rows otherwise. A distance is minus the goodness (minus the squared
+/// distance under euclidean), so nearer is lower.
+struct Stored<'a> {
+    index: &'a EntityIndex,
+}
+
+impl Vectors for Stored<'_> {
+    fn between(&self, a: u32, b: u32) -> Option<f32> {
+        let index = self.index;
+        let dim = index.spec.dimension;
+        let (ca, ra) = index.allocated(a)?;
+        let (cb, rb) = index.allocated(b)?;
+        let (ia, ib) = (ca.inverse_norms[ra], cb.inverse_norms[rb]);
+        let product = if ca.codes.is_empty() || cb.codes.is_empty() {
+            dot(
+                &ca.vectors[ra * dim..(ra + 1) * dim],
+                &cb.vectors[rb * dim..(rb + 1) * dim],
+            )
+        } else {
+            dot_i8(
+                &ca.codes[ra * dim..(ra + 1) * dim],
+                &cb.codes[rb * dim..(rb + 1) * dim],
+            ) * ca.code_scales[ra]
+                * cb.code_scales[rb]
+        };
+        Some(match index.spec.metric {
+            Metric::Cosine => -product * ia * ib,
+            Metric::Dot => -product,
+            Metric::Euclidean => squared_norm(ia) + squared_norm(ib) - 2.0 * product,
+        })
+    }
+
+    fn prefetch(&self, node: u32) {
+        self.index.prefetch(node);
+    }
+}
+
+/// A query against a snapshot, as the graph sees it on a search: estimated from the int8
+/// codes when the tenant keeps them, exact from the f32 rows otherwise.
+struct QuerySpace<'a> {
+    index: &'a EntityIndex,
+    probe: Probe<'a>,
+    codes: Option<CodeProbe>,
+}
+
+impl<'a> QuerySpace<'a> {
+    fn new(index: &'a EntityIndex, query: &'a [f32]) -> Self {
+        let metric = index.spec.metric;
+        Self {
+            index,
+            probe: Probe::new(query, metric),
+            codes: index
+                .search
+                .quantized
+                .then(|| CodeProbe::new(query, metric)),
+        }
+    }
+}
+
+impl Space for QuerySpace<'_> {
+    #[inline]
+    fn distance(&self, node: u32) -> Option<f32> {
+        let (chunk, r) = self.index.allocated(node)?;
+        let dim = self.index.spec.dimension;
+        let inverse = chunk.inverse_norms[r];
+        match &self.codes {
+            Some(codes) if !chunk.codes.is_empty() => Some(-codes.estimate(
+                &chunk.codes[r * dim..(r + 1) * dim],
+                chunk.code_scales[r],
+                inverse,
+            )),
+            Some(_) | None => Some(
+                -self
+                    .probe
+                    .goodness(&chunk.vectors[r * dim..(r + 1) * dim], inverse),
+            ),
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, node: u32) {
+        self.index.prefetch(node);
     }
 }
 

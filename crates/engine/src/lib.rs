@@ -52,12 +52,12 @@
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
-mod ann;
 mod cache;
 mod config;
 pub mod distance;
 mod engine;
 mod error;
+mod graph;
 mod index;
 mod interactions;
 mod mmr;

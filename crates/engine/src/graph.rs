@@ -1,0 +1,680 @@
+//! The approximate index: an HNSW graph (Malkov and Yashunin) of slots that holds links only.
+//!
+//! The graph keeps no vectors. Every distance it needs comes from a [`Space`] the caller
+//! passes in: a search reads the int8 codes of the reader's own snapshot, and an insert reads
+//! those of the snapshot being written. So the graph costs its links alone (about 140 bytes
+//! a node at 16 links), a search never sees a row its snapshot lacks, and one graph serves
+//! every snapshot of a tenant while a writer changes it.
+//!
+//! The layout is flat, which is why the engine has its own graph rather than usearch's (the
+//! crate it used before): nodes live in segments of [`SEGMENT`] slots, and a node's links on
+//! the bottom layer are one run of `u32`s at a fixed place. A step of a walk reads one list,
+//! marks the unvisited neighbours in a per-thread array of epochs, prefetches all of their
+//! vectors, and only then scores them, so the cache misses of a large tenant overlap instead
+//! of following one another. usearch reached each node and each vector through a pointer of
+//! its own and prefetched nothing; at 1M entities it took twice faiss's time per search.
+//!
+//! Concurrency: a writer inserts while readers search. Links are atomics, and a list is
+//! written before its length is published, so a reader sees an old list, a new one, or a mix
+//! of the two: every entry is a node of the graph either way, which is all a walk needs.
+//! Inserts may run on several threads at once (a tenant's first build does); each list is
+//! changed under a lock striped by node. Nodes are never taken out: a deleted slot is marked
+//! and walked through but not returned, and its slot's next entity takes its place.
+
+use std::cell::RefCell;
+use std::cmp::{Ordering as Order, Reverse};
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock};
+
+/// Slots per segment of the graph's storage. Growing the graph adds segments; nothing is
+/// copied, and readers wait only for a pointer to be pushed.
+pub(crate) const SEGMENT: usize = 4096;
+const SEGMENT_SHIFT: u32 = SEGMENT.trailing_zeros();
+
+/// The highest layer a node may reach (far above what the level distribution draws).
+const TOP_LAYER: usize = 15;
+
+/// Striped locks for writers: a list is changed under the lock of its node's stripe.
+const STRIPES: usize = 1024;
+
+const EMPTY: u64 = u64::MAX;
+const DELETED: u8 = 0x80;
+const LEVEL_MASK: u8 = 0x1f;
+
+/// Where a graph reads distances from.
+pub(crate) trait Space {
+    /// The distance from the query to `node`, lower being nearer; `None` when `node` has no
+    /// vector here (a slot newer than the reader's snapshot).
+    fn distance(&self, node: u32) -> Option<f32>;
+    /// Asks the CPU to start loading what `distance(node)` will read.
+    fn prefetch(&self, node: u32);
+}
+
+/// The stored vectors, for inserts: distances between two nodes.
+pub(crate) trait Vectors: Sync {
+    fn between(&self, a: u32, b: u32) -> Option<f32>;
+    fn prefetch(&self, node: u32);
+}
+
+/// An inserted node as the query.
+struct FromNode<'a, V> {
+    vectors: &'a V,
+    node: u32,
+}
+
+impl<V: Vectors> Space for FromNode<'_, V> {
+    fn distance(&self, other: u32) -> Option<f32> {
+        self.vectors.between(self.node, other)
+    }
+    fn prefetch(&self, node: u32) {
+        self.vectors.prefetch(node);
+    }
+}
+
+/// How the graph is shaped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    /// Links per node on the upper layers; the bottom layer has twice as many.
+    pub connectivity: usize,
+    /// How many candidates an insert considers (HNSW's efConstruction).
+    pub expansion_add: usize,
+    /// How many candidates a search considers (HNSW's ef).
+    pub expansion_search: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Near {
+    distance: f32,
+    node: u32,
+}
+
+impl Eq for Near {}
+
+impl Ord for Near {
+    fn cmp(&self, other: &Self) -> Order {
+        self.distance
+            .total_cmp(&other.distance)
+            .then(self.node.cmp(&other.node))
+    }
+}
+
+impl PartialOrd for Near {
+    fn partial_cmp(&self, other: &Self) -> Option<Order> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The links of [`SEGMENT`] slots.
+struct Segment {
+    /// Per slot: its list length, then room for `2 * connectivity` links.
+    bottom: Box<[AtomicU32]>,
+    /// Per slot: 0 when not in the graph, else its top layer plus one, with [`DELETED`].
+    state: Box<[AtomicU8]>,
+    /// Per slot with upper layers: where its lists start in `upper`.
+    upper_at: Box<[AtomicU32]>,
+    /// The upper layers' lists (length, then `connectivity` links) of this segment's slots.
+    upper: Box<[AtomicU32]>,
+    upper_used: AtomicUsize,
+}
+
+impl Segment {
+    fn new(connectivity: usize) -> Self {
+        let zeros = |n: usize| (0..n).map(|_| AtomicU32::new(0)).collect();
+        // A node reaches layer l with probability connectivity^-l, so a segment's nodes need
+        // SEGMENT / (connectivity - 1) upper lists on average; twice that, plus one tall
+        // node, is never short in practice, and a node that would not fit stays below.
+        let lists = 2 * SEGMENT / (connectivity - 1) + TOP_LAYER;
+        Self {
+            bottom: zeros(SEGMENT * (2 * connectivity + 1)),
+            state: (0..SEGMENT).map(|_| AtomicU8::new(0)).collect(),
+            upper_at: zeros(SEGMENT),
+            upper: zeros(lists * (connectivity + 1)),
+            upper_used: AtomicUsize::new(0),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        (self.bottom.len() + self.upper_at.len() + self.upper.len()) * 4 + self.state.len()
+    }
+}
+
+/// A tenant's graph.
+pub(crate) struct Graph {
+    shape: Shape,
+    expansion_search: AtomicUsize,
+    segments: RwLock<Vec<Segment>>,
+    /// The entry node and its layer, packed (`layer << 32 | node`), or [`EMPTY`].
+    entry: AtomicU64,
+    entry_lock: Mutex<()>,
+    stripes: Box<[Mutex<()>]>,
+    /// Draws of the level distribution so far (a counter hashed per draw).
+    draws: AtomicU64,
+    deleted: AtomicUsize,
+}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph")
+            .field("shape", &self.shape)
+            .field("bytes", &self.heap_bytes())
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    /// The walk's visited marks: a node is visited when its mark equals the current epoch,
+    /// so starting a walk costs one increment instead of clearing an array.
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), epoch: 0 }) };
+}
+
+struct Visited {
+    marks: Vec<u16>,
+    epoch: u16,
+}
+
+impl Visited {
+    fn start(&mut self, slots: usize) {
+        if self.marks.len() < slots {
+            self.marks.resize(slots, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.marks.fill(0);
+            self.epoch = 1;
+        }
+    }
+
+    /// Marks `node`; false when it was marked already.
+    #[inline]
+    fn insert(&mut self, node: u32) -> bool {
+        match self.marks.get_mut(node as usize) {
+            Some(mark) if *mark != self.epoch => {
+                *mark = self.epoch;
+                true
+            }
+            Some(_) | None => false,
+        }
+    }
+}
+
+/// A list: its length, then its links.
+type List = [AtomicU32];
+
+impl Graph {
+    pub fn new(shape: Shape) -> Self {
+        let shape = Shape {
+            connectivity: shape.connectivity.max(2),
+            ..shape
+        };
+        Self {
+            expansion_search: AtomicUsize::new(shape.expansion_search.max(1)),
+            shape,
+            segments: RwLock::new(Vec::new()),
+            entry: AtomicU64::new(EMPTY),
+            entry_lock: Mutex::new(()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            draws: AtomicU64::new(0),
+            deleted: AtomicUsize::new(0),
+        }
+    }
+
+    /// Changes how many candidates a search considers (HNSW's ef).
+    pub fn set_expansion_search(&self, ef: usize) {
+        self.expansion_search.store(ef.max(1), Ordering::Relaxed);
+    }
+
+    pub fn expansion_search(&self) -> usize {
+        self.expansion_search.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the graph holds.
+    pub fn heap_bytes(&self) -> usize {
+        let segments = self.read();
+        segments.iter().map(|s| s.bytes()).sum::<usize>()
+            + self.stripes.len() * size_of::<Mutex<()>>()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Segment>> {
+        self.segments.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes room for slots below `slots`.
+    fn reserve(&self, slots: usize) {
+        let needed = slots.div_ceil(SEGMENT);
+        if self.read().len() >= needed {
+            return;
+        }
+        let mut segments = self
+            .segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        while segments.len() < needed {
+            segments.push(Segment::new(self.shape.connectivity));
+        }
+    }
+
+    /// Links per node on `layer`.
+    fn width(&self, layer: usize) -> usize {
+        if layer == 0 {
+            2 * self.shape.connectivity
+        } else {
+            self.shape.connectivity
+        }
+    }
+}
+
+/// The graph's storage as one reader or writer sees it, under the segments' read lock.
+struct Links<'g> {
+    graph: &'g Graph,
+    segments: &'g [Segment],
+}
+
+impl<'g> Links<'g> {
+    fn segment(&self, node: u32) -> Option<(&'g Segment, usize)> {
+        let segment = self.segments.get((node >> SEGMENT_SHIFT) as usize)?;
+        Some((segment, node as usize & (SEGMENT - 1)))
+    }
+
+    /// The node's top layer plus one (0 when it is not in the graph), and its deleted mark.
+    fn state(&self, node: u32) -> u8 {
+        self.segment(node)
+            .map_or(0, |(s, r)| s.state[r].load(Ordering::Acquire))
+    }
+
+    fn is_deleted(&self, node: u32) -> bool {
+        self.state(node) & DELETED != 0
+    }
+
+    /// The node's list on `layer`, when it reaches that layer.
+    fn list(&self, node: u32, layer: usize) -> Option<&'g List> {
+        let (segment, r) = self.segment(node)?;
+        let level = segment.state[r].load(Ordering::Acquire) & LEVEL_MASK;
+        if usize::from(level) <= layer {
+            return None;
+        }
+        if layer == 0 {
+            let w = self.graph.width(0) + 1;
+            return segment.bottom.get(r * w..(r + 1) * w);
+        }
+        let w = self.graph.width(1) + 1;
+        let at = segment.upper_at[r].load(Ordering::Acquire) as usize + (layer - 1) * w;
+        segment.upper.get(at..at + w)
+    }
+
+    /// Copies the node's links on `layer` to `out`.
+    fn neighbours(&self, node: u32, layer: usize, out: &mut Vec<u32>) {
+        out.clear();
+        if let Some(list) = self.list(node, layer) {
+            let length = (list[0].load(Ordering::Acquire) as usize).min(list.len() - 1);
+            out.extend(list[1..=length].iter().map(|l| l.load(Ordering::Relaxed)));
+        }
+    }
+
+    /// Replaces the node's links on `layer` (the caller holds the node's stripe).
+    fn write(&self, node: u32, layer: usize, links: &[Near]) {
+        if let Some(list) = self.list(node, layer) {
+            let length = links.len().min(list.len() - 1);
+            for (slot, near) in list[1..].iter().zip(&links[..length]) {
+                slot.store(near.node, Ordering::Relaxed);
+            }
+            list[0].store(length as u32, Ordering::Release);
+        }
+    }
+
+    /// Moves greedily towards the query on one layer.
+    fn greedy(
+        &self,
+        space: &impl Space,
+        mut at: Near,
+        layer: usize,
+        buffer: &mut Vec<u32>,
+    ) -> Near {
+        loop {
+            self.neighbours(at.node, layer, buffer);
+            let before = at;
+            for &n in buffer.iter() {
+                if let Some(distance) = space.distance(n)
+                    && distance < at.distance
+                {
+                    at = Near { distance, node: n };
+                }
+            }
+            if at == before {
+                return at;
+            }
+        }
+    }
+
+    /// The best `ef` nodes near the query on one layer, walking from `entry`, nearest first.
+    /// Only nodes that `keep` accepts are returned; the walk passes through the others.
+    fn walk(
+        &self,
+        space: &impl Space,
+        entry: &[Near],
+        ef: usize,
+        layer: usize,
+        keep: &dyn Fn(u32) -> bool,
+    ) -> Vec<Near> {
+        VISITED.with_borrow_mut(|visited| {
+            visited.start(self.segments.len() * SEGMENT);
+            let mut candidates: BinaryHeap<Reverse<Near>> = BinaryHeap::with_capacity(ef * 2);
+            let mut found: BinaryHeap<Near> = BinaryHeap::with_capacity(ef + 1);
+            for &e in entry {
+                if visited.insert(e.node) {
+                    candidates.push(Reverse(e));
+                    if keep(e.node) {
+                        found.push(e);
+                    }
+                }
+            }
+            let mut buffer = Vec::with_capacity(self.graph.width(layer));
+            let mut fresh = Vec::with_capacity(self.graph.width(layer));
+            while let Some(Reverse(nearest)) = candidates.pop() {
+                let bar = found.peek().map_or(f32::INFINITY, |f| f.distance);
+                if nearest.distance > bar && found.len() >= ef {
+                    break;
+                }
+                self.neighbours(nearest.node, layer, &mut buffer);
+                // Mark and prefetch first, then score: the loads of all neighbours overlap.
+                fresh.clear();
+                for &n in &buffer {
+                    if visited.insert(n) {
+                        space.prefetch(n);
+                        fresh.push(n);
+                    }
+                }
+                for &n in &fresh {
+                    let Some(distance) = space.distance(n) else {
+                        continue;
+                    };
+                    let bar = found.peek().map_or(f32::INFINITY, |f| f.distance);
+                    if found.len() < ef || distance < bar {
+                        let near = Near { distance, node: n };
+                        candidates.push(Reverse(near));
+                        if keep(n) {
+                            found.push(near);
+                            if found.len() > ef {
+                                found.pop();
+                            }
+                        }
+                    }
+                }
+            }
+            found.into_sorted_vec()
+        })
+    }
+
+    /// The entry node, as a point of the query's space: the graph's entry, or when the reader's
+    /// snapshot lacks it (it was just added), one of its links that the snapshot has.
+    fn entry(&self, space: &impl Space) -> Option<(Near, usize)> {
+        let entry = self.graph.entry.load(Ordering::Acquire);
+        if entry == EMPTY {
+            return None;
+        }
+        let (layer, node) = ((entry >> 32) as usize, entry as u32);
+        if let Some(distance) = space.distance(node) {
+            return Some((Near { distance, node }, layer));
+        }
+        let mut buffer = Vec::new();
+        (0..=layer).rev().find_map(|l| {
+            self.neighbours(node, l, &mut buffer);
+            buffer.iter().find_map(|&n| {
+                let distance = space.distance(n)?;
+                Some((Near { distance, node: n }, l))
+            })
+        })
+    }
+
+    /// HNSW's neighbour selection: from `candidates` (nearest first, by their distance to the
+    /// node), keeps each one nearer the node than to every one kept before it, up to `width`.
+    /// This keeps links pointing in different directions, which is what lets a walk cross
+    /// between clusters.
+    fn select(&self, vectors: &impl Vectors, candidates: &[Near], width: usize) -> Vec<Near> {
+        if candidates.len() <= width {
+            return candidates.to_vec();
+        }
+        let mut kept: Vec<Near> = Vec::with_capacity(width);
+        for &c in candidates {
+            if kept.len() == width {
+                break;
+            }
+            let diverse = kept.iter().all(|k| {
+                vectors
+                    .between(c.node, k.node)
+                    .is_none_or(|d| d >= c.distance)
+            });
+            if diverse {
+                kept.push(c);
+            }
+        }
+        kept
+    }
+
+    /// Adds `node` to `to`'s list on `layer`, at `distance` from it; a full list is selected
+    /// again with `node` among the candidates.
+    fn link(&self, vectors: &impl Vectors, to: u32, node: u32, distance: f32, layer: usize) {
+        let Some(list) = self.list(to, layer) else {
+            return;
+        };
+        let _stripe = self.graph.stripe(to);
+        let length = (list[0].load(Ordering::Acquire) as usize).min(list.len() - 1);
+        let links = &list[1..];
+        if links[..length]
+            .iter()
+            .any(|l| l.load(Ordering::Relaxed) == node)
+        {
+            return;
+        }
+        if length < links.len() {
+            links[length].store(node, Ordering::Relaxed);
+            list[0].store(length as u32 + 1, Ordering::Release);
+            return;
+        }
+        let mut candidates: Vec<Near> = links
+            .iter()
+            .filter_map(|l| {
+                let n = l.load(Ordering::Relaxed);
+                Some(Near {
+                    distance: vectors.between(to, n)?,
+                    node: n,
+                })
+            })
+            .collect();
+        candidates.push(Near { distance, node });
+        candidates.sort_unstable();
+        let kept = self.select(vectors, &candidates, links.len());
+        self.write(to, layer, &kept);
+    }
+}
+
+impl Graph {
+    fn stripe(&self, node: u32) -> std::sync::MutexGuard<'_, ()> {
+        self.stripes[node as usize % STRIPES]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A level from HNSW's distribution (layer l is reached with probability
+    /// connectivity^-l), from a hash of a counter: repeatable for one insertion order.
+    fn draw_level(&self) -> usize {
+        let mut x = self
+            .draws
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        // A uniform draw in (0, 1].
+        let uniform = ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let scale = 1.0 / (self.shape.connectivity as f64).ln();
+        ((-uniform.ln() * scale) as usize).min(TOP_LAYER - 1)
+    }
+
+    /// Puts `nodes` in the graph with the vectors `vectors` holds for them now, in place of
+    /// any links they had, on up to `threads` threads.
+    pub fn insert_many(&self, vectors: &impl Vectors, nodes: &[u32], threads: usize) {
+        let Some(&highest) = nodes.iter().max() else {
+            return;
+        };
+        self.reserve(highest as usize + 1);
+        let segments = self.read();
+        let links = Links {
+            graph: self,
+            segments: &segments,
+        };
+        let threads = threads.clamp(1, 8);
+        if threads == 1 || nodes.len() < 256 {
+            nodes.iter().for_each(|&n| self.insert(&links, vectors, n));
+            return;
+        }
+        // The first nodes go in alone, so the others find a graph to join.
+        let (first, rest) = nodes.split_at(64);
+        first.iter().for_each(|&n| self.insert(&links, vectors, n));
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    loop {
+                        let at = next.fetch_add(64, Ordering::Relaxed);
+                        let Some(part) = rest.get(at..rest.len().min(at + 64)) else {
+                            break;
+                        };
+                        part.iter().for_each(|&n| self.insert(&links, vectors, n));
+                    }
+                });
+            }
+        });
+    }
+
+    fn insert(&self, links: &Links<'_>, vectors: &impl Vectors, node: u32) {
+        let Some((segment, r)) = links.segment(node) else {
+            return;
+        };
+        let state = segment.state[r].load(Ordering::Acquire);
+        let level = if state & LEVEL_MASK == 0 {
+            // A new node: its upper lists (if any) come from its segment's reserve, and a node
+            // that would not fit stays on the bottom layer.
+            let mut level = self.draw_level();
+            if level > 0 {
+                let w = self.width(1) + 1;
+                let at = segment.upper_used.fetch_add(level * w, Ordering::Relaxed);
+                if at + level * w <= segment.upper.len() {
+                    segment.upper_at[r].store(at as u32, Ordering::Release);
+                } else {
+                    level = 0;
+                }
+            }
+            segment.state[r].store(level as u8 + 1, Ordering::Release);
+            level
+        } else {
+            if state & DELETED != 0 {
+                segment.state[r].store(state & LEVEL_MASK, Ordering::Release);
+                self.deleted.fetch_sub(1, Ordering::Relaxed);
+            }
+            usize::from(state & LEVEL_MASK) - 1
+        };
+        let space = FromNode { vectors, node };
+        let entry = self.entry.load(Ordering::Acquire);
+        if entry == EMPTY {
+            let _entry = self
+                .entry_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if self.entry.load(Ordering::Acquire) == EMPTY {
+                self.entry
+                    .store(((level as u64) << 32) | u64::from(node), Ordering::Release);
+                return;
+            }
+        }
+        let Some((mut at, top)) = links.entry(&space) else {
+            return;
+        };
+        let mut buffer = Vec::new();
+        for layer in (level + 1..=top).rev() {
+            at = links.greedy(&space, at, layer, &mut buffer);
+        }
+        let mut entry_points = vec![at];
+        for layer in (0..=level.min(top)).rev() {
+            let mut found = links.walk(
+                &space,
+                &entry_points,
+                self.shape.expansion_add,
+                layer,
+                &|_| true,
+            );
+            found.retain(|f| f.node != node);
+            let chosen = links.select(vectors, &found, self.width(layer));
+            {
+                let _stripe = self.stripe(node);
+                links.write(node, layer, &chosen);
+            }
+            for c in &chosen {
+                links.link(vectors, c.node, node, c.distance, layer);
+            }
+            if !found.is_empty() {
+                entry_points = found;
+            }
+        }
+        if level > top {
+            let _entry = self
+                .entry_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let current = self.entry.load(Ordering::Acquire);
+            if current == EMPTY || (current >> 32) < level as u64 {
+                self.entry
+                    .store(((level as u64) << 32) | u64::from(node), Ordering::Release);
+            }
+        }
+    }
+
+    /// Marks `node` deleted: walks pass through it but never return it.
+    pub fn remove(&self, node: u32) {
+        let segments = self.read();
+        let links = Links {
+            graph: self,
+            segments: &segments,
+        };
+        if let Some((segment, r)) = links.segment(node) {
+            let state = segment.state[r].load(Ordering::Acquire);
+            if state & LEVEL_MASK != 0 && state & DELETED == 0 {
+                segment.state[r].store(state | DELETED, Ordering::Release);
+                self.deleted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The nodes nearest the query of `space` that `allowed` accepts (all, without it),
+    /// nearest first: the whole final beam of at least `count` (and the search breadth).
+    pub fn search(
+        &self,
+        space: &impl Space,
+        count: usize,
+        allowed: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<u32> {
+        let segments = self.read();
+        let links = Links {
+            graph: self,
+            segments: &segments,
+        };
+        let Some((mut at, top)) = links.entry(space) else {
+            return Vec::new();
+        };
+        let mut buffer = Vec::new();
+        for layer in (1..=top).rev() {
+            at = links.greedy(space, at, layer, &mut buffer);
+        }
+        let ef = count.max(self.expansion_search());
+        let deletions = self.deleted.load(Ordering::Relaxed) > 0;
+        let found = match (allowed, deletions) {
+            (None, false) => links.walk(space, &[at], ef, 0, &|_| true),
+            (None, true) => links.walk(space, &[at], ef, 0, &|n| !links.is_deleted(n)),
+            (Some(allowed), false) => links.walk(space, &[at], ef, 0, allowed),
+            (Some(allowed), true) => {
+                links.walk(space, &[at], ef, 0, &|n| !links.is_deleted(n) && allowed(n))
+            }
+        };
+        found.into_iter().map(|f| f.node).collect()
+    }
+}
