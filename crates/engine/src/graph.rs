@@ -834,7 +834,7 @@ mod tests {
         graph.insert_many(&rows, &(0..3_000).collect::<Vec<_>>(), 1);
         let lost = unreachable(&graph, &rows);
         assert!(lost <= 3, "{lost} nodes not found by their own vector");
-        let gone = |n: u32| n % 3 == 0;
+        let gone = |n: u32| n.is_multiple_of(3);
         (0..3_000)
             .filter(|&n| gone(n))
             .for_each(|n| graph.remove(n));
