@@ -23,8 +23,8 @@ use reco_engine::{Engine, EngineConfig, Metric, Prepared, SearchOptions, TenantN
 
 const SAMPLE: usize = 200;
 const EFS: [usize; 5] = [16, 32, 64, 128, 256];
-/// Wider searches, at 1M only.
-const EFS_1M: [usize; 2] = [512, 1024];
+/// More breadths at 1M only.
+const EFS_1M: [usize; 2] = [192, 512];
 /// Questions per shared pass in `exact-batched`.
 const BATCH: usize = 64;
 

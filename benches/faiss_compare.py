@@ -71,7 +71,7 @@ def main():
         faiss.omp_set_num_threads(BUILD_THREADS)
         hnsw.add(x)
         faiss.omp_set_num_threads(1)
-        for ef in (16, 32, 64, 128, 256) + ((512, 1024) if len(x) >= 1_000_000 else ()):
+        for ef in (16, 32, 64, 128, 256) + ((192, 512) if len(x) >= 1_000_000 else ()):
             hnsw.hnsw.efSearch = ef
             seconds, ids = timed_one_by_one(hnsw, q)
             results.append((label, f"HNSW, M = 16, ef = {ef}", seconds, recall(truth, without_self(ids, rows))))

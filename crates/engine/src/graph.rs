@@ -429,7 +429,11 @@ impl<'g> Links<'g> {
     /// HNSW's neighbour selection: from `candidates` (nearest first, by their distance to the
     /// node), keeps each one nearer the node than to every one kept before it, up to `width`.
     /// This keeps links pointing in different directions, which is what lets a walk cross
-    /// between clusters.
+    /// between clusters. Room left over goes to the nearest of the candidates passed over
+    /// (hnswlib's `keepPrunedConnections`). Without that, data with hubs (a member on its
+    /// cluster's centre, nearest to all the others) left members linked to the hub alone:
+    /// recall@10 0.95 on such data (usearch: 0.66), 1.0 with it; and on the bench data it buys
+    /// more recall per microsecond at 100k (0.9935 in 78 µs against 0.9745 in 59 µs at ef 16).
     fn select(&self, vectors: &impl Vectors, candidates: &[Near], width: usize) -> Vec<Near> {
         if candidates.len() <= width {
             return candidates.to_vec();
@@ -447,6 +451,17 @@ impl<'g> Links<'g> {
             if diverse {
                 kept.push(c);
             }
+        }
+        if kept.len() < width {
+            for &c in candidates {
+                if kept.len() == width {
+                    break;
+                }
+                if !kept.contains(&c) {
+                    kept.push(c);
+                }
+            }
+            kept.sort_unstable();
         }
         kept
     }

@@ -233,3 +233,37 @@ fn a_graph_grown_batch_by_batch_finds_what_exact_search_finds() {
     let r = recall(&engine, &t, &SearchOptions::top(10));
     assert!(r >= 0.99, "recall@10 {r}");
 }
+
+#[test]
+fn clusters_with_a_member_on_their_centre_are_still_found() {
+    // Each of the 40 centres is itself an entity: a hub that every member of its cluster is
+    // nearest to. HNSW's neighbour selection keeps the hub and prunes the rest, which left
+    // usearch's graph at recall 0.66 on such data. Walks must still get past hubs.
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let t = TenantName::parse("hubs").unwrap();
+    engine
+        .create_tenant(t.clone(), TenantSpec::new(DIM, Metric::Cosine).unwrap())
+        .unwrap();
+    let mut entities = clustered(N, 11);
+    let mut rng = StdRng::seed_from_u64(12);
+    let centres: Vec<Vec<f32>> = (0..40)
+        .map(|_| (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    for (i, e) in entities.iter_mut().enumerate() {
+        let centre = &centres[i % 40];
+        e.vector = if i < 40 {
+            centre.clone()
+        } else {
+            centre
+                .iter()
+                .map(|x| x + rng.random_range(-0.4..0.4))
+                .collect()
+        };
+    }
+    for part in entities.chunks(2_000) {
+        engine.upsert(&t, part.to_vec()).unwrap();
+    }
+    assert!(engine.has_graph(&t).unwrap());
+    let r = recall(&engine, &t, &SearchOptions::top(10));
+    assert!(r >= 0.99, "recall@10 with hubs {r}");
+}
