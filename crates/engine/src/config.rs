@@ -114,17 +114,20 @@ pub struct SearchConfig {
     /// Candidates considered while inserting. Default 200.
     pub expansion_add: usize,
     /// Candidates considered while searching (HNSW's ef), for tenants under 50,000 entities;
-    /// larger ones use twice as many, and from 500,000 four times as many, which keeps
-    /// recall@10 at about 0.99 to 100,000 entities and 0.95 at 1,000,000 on clustered data.
+    /// larger ones use twice as many, and from 500,000 three times as many, which keeps
+    /// recall@10 at 0.99 or more to 100,000 entities and about 0.97 at 1,000,000 on clustered
+    /// data.
     /// Default 64.
     pub expansion_search: usize,
-    /// How many candidates the graph proposes per result wanted; they are rescored exactly
-    /// and the best kept. Default 3.
+    /// How many candidates the int8 scan keeps per result wanted; they are rescored exactly
+    /// and the best kept. (The graph returns its whole final beam, at least one and a half
+    /// times the page.) Default 3.
     pub oversample: usize,
     /// Keep an int8 copy of every row beside the f32 one, and answer approximate searches that
     /// scan (tenants without a graph, filters too selective for it) by scanning the copies
-    /// first and rescoring the best `oversample` times the page in f32. Costs a quarter more
-    /// row memory. Default on.
+    /// first and rescoring the best `oversample` times the page in f32. The graph's walks read
+    /// the copies too (a quarter of the bytes); without them they read the f32 rows. Costs a
+    /// quarter more row memory. Default on.
     pub quantized: bool,
 }
 

@@ -354,7 +354,7 @@ impl<'g> Links<'g> {
         entry: &[Near],
         ef: usize,
         layer: usize,
-        keep: &dyn Fn(u32) -> bool,
+        keep: impl Fn(u32) -> bool,
     ) -> Vec<Near> {
         VISITED.with_borrow_mut(|visited| {
             visited.start(self.segments.len() * SEGMENT);
@@ -370,8 +370,9 @@ impl<'g> Links<'g> {
             }
             let mut buffer = Vec::with_capacity(self.graph.width(layer));
             let mut fresh = Vec::with_capacity(self.graph.width(layer));
+            // The distance a node must beat to join `found` once it is full.
+            let mut bar = found.peek().map_or(f32::INFINITY, |f| f.distance);
             while let Some(Reverse(nearest)) = candidates.pop() {
-                let bar = found.peek().map_or(f32::INFINITY, |f| f.distance);
                 if nearest.distance > bar && found.len() >= ef {
                     break;
                 }
@@ -388,7 +389,6 @@ impl<'g> Links<'g> {
                     let Some(distance) = space.distance(n) else {
                         continue;
                     };
-                    let bar = found.peek().map_or(f32::INFINITY, |f| f.distance);
                     if found.len() < ef || distance < bar {
                         let near = Near { distance, node: n };
                         candidates.push(Reverse(near));
@@ -397,6 +397,7 @@ impl<'g> Links<'g> {
                             if found.len() > ef {
                                 found.pop();
                             }
+                            bar = found.peek().map_or(f32::INFINITY, |f| f.distance);
                         }
                     }
                 }
@@ -639,7 +640,7 @@ impl Graph {
                 &entry_points,
                 self.shape.expansion_add,
                 layer,
-                &|_| true,
+                |_| true,
             );
             found.retain(|f| f.node != node);
             let chosen = links.set(vectors, node, layer, &found);
@@ -702,11 +703,11 @@ impl Graph {
         let ef = count.max(self.expansion_search());
         let deletions = self.deleted.load(Ordering::Relaxed) > 0;
         let found = match (allowed, deletions) {
-            (None, false) => links.walk(space, &[at], ef, 0, &|_| true),
-            (None, true) => links.walk(space, &[at], ef, 0, &|n| !links.is_deleted(n)),
+            (None, false) => links.walk(space, &[at], ef, 0, |_| true),
+            (None, true) => links.walk(space, &[at], ef, 0, |n| !links.is_deleted(n)),
             (Some(allowed), false) => links.walk(space, &[at], ef, 0, allowed),
             (Some(allowed), true) => {
-                links.walk(space, &[at], ef, 0, &|n| !links.is_deleted(n) && allowed(n))
+                links.walk(space, &[at], ef, 0, |n| !links.is_deleted(n) && allowed(n))
             }
         };
         found.into_iter().map(|f| f.node).collect()

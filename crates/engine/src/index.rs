@@ -138,6 +138,15 @@ fn breadth_factor(entities: usize) -> usize {
     }
 }
 
+/// The fewest candidates a graph search returns for `want` results: half as many again, and at
+/// least ten more. The graph returns its whole final beam (the search breadth, when that is
+/// more), and the exact rescoring of the beam is what repairs the int8 codes' misorderings.
+/// At 20k entities the tripled page the int8 scan keeps cost a quarter more time here for no
+/// recall (1.0 against 0.9995 at ef = 16).
+fn beam(want: usize) -> usize {
+    want + (want / 2).max(10)
+}
+
 /// A snapshot of a tenant's entities.
 #[derive(Debug, Clone)]
 pub(crate) struct EntityIndex {
@@ -334,7 +343,7 @@ impl EntityIndex {
             Candidates::All { excluded } => !excluded.contains(slot),
             Candidates::Only(slots) => slots.contains(slot),
         };
-        let count = self.rescored(want);
+        let count = beam(want);
         let space = QuerySpace::new(self, query);
         let found = match candidates {
             // No filter but a few exclusions (the query's own entity, say): a walk asked for
@@ -361,8 +370,8 @@ impl EntityIndex {
         true
     }
 
-    /// How many candidates an approximate plan proposes for `want` results, to be rescored
-    /// exactly: the oversampling, and at least ten more than wanted.
+    /// How many candidates the int8 scan proposes for `want` results, to be rescored exactly:
+    /// the oversampling, and at least ten more than wanted.
     fn rescored(&self, want: usize) -> usize {
         (want * self.search.oversample).max(want + 10)
     }

@@ -12,8 +12,9 @@
 //!
 //! # Exact and approximate search
 //!
-//! A tenant past a few thousand entities also gets an HNSW graph (usearch) over compact copies of
-//! its vectors, shared by its snapshots. The graph only proposes candidates; each is checked
+//! A tenant past a few thousand entities also gets an HNSW graph of its own making (`graph`),
+//! shared by its snapshots. The graph holds links only and scores the nodes it walks from the
+//! reader's snapshot's int8 codes. It only proposes candidates; each is checked
 //! against the reader's snapshot and the filter, and scored exactly from the f32 row, so scores
 //! are always exact and only recall is approximate (0.99 or more at the default settings).
 //! `SearchOptions::exact`, or `SearchConfig::exact` for every query, scans every candidate.
