@@ -156,9 +156,9 @@ pub(crate) struct EntityIndex {
     /// The host's stamp of the last change written to this snapshot (see `Engine::upsert_at`).
     pub stamp: u64,
     /// How searches run, and the graph once the tenant is large enough: shared by every
-    /// snapshot of the tenant (see `ann`).
+    /// snapshot of the tenant (see `graph`).
     search: SearchConfig,
-    ann: Option<Arc<Graph>>,
+    graph: Option<Arc<Graph>>,
     chunks: Vec<Arc<Chunk>>,
     slots: imbl::HashMap<EntityId, u32>,
     free: Vec<u32>,
@@ -181,7 +181,7 @@ impl EntityIndex {
             generation,
             stamp: 0,
             search,
-            ann: None,
+            graph: None,
             chunks: Vec::new(),
             slots: imbl::HashMap::new(),
             free: Vec::new(),
@@ -264,7 +264,7 @@ impl EntityIndex {
         if self.search.exact {
             return;
         }
-        let (graph, slots) = match &self.ann {
+        let (graph, slots) = match &self.graph {
             Some(graph) => (graph.clone(), written.to_vec()),
             None if self.len() >= self.search.threshold => {
                 let graph = Arc::new(Graph::new(Shape {
@@ -272,7 +272,7 @@ impl EntityIndex {
                     expansion_add: self.search.expansion_add,
                     expansion_search: self.search.expansion_search,
                 }));
-                self.ann = Some(graph.clone());
+                self.graph = Some(graph.clone());
                 let mut slots: Vec<u32> = self.slots.values().copied().collect();
                 slots.sort_unstable();
                 (graph, slots)
@@ -328,7 +328,7 @@ impl EntityIndex {
         top: &mut TopK<'s>,
         mut goodness: impl FnMut(&[f32], f32) -> f32,
     ) -> bool {
-        let Some(graph) = self.ann.as_deref() else {
+        let Some(graph) = self.graph.as_deref() else {
             return false;
         };
         if let Candidates::Only(slots) = candidates
@@ -444,14 +444,14 @@ impl EntityIndex {
 
     /// Changes the graph's search breadth (HNSW's ef), for benchmarks that compare settings.
     pub fn set_expansion_search(&self, ef: usize) {
-        if let Some(graph) = &self.ann {
+        if let Some(graph) = &self.graph {
             graph.set_expansion_search(ef);
         }
     }
 
     /// Whether searches may use a graph now.
     pub fn has_graph(&self) -> bool {
-        self.ann.is_some()
+        self.graph.is_some()
     }
 
     /// Removes an entity; false when it did not exist.
@@ -463,7 +463,7 @@ impl EntityIndex {
         let (chunk, r) = self.chunk_mut(slot);
         chunk.records[r] = None;
         self.free.push(slot);
-        if let Some(graph) = &self.ann {
+        if let Some(graph) = &self.graph {
             graph.remove(slot);
         }
         true
@@ -723,7 +723,7 @@ impl EntityIndex {
             .chain(self.tags.values())
             .map(|b| b.serialized_size())
             .sum();
-        let graph = self.ann.as_deref().map_or(0, Graph::heap_bytes);
+        let graph = self.graph.as_deref().map_or(0, Graph::heap_bytes);
         rows + ids + map + bitmaps + self.free.capacity() * 4 + graph
     }
 }
