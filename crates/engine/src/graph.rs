@@ -198,6 +198,11 @@ impl Visited {
     }
 }
 
+/// The entry node on `layer`, packed as `Graph::entry` holds it.
+fn entry_of(layer: usize, node: u32) -> u64 {
+    ((layer as u64) << 32) | u64::from(node)
+}
+
 /// A list: its length, then its links.
 type List = [AtomicU32];
 
@@ -237,6 +242,15 @@ impl Graph {
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Segment>> {
         self.segments.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the graph's storage, under the segments' read lock.
+    fn with_links<R>(&self, f: impl FnOnce(&Links<'_>) -> R) -> R {
+        let segments = self.read();
+        f(&Links {
+            graph: self,
+            segments: &segments,
+        })
     }
 
     /// Makes room for slots below `slots`.
@@ -413,6 +427,7 @@ impl<'g> Links<'g> {
         if entry == EMPTY {
             return None;
         }
+        // Unpacked as `entry_of` packs it.
         let (layer, node) = ((entry >> 32) as usize, entry as u32);
         if let Some(distance) = space.distance(node) {
             return Some((Near { distance, node }, layer));
@@ -557,32 +572,29 @@ impl Graph {
             return;
         };
         self.reserve(highest as usize + 1);
-        let segments = self.read();
-        let links = Links {
-            graph: self,
-            segments: &segments,
-        };
-        let threads = threads.clamp(1, 8);
-        if threads == 1 || nodes.len() < 256 {
-            nodes.iter().for_each(|&n| self.insert(&links, vectors, n));
-            return;
-        }
-        // The first nodes go in alone, so the others find a graph to join.
-        let (first, rest) = nodes.split_at(64);
-        first.iter().for_each(|&n| self.insert(&links, vectors, n));
-        let next = AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    loop {
-                        let at = next.fetch_add(64, Ordering::Relaxed);
-                        let Some(part) = rest.get(at..rest.len().min(at + 64)) else {
-                            break;
-                        };
-                        part.iter().for_each(|&n| self.insert(&links, vectors, n));
-                    }
-                });
+        self.with_links(|links| {
+            let threads = threads.clamp(1, 8);
+            if threads == 1 || nodes.len() < 256 {
+                nodes.iter().for_each(|&n| self.insert(links, vectors, n));
+                return;
             }
+            // The first nodes go in alone, so the others find a graph to join.
+            let (first, rest) = nodes.split_at(64);
+            first.iter().for_each(|&n| self.insert(links, vectors, n));
+            let next = AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        loop {
+                            let at = next.fetch_add(64, Ordering::Relaxed);
+                            let Some(part) = rest.get(at..rest.len().min(at + 64)) else {
+                                break;
+                            };
+                            part.iter().for_each(|&n| self.insert(links, vectors, n));
+                        }
+                    });
+                }
+            });
         });
     }
 
@@ -621,8 +633,7 @@ impl Graph {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if self.entry.load(Ordering::Acquire) == EMPTY {
-                self.entry
-                    .store(((level as u64) << 32) | u64::from(node), Ordering::Release);
+                self.entry.store(entry_of(level, node), Ordering::Release);
                 return;
             }
         }
@@ -658,26 +669,22 @@ impl Graph {
                 .unwrap_or_else(PoisonError::into_inner);
             let current = self.entry.load(Ordering::Acquire);
             if current == EMPTY || (current >> 32) < level as u64 {
-                self.entry
-                    .store(((level as u64) << 32) | u64::from(node), Ordering::Release);
+                self.entry.store(entry_of(level, node), Ordering::Release);
             }
         }
     }
 
     /// Marks `node` deleted: walks pass through it but never return it.
     pub fn remove(&self, node: u32) {
-        let segments = self.read();
-        let links = Links {
-            graph: self,
-            segments: &segments,
-        };
-        if let Some((segment, r)) = links.segment(node) {
-            let state = segment.state[r].load(Ordering::Acquire);
-            if state & LEVEL_MASK != 0 && state & DELETED == 0 {
-                segment.state[r].store(state | DELETED, Ordering::Release);
-                self.deleted.fetch_add(1, Ordering::Relaxed);
+        self.with_links(|links| {
+            if let Some((segment, r)) = links.segment(node) {
+                let state = segment.state[r].load(Ordering::Acquire);
+                if state & LEVEL_MASK != 0 && state & DELETED == 0 {
+                    segment.state[r].store(state | DELETED, Ordering::Release);
+                    self.deleted.fetch_add(1, Ordering::Relaxed);
+                }
             }
-        }
+        });
     }
 
     /// The nodes nearest the query of `space` that `allowed` accepts (all, without it),
@@ -688,29 +695,26 @@ impl Graph {
         count: usize,
         allowed: Option<&dyn Fn(u32) -> bool>,
     ) -> Vec<u32> {
-        let segments = self.read();
-        let links = Links {
-            graph: self,
-            segments: &segments,
-        };
-        let Some((mut at, top)) = links.entry(space) else {
-            return Vec::new();
-        };
-        let mut buffer = Vec::new();
-        for layer in (1..=top).rev() {
-            at = links.greedy(space, at, layer, &mut buffer);
-        }
-        let ef = count.max(self.expansion_search());
-        let deletions = self.deleted.load(Ordering::Relaxed) > 0;
-        let found = match (allowed, deletions) {
-            (None, false) => links.walk(space, &[at], ef, 0, |_| true),
-            (None, true) => links.walk(space, &[at], ef, 0, |n| !links.is_deleted(n)),
-            (Some(allowed), false) => links.walk(space, &[at], ef, 0, allowed),
-            (Some(allowed), true) => {
-                links.walk(space, &[at], ef, 0, |n| !links.is_deleted(n) && allowed(n))
+        self.with_links(|links| {
+            let Some((mut at, top)) = links.entry(space) else {
+                return Vec::new();
+            };
+            let mut buffer = Vec::new();
+            for layer in (1..=top).rev() {
+                at = links.greedy(space, at, layer, &mut buffer);
             }
-        };
-        found.into_iter().map(|f| f.node).collect()
+            let ef = count.max(self.expansion_search());
+            let deletions = self.deleted.load(Ordering::Relaxed) > 0;
+            let found = match (allowed, deletions) {
+                (None, false) => links.walk(space, &[at], ef, 0, |_| true),
+                (None, true) => links.walk(space, &[at], ef, 0, |n| !links.is_deleted(n)),
+                (Some(allowed), false) => links.walk(space, &[at], ef, 0, allowed),
+                (Some(allowed), true) => {
+                    links.walk(space, &[at], ef, 0, |n| !links.is_deleted(n) && allowed(n))
+                }
+            };
+            found.into_iter().map(|f| f.node).collect()
+        })
     }
 }
 

@@ -204,9 +204,8 @@ impl EntityIndex {
 
     /// The row of a live slot.
     pub fn row(&self, slot: u32) -> Option<Row<'_>> {
-        let chunk = self.chunks.get((slot >> CHUNK_SHIFT) as usize)?;
-        let r = slot as usize & (CHUNK_ROWS - 1);
-        let record = chunk.records.get(r)?.as_ref()?;
+        let (chunk, r) = self.allocated(slot)?;
+        let record = chunk.records[r].as_ref()?;
         let dim = self.spec.dimension;
         Some(Row {
             vector: &chunk.vectors[r * dim..(r + 1) * dim],
@@ -288,6 +287,7 @@ impl EntityIndex {
 
     /// The chunk and row of an allocated slot, live or not: the graph walks through the rows of
     /// deleted entities too (their vectors stay until the slot is reused).
+    #[inline]
     fn allocated(&self, slot: u32) -> Option<(&Chunk, usize)> {
         let chunk = self.chunks.get((slot >> CHUNK_SHIFT) as usize)?;
         let r = slot as usize & (CHUNK_ROWS - 1);
@@ -424,9 +424,9 @@ impl EntityIndex {
             }
             Candidates::Only(slots) => {
                 for slot in slots {
-                    let chunk = &self.chunks[(slot >> CHUNK_SHIFT) as usize];
-                    let r = slot as usize & (CHUNK_ROWS - 1);
-                    if let Some(Some(record)) = chunk.records.get(r) {
+                    if let Some((chunk, r)) = self.allocated(slot)
+                        && let Some(record) = &chunk.records[r]
+                    {
                         offer(chunk, slot, r, record);
                     }
                 }
