@@ -258,6 +258,9 @@ impl Engine {
     /// Swaps a staged tenant in, in place of any tenant of that name, unless the current one is
     /// the same incarnation and has applied changes past the staged stamp: then the staged one
     /// is older than what is served, nothing changes, and the answer is false (load again).
+    /// When the current one is the same incarnation at the same stamp it holds the same data,
+    /// so it stays (with its snapshots' generations, and so its cached answers) and the answer
+    /// is true: a reload that raced the writes it would have fetched changes nothing.
     pub fn install(&self, staged: StagedTenant) -> bool {
         let staged = staged.0;
         let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
@@ -267,8 +270,8 @@ impl Engine {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let staged_stamp = *staged.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            if current.lineage == staged.lineage && applied > staged_stamp {
-                return false;
+            if current.lineage == staged.lineage && applied >= staged_stamp {
+                return applied == staged_stamp;
             }
         }
         tenants.insert(staged.name.clone(), Arc::new(staged));

@@ -203,6 +203,11 @@ fn a_staged_tenant_is_installed_whole_unless_the_live_one_is_newer() {
     let stale = engine.stage_tenant(t.clone(), spec, 5, 2).unwrap();
     assert!(!engine.install(stale));
     assert_eq!(engine.tenant_info(&t).unwrap().entities, 3);
+    // A load at the live stamp holds what the live tenant holds: the live one stays, and with
+    // it its generation (this one is left empty to tell them apart).
+    let same = engine.stage_tenant(t.clone(), spec, 5, 3).unwrap();
+    assert!(engine.install(same));
+    assert_eq!(engine.tenant_info(&t).unwrap().entities, 3);
     // Another incarnation replaces it whatever its stamps.
     let reborn = engine.stage_tenant(t.clone(), spec, 6, 0).unwrap();
     assert!(engine.install(reborn));
