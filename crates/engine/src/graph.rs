@@ -916,6 +916,24 @@ mod tests {
         fn prefetch(&self, _: u32) {}
     }
 
+    impl<'a> Query<'a> {
+        /// A query for the vector of `node`.
+        fn of(rows: &'a Rows, node: u32) -> Self {
+            Self {
+                rows,
+                vector: rows.rows[node as usize].clone(),
+            }
+        }
+    }
+
+    /// `n` rows of clustered data from `seed`, all inserted on `threads` threads.
+    fn built(n: u32, seed: u64, threads: usize) -> (Rows, Graph) {
+        let rows = Rows::new(n as usize, seed);
+        let graph = Graph::new(shape());
+        graph.insert_many(&rows, &(0..n).collect::<Vec<_>>(), threads);
+        (rows, graph)
+    }
+
     fn shape() -> Shape {
         Shape {
             connectivity: 8,
@@ -942,13 +960,7 @@ mod tests {
     /// How many nodes a search for their own vector does not find first.
     fn unreachable(graph: &Graph, rows: &Rows) -> usize {
         (0..rows.rows.len() as u32)
-            .filter(|&n| {
-                let query = Query {
-                    rows,
-                    vector: rows.rows[n as usize].clone(),
-                };
-                graph.search(&query, 1, None).first() != Some(&n)
-            })
+            .filter(|&n| graph.search(&Query::of(rows, n), 1, None).first() != Some(&n))
             .count()
     }
 
@@ -976,9 +988,7 @@ mod tests {
 
     #[test]
     fn nodes_that_lost_every_in_link_are_adopted() {
-        let rows = Rows::new(3_000, 7);
-        let graph = Graph::new(shape());
-        graph.insert_many(&rows, &(0..3_000).collect::<Vec<_>>(), 1);
+        let (rows, graph) = built(3_000, 7, 1);
         // Cut every link to a few bottom-layer nodes, as selections running at once can.
         let cut = |n: u32| n % 500 == 7;
         graph.with_links(|links| {
@@ -1004,20 +1014,14 @@ mod tests {
         graph.with_links(|links| graph.adopt_unreached(links, &rows));
         assert_eq!(unreached(&graph), Vec::<u32>::new());
         for &n in &orphans {
-            let query = Query {
-                rows: &rows,
-                vector: rows.rows[n as usize].clone(),
-            };
+            let query = Query::of(&rows, n);
             assert_eq!(graph.search(&query, 1, None)[0], n, "node {n} found again");
         }
     }
 
     #[test]
     fn a_graph_built_on_several_threads_finds_the_nearest_nodes() {
-        let rows = Rows::new(6_000, 1);
-        let graph = Graph::new(shape());
-        let nodes: Vec<u32> = (0..6_000).collect();
-        graph.insert_many(&rows, &nodes, 4);
+        let (rows, graph) = built(6_000, 1, 4);
         // Twenty clusters at eight links a node are hard for HNSW: a walk at this breadth
         // sometimes misses a whole cluster, and how often depends on the build. Over 100 builds
         // recall@10 ran from 0.975 to 1.0, and the nodes their own vector did not find first
@@ -1036,9 +1040,7 @@ mod tests {
 
     #[test]
     fn deleted_nodes_are_walked_through_but_never_returned_until_put_back() {
-        let rows = Rows::new(3_000, 2);
-        let graph = Graph::new(shape());
-        graph.insert_many(&rows, &(0..3_000).collect::<Vec<_>>(), 1);
+        let (rows, graph) = built(3_000, 2, 1);
         let lost = unreachable(&graph, &rows);
         assert!(lost <= 3, "{lost} nodes not found by their own vector");
         let gone = |n: u32| n.is_multiple_of(3);
@@ -1048,34 +1050,24 @@ mod tests {
         let r = recall(&graph, &rows, gone);
         assert!(r >= 0.95, "recall@10 among the rest {r}");
         graph.insert_many(&rows, &[300], 1);
-        let query = Query {
-            rows: &rows,
-            vector: rows.rows[300].clone(),
-        };
+        let query = Query::of(&rows, 300);
         assert_eq!(graph.search(&query, 1, None)[0], 300, "put back");
     }
 
     #[test]
     fn a_moved_node_is_found_where_it_now_is() {
-        let mut rows = Rows::new(3_000, 3);
-        let graph = Graph::new(shape());
-        graph.insert_many(&rows, &(0..3_000).collect::<Vec<_>>(), 1);
+        let (mut rows, graph) = built(3_000, 3, 1);
         // Node 5 takes the place of node 1,000 (its vector, a little off).
         rows.rows[5] = rows.rows[1_000].iter().map(|x| x + 0.001).collect();
         graph.insert_many(&rows, &[5], 1);
-        let query = Query {
-            rows: &rows,
-            vector: rows.rows[1_000].clone(),
-        };
+        let query = Query::of(&rows, 1_000);
         let got = graph.search(&query, 2, None);
         assert_eq!(&got[..2], [1_000, 5]);
     }
 
     #[test]
     fn a_reader_that_lacks_the_newest_nodes_searches_what_it_has() {
-        let rows = Rows::new(4_000, 4);
-        let graph = Graph::new(shape());
-        graph.insert_many(&rows, &(0..4_000).collect::<Vec<_>>(), 1);
+        let (rows, graph) = built(4_000, 4, 1);
         // The reader's snapshot lacks the graph's entry and the last thousand nodes, as a
         // reader's does while a writer adds.
         let entry = graph.entry.load(Ordering::Relaxed) as u32;
@@ -1087,15 +1079,10 @@ mod tests {
 
     #[test]
     fn filters_apply_during_the_walk() {
-        let rows = Rows::new(4_000, 5);
-        let graph = Graph::new(shape());
-        graph.insert_many(&rows, &(0..4_000).collect::<Vec<_>>(), 2);
+        let (rows, graph) = built(4_000, 5, 2);
         graph.set_expansion_search(64);
         let allowed = |n: u32| n % 4 == 1;
-        let query = Query {
-            rows: &rows,
-            vector: rows.rows[8].clone(),
-        };
+        let query = Query::of(&rows, 8);
         let got = graph.search(&query, 10, Some(&allowed));
         assert!(got.len() >= 10 && got.iter().all(|&n| allowed(n)));
         let truth = rows.exact(&query.vector, 10, |n| !allowed(n));
@@ -1105,9 +1092,7 @@ mod tests {
 
     #[test]
     fn a_search_never_descends_onto_a_node_whose_bottom_list_is_not_written_yet() {
-        let rows = Rows::new(3_000, 6);
-        let graph = Graph::new(shape());
-        graph.insert_many(&rows, &(0..3_000).collect::<Vec<_>>(), 1);
+        let (rows, graph) = built(3_000, 6, 1);
         // An insert links a node on its upper layers before it writes its bottom list. Take a
         // node of layer 1 in that state: linked above, nothing below yet.
         let node = (0..3_000)
@@ -1120,10 +1105,7 @@ mod tests {
         });
         // A search for its own vector would end its descent on it, and then walk from a node
         // with no links: it would find that node alone.
-        let query = Query {
-            rows: &rows,
-            vector: rows.rows[node as usize].clone(),
-        };
+        let query = Query::of(&rows, node);
         let got = graph.search(&query, 10, None);
         assert!(got.len() >= 10, "{} nodes found", got.len());
         let truth = rows.exact(&query.vector, 10, |_| false);
