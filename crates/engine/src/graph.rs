@@ -454,6 +454,23 @@ impl<'g> Links<'g> {
         })
     }
 
+    /// Marks in `reached` every node a walk from `from` reaches, through links on any layer.
+    fn reach(&self, from: u32, reached: &mut [bool]) {
+        let mut stack = vec![from];
+        let mut buffer = Vec::new();
+        reached[from as usize] = true;
+        while let Some(node) = stack.pop() {
+            for layer in 0..usize::from(self.state(node) & LEVEL_MASK) {
+                self.neighbours(node, layer, &mut buffer);
+                for &n in &buffer {
+                    if !std::mem::replace(&mut reached[n as usize], true) {
+                        stack.push(n);
+                    }
+                }
+            }
+        }
+    }
+
     /// The entry, then a greedy descent through the layers above `layer`: where a walk on
     /// `layer` starts, and the graph's top layer.
     fn descend(&self, space: &impl Space, layer: usize) -> Option<(Near, usize)> {
@@ -675,49 +692,35 @@ impl Graph {
             }
         }
         let mut reached = vec![false; slots];
-        let mut step = Vec::new();
-        let mut reach = |from: u32, reached: &mut Vec<bool>| {
-            let mut stack = vec![from];
-            reached[from as usize] = true;
-            while let Some(node) = stack.pop() {
-                for layer in 0..usize::from(links.state(node) & LEVEL_MASK) {
-                    links.neighbours(node, layer, &mut step);
-                    for &n in &step {
-                        if !std::mem::replace(&mut reached[n as usize], true) {
-                            stack.push(n);
-                        }
-                    }
-                }
-            }
-        };
-        reach(entry as u32, &mut reached);
+        links.reach(entry as u32, &mut reached);
         for node in 0..slots as u32 {
             let state = links.state(node);
             if reached[node as usize] || state & LEVEL_MASK == 0 || state & DELETED != 0 {
                 continue;
             }
             // Its nearest reachable nodes: those of its own links, else a walk's from the entry.
-            let mut near: Vec<Near> = Vec::new();
+            let mut own: Vec<Near> = Vec::new();
             links.neighbours(node, 0, &mut buffer);
             for &n in &buffer {
                 if reached[n as usize]
                     && let Some(distance) = vectors.between(node, n)
                 {
-                    near.push(Near { distance, node: n });
+                    own.push(Near { distance, node: n });
                 }
             }
-            if near.is_empty() {
+            own.sort_unstable();
+            let mut adopt = |near: &[Near]| {
+                near.iter()
+                    .any(|c| links.adopt(c.node, node, &mut incoming))
+            };
+            let adopted = adopt(&own) || {
                 let space = FromNode { vectors, node };
-                if let Some((at, _)) = links.descend(&space, 0) {
-                    near = links.walk(&space, &[at], self.shape.expansion_add, 0, |n| n != node);
-                }
-            }
-            near.sort_unstable();
-            let adopted = near
-                .iter()
-                .any(|c| links.adopt(c.node, node, &mut incoming));
+                links.descend(&space, 0).is_some_and(|(at, _)| {
+                    adopt(&links.walk(&space, &[at], self.shape.expansion_add, 0, |n| n != node))
+                })
+            };
             if adopted {
-                reach(node, &mut reached);
+                links.reach(node, &mut reached);
             }
         }
     }
@@ -969,17 +972,7 @@ mod tests {
         graph.with_links(|links| {
             let slots = links.segments.len() * SEGMENT;
             let mut reached = vec![false; slots];
-            let mut stack = vec![graph.entry.load(Ordering::Relaxed) as u32];
-            let mut buffer = Vec::new();
-            while let Some(node) = stack.pop() {
-                if std::mem::replace(&mut reached[node as usize], true) {
-                    continue;
-                }
-                for layer in 0..TOP_LAYER {
-                    links.neighbours(node, layer, &mut buffer);
-                    stack.extend(&buffer);
-                }
-            }
+            links.reach(graph.entry.load(Ordering::Relaxed) as u32, &mut reached);
             (0..slots as u32)
                 .filter(|&n| links.state(n) != 0 && !reached[n as usize])
                 .collect()
