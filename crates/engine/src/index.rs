@@ -49,6 +49,20 @@ struct Chunk {
     records: Vec<Option<Record>>,
 }
 
+impl Chunk {
+    /// The f32 vector of row `r`.
+    #[inline]
+    fn vector(&self, r: usize, dim: usize) -> &[f32] {
+        &self.vectors[r * dim..(r + 1) * dim]
+    }
+
+    /// The int8 code of row `r`, when the tenant keeps codes.
+    #[inline]
+    fn code(&self, r: usize, dim: usize) -> Option<&[i8]> {
+        self.codes.get(r * dim..(r + 1) * dim)
+    }
+}
+
 /// Which slots a scan visits.
 #[derive(Debug)]
 pub(crate) enum Candidates {
@@ -208,7 +222,7 @@ impl EntityIndex {
         let record = chunk.records[r].as_ref()?;
         let dim = self.spec.dimension;
         Some(Row {
-            vector: &chunk.vectors[r * dim..(r + 1) * dim],
+            vector: chunk.vector(r, dim),
             inverse_norm: chunk.inverse_norms[r],
             record,
         })
@@ -301,11 +315,11 @@ impl EntityIndex {
             return;
         };
         let dim = self.spec.dimension;
-        if chunk.codes.is_empty() {
-            prefetch(&chunk.vectors[r * dim..(r + 1) * dim]);
-        } else {
-            prefetch(&chunk.codes[r * dim..(r + 1) * dim]);
+        if let Some(code) = chunk.code(r, dim) {
+            prefetch(code);
             prefetch(&chunk.code_scales[r..=r]);
+        } else {
+            prefetch(chunk.vector(r, dim));
         }
         prefetch(&chunk.inverse_norms[r..=r]);
     }
@@ -742,17 +756,9 @@ impl Vectors for Stored<'_> {
         let (ca, ra) = index.allocated(a)?;
         let (cb, rb) = index.allocated(b)?;
         let (ia, ib) = (ca.inverse_norms[ra], cb.inverse_norms[rb]);
-        let product = if ca.codes.is_empty() || cb.codes.is_empty() {
-            dot(
-                &ca.vectors[ra * dim..(ra + 1) * dim],
-                &cb.vectors[rb * dim..(rb + 1) * dim],
-            )
-        } else {
-            dot_i8(
-                &ca.codes[ra * dim..(ra + 1) * dim],
-                &cb.codes[rb * dim..(rb + 1) * dim],
-            ) * ca.code_scales[ra]
-                * cb.code_scales[rb]
+        let product = match (ca.code(ra, dim), cb.code(rb, dim)) {
+            (Some(a), Some(b)) => dot_i8(a, b) * ca.code_scales[ra] * cb.code_scales[rb],
+            _ => dot(ca.vector(ra, dim), cb.vector(rb, dim)),
         };
         Some(match index.spec.metric {
             Metric::Cosine => -product * ia * ib,
@@ -794,18 +800,10 @@ impl Space for QuerySpace<'_> {
         let (chunk, r) = self.index.allocated(node)?;
         let dim = self.index.spec.dimension;
         let inverse = chunk.inverse_norms[r];
-        match &self.codes {
-            Some(codes) if !chunk.codes.is_empty() => Some(-codes.estimate(
-                &chunk.codes[r * dim..(r + 1) * dim],
-                chunk.code_scales[r],
-                inverse,
-            )),
-            Some(_) | None => Some(
-                -self
-                    .probe
-                    .goodness(&chunk.vectors[r * dim..(r + 1) * dim], inverse),
-            ),
-        }
+        Some(match (&self.codes, chunk.code(r, dim)) {
+            (Some(codes), Some(code)) => -codes.estimate(code, chunk.code_scales[r], inverse),
+            (Some(_) | None, _) => -self.probe.goodness(chunk.vector(r, dim), inverse),
+        })
     }
 
     #[inline]
