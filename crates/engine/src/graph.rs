@@ -545,11 +545,12 @@ impl<'g> Links<'g> {
         chosen
     }
 
-    /// Adds `node` to `to`'s list on `layer`, at `distance` from it; a full list is selected
-    /// again with `node` among the candidates.
-    fn link(&self, vectors: &impl Vectors, to: u32, node: u32, distance: f32, layer: usize) {
+    /// Adds `node` to `to`'s list on `layer`, under `to`'s stripe: true at once when it is there
+    /// already or there is room; a full list (all of it) goes to `full`, which says whether
+    /// it took `node`. False when `to` has no list on `layer`.
+    fn add(&self, to: u32, layer: usize, node: u32, full: impl FnOnce(&List) -> bool) -> bool {
         let Some(list) = self.list(to, layer) else {
-            return;
+            return false;
         };
         let _stripe = self.graph.stripe(to);
         let length = (list[0].load(Ordering::Acquire) as usize).min(list.len() - 1);
@@ -558,43 +559,43 @@ impl<'g> Links<'g> {
             .iter()
             .any(|l| l.load(Ordering::Relaxed) == node)
         {
-            return;
+            return true;
         }
         if length < links.len() {
             links[length].store(node, Ordering::Relaxed);
             list[0].store(length as u32 + 1, Ordering::Release);
-            return;
+            return true;
         }
-        let mut candidates: Vec<Near> = links
-            .iter()
-            .filter_map(|l| {
-                let n = l.load(Ordering::Relaxed);
-                Some(Near {
-                    distance: vectors.between(to, n)?,
-                    node: n,
+        full(links)
+    }
+
+    /// Adds `node` to `to`'s list on `layer`, at `distance` from it; a full list is selected
+    /// again with `node` among the candidates.
+    fn link(&self, vectors: &impl Vectors, to: u32, node: u32, distance: f32, layer: usize) {
+        self.add(to, layer, node, |links| {
+            let mut candidates: Vec<Near> = links
+                .iter()
+                .filter_map(|l| {
+                    let n = l.load(Ordering::Relaxed);
+                    Some(Near {
+                        distance: vectors.between(to, n)?,
+                        node: n,
+                    })
                 })
-            })
-            .collect();
-        candidates.push(Near { distance, node });
-        candidates.sort_unstable();
-        let kept = self.select(vectors, &candidates, links.len());
-        self.write(to, layer, &kept);
+                .collect();
+            candidates.push(Near { distance, node });
+            candidates.sort_unstable();
+            let kept = self.select(vectors, &candidates, links.len());
+            self.write(to, layer, &kept);
+            kept.iter().any(|k| k.node == node)
+        });
     }
 
     /// Puts `node` in `to`'s bottom list: in spare room, or in place of the link whose target
     /// has the most in-links (when that is more than one). False when neither can be done.
     fn adopt(&self, to: u32, node: u32, incoming: &mut [u32]) -> bool {
-        let Some(list) = self.list(to, 0) else {
-            return false;
-        };
-        let _stripe = self.graph.stripe(to);
-        let length = (list[0].load(Ordering::Acquire) as usize).min(list.len() - 1);
-        let links = &list[1..];
-        if length < links.len() {
-            links[length].store(node, Ordering::Relaxed);
-            list[0].store(length as u32 + 1, Ordering::Release);
-        } else {
-            let Some(most) = links[..length]
+        let added = self.add(to, 0, node, |links| {
+            let Some(most) = links
                 .iter()
                 .max_by_key(|l| incoming[l.load(Ordering::Relaxed) as usize])
                 .filter(|l| incoming[l.load(Ordering::Relaxed) as usize] > 1)
@@ -603,9 +604,12 @@ impl<'g> Links<'g> {
             };
             incoming[most.load(Ordering::Relaxed) as usize] -= 1;
             most.store(node, Ordering::Release);
+            true
+        });
+        if added {
+            incoming[node as usize] += 1;
         }
-        incoming[node as usize] += 1;
-        true
+        added
     }
 }
 
