@@ -129,6 +129,9 @@ pub struct SearchConfig {
     /// the copies too (a quarter of the bytes); without them they read the f32 rows. Costs a
     /// quarter more row memory. Default on.
     pub quantized: bool,
+    /// Threads a graph's first build (and any batch of 256 entities or more) inserts on.
+    /// Default: every core the process may use.
+    pub build_threads: usize,
 }
 
 impl Default for SearchConfig {
@@ -141,6 +144,7 @@ impl Default for SearchConfig {
             expansion_search: 64,
             oversample: 3,
             quantized: true,
+            build_threads: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -197,6 +201,9 @@ impl EngineConfig {
         }
         if !(1..=64).contains(&search.oversample) {
             return bad("search.oversample is from 1 to 64");
+        }
+        if !(1..=256).contains(&search.build_threads) {
+            return bad("search.build_threads is from 1 to 256");
         }
         Ok(())
     }

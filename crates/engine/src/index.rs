@@ -18,7 +18,7 @@ use crate::distance::{
     CodeProbe, Probe, dot, dot_i8, inverse_norm, prefetch, quantize, squared_norm,
 };
 use crate::error::{EngineError, Result};
-use crate::graph::{Graph, Shape, Space, Vectors};
+use reco_hnsw::{Graph, Shape, Space, Vectors};
 use crate::model::{Embedding, EntityId, EntityView, Metric, NewEntity, TenantSpec, check_label};
 use crate::topk::TopK;
 
@@ -292,10 +292,7 @@ impl EntityIndex {
             }
             None => return,
         };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(2);
-        graph.insert_many(&Stored { index: self }, &slots, threads);
+        graph.insert_many(&Stored { index: self }, &slots, self.search.build_threads);
         graph.set_expansion_search(self.search.expansion_search * breadth_factor(self.len()));
     }
 

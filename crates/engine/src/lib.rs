@@ -58,7 +58,6 @@ mod config;
 pub mod distance;
 mod engine;
 mod error;
-mod graph;
 mod index;
 mod interactions;
 mod mmr;

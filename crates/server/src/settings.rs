@@ -106,6 +106,9 @@ pub struct ServeArgs {
     /// graph. [default: on]
     #[arg(long, env = "RECO_QUANTIZED")]
     pub quantized: Option<Switch>,
+    /// Threads a tenant's graph is built on. [default: every core]
+    #[arg(long, env = "RECO_BUILD_THREADS")]
+    pub build_threads: Option<usize>,
     /// Most exact similar questions answered in one shared pass; 0 answers each alone.
     /// [default: 64]
     #[arg(long, env = "RECO_BATCH_MAX")]
@@ -236,6 +239,9 @@ impl Settings {
         if let Some(quantized) = args.quantized.or(file.quantized) {
             s.engine.search.quantized = quantized == Switch::On;
         }
+        if let Some(threads) = args.build_threads.or(file.build_threads) {
+            s.engine.search.build_threads = threads;
+        }
         if let Some(max) = args.batch_max.or(file.batch_max) {
             s.batch_max = max;
         }
@@ -348,6 +354,7 @@ mod tests {
         );
         assert!(parse(&["--pg-min-connections", "500"]).is_err());
         assert!(parse(&["--ann-ef", "0"]).is_err());
+        assert!(parse(&["--build-threads", "0"]).is_err());
     }
 
     #[test]
@@ -360,6 +367,8 @@ mod tests {
         let off = parse(&["--quantized", "off", "--batch-max", "0"]).unwrap();
         assert_eq!(off.batch_max, 0);
         assert!(!off.engine.search.quantized);
+        let threads = parse(&["--build-threads", "3"]).unwrap();
+        assert_eq!(threads.engine.search.build_threads, 3);
         let search = s.engine.search;
         assert!(search.exact);
         assert_eq!((search.expansion_search, search.threshold), (128, 100));
