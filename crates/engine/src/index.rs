@@ -18,9 +18,9 @@ use crate::distance::{
     CodeProbe, Probe, dot, dot_i8, inverse_norm, prefetch, quantize, squared_norm,
 };
 use crate::error::{EngineError, Result};
-use reco_hnsw::{Graph, Shape, Space, Vectors};
 use crate::model::{Embedding, EntityId, EntityView, Metric, NewEntity, TenantSpec, check_label};
 use crate::topk::TopK;
+use reco_hnsw::{Graph, Shape, Space, Vectors};
 
 /// Rows per chunk. A write copies at most this many rows of each chunk it touches.
 pub(crate) const CHUNK_ROWS: usize = 512;
