@@ -1,0 +1,325 @@
+//! The engine's facade. [`Engine`] owns the tenants, the cache and the clock, and hands each
+//! feature to a module of its own, as rust-analyzer's `ide` crate does; a new feature gets a
+//! module here and a one-line method on `Engine`.
+//!
+//! - `tenants`: the registry, staging a tenant off to the side and installing it whole.
+//! - `writes`: stamped writes of entities and interactions.
+//! - `prepared`: a question bound to its snapshots; its cache keys; the dispatch to each mode.
+//! - `plans`: the chain of search plans (graph, int8 scan, exact) and the page.
+//! - `similar`, `recommend`, `users`, `trending`: one query mode each.
+//! - `shared`: many exact similar questions answered in one pass over the rows.
+
+mod plans;
+mod prepared;
+mod recommend;
+mod shared;
+mod similar;
+mod tenants;
+mod trending;
+mod users;
+mod writes;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+pub use prepared::Prepared;
+use tenants::Tenant;
+pub use tenants::{Created, StagedTenant};
+pub use writes::Applied;
+
+use crate::cache::Caches;
+use crate::config::{Clock, EngineConfig, SystemClock};
+use crate::error::{EngineError, Result};
+use crate::model::{
+    EntityId, EntityView, Interaction, Millis, NewEntity, TenantInfo, TenantName, TenantSpec,
+    UserId,
+};
+use crate::query::{Answer, RecommendRequest, SearchOptions, TrendingQuery};
+
+/// The in-memory recommendation engine. It is `Send + Sync`: share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    config: Arc<EngineConfig>,
+    clock: Arc<dyn Clock>,
+    tenants: RwLock<HashMap<TenantName, Arc<Tenant>>>,
+    generations: AtomicU64,
+    caches: Arc<Caches>,
+}
+
+impl Engine {
+    /// An engine on the system clock.
+    pub fn new(config: EngineConfig) -> Result<Self> {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// An engine that reads the time from `clock`.
+    pub fn with_clock(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            caches: Arc::new(Caches::new(&config.cache)),
+            config: Arc::new(config),
+            clock,
+            tenants: RwLock::new(HashMap::new()),
+            generations: AtomicU64::new(1),
+        })
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn tenant(&self, name: &TenantName) -> Result<Arc<Tenant>> {
+        let tenants = self.tenants.read().unwrap_or_else(PoisonError::into_inner);
+        tenants
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::TenantNotFound(name.clone()))
+    }
+
+    /// Makes a tenant, or finds it when it exists with the same settings.
+    pub fn create_tenant(&self, name: TenantName, spec: TenantSpec) -> Result<Created> {
+        self.create_tenant_at(name, spec, 0, 0)
+    }
+
+    /// Whether a tenant's searches may use its graph (it has grown past the threshold, and
+    /// exact search is not forced).
+    pub fn has_graph(&self, name: &TenantName) -> Result<bool> {
+        Ok(self.tenant(name)?.entities.load().has_graph())
+    }
+
+    /// Changes how many candidates a tenant's graph considers per search (HNSW's ef), for
+    /// benchmarks that compare settings.
+    pub fn set_search_breadth(&self, name: &TenantName, ef: usize) -> Result<()> {
+        self.tenant(name)?.entities.load().set_expansion_search(ef);
+        Ok(())
+    }
+
+    /// Roughly how many heap bytes a tenant's entity snapshot holds.
+    pub fn entity_heap_bytes(&self, name: &TenantName) -> Result<usize> {
+        Ok(self.tenant(name)?.entities.load().heap_bytes())
+    }
+
+    /// The engine's clock, in milliseconds since the Unix epoch.
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// Checks a batch as [`Engine::upsert`] would, without writing it: a host that persists
+    /// first can refuse a bad batch before it reaches storage.
+    pub fn check_entities(&self, name: &TenantName, batch: &[NewEntity]) -> Result<()> {
+        crate::index::check(self.tenant(name)?.spec, batch)
+    }
+
+    /// The lineage a tenant was made with (see [`Engine::create_tenant_at`]).
+    pub fn lineage(&self, name: &TenantName) -> Result<u64> {
+        Ok(self.tenant(name)?.lineage)
+    }
+
+    /// The stamp of the last change applied to a tenant.
+    pub fn applied(&self, name: &TenantName) -> Result<u64> {
+        let tenant = self.tenant(name)?;
+        let applied = *tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(applied)
+    }
+
+    /// An entity as it was stored.
+    pub fn get(&self, name: &TenantName, id: &EntityId) -> Result<EntityView> {
+        self.tenant(name)?
+            .entities
+            .load()
+            .get(id.as_str())
+            .ok_or_else(|| EngineError::EntityNotFound(id.to_string()))
+    }
+
+    /// Entities most like `id`, never `id` itself.
+    pub fn similar(
+        &self,
+        name: &TenantName,
+        id: &EntityId,
+        options: &SearchOptions,
+    ) -> Result<Answer> {
+        self.prepare_similar(name, id, options)?.answer()
+    }
+
+    /// Entities like the positive examples and unlike the negative ones.
+    pub fn recommend(&self, name: &TenantName, request: &RecommendRequest) -> Result<Answer> {
+        self.prepare_recommend(name, request)?.answer()
+    }
+
+    /// Recommendations for a user from their history, or what is trending when they have none.
+    pub fn recommend_for_user(
+        &self,
+        name: &TenantName,
+        user: &UserId,
+        options: &SearchOptions,
+    ) -> Result<Answer> {
+        self.prepare_user(name, user, options)?.answer()
+    }
+
+    /// What users interacted with most in a window, time-decayed.
+    pub fn trending(&self, name: &TenantName, query: &TrendingQuery) -> Result<Answer> {
+        self.prepare_trending(name, query)?.answer()
+    }
+
+    /// Makes a tenant for a host that orders its changes (see [`Engine::upsert_at`]): `lineage`
+    /// names this incarnation of the tenant (a tenant deleted and made again gets another), and
+    /// `stamp` is the stamp of the last change the tenant's data already holds. It finds the
+    /// tenant when it exists with the same settings and lineage.
+    pub fn create_tenant_at(
+        &self,
+        name: TenantName,
+        spec: TenantSpec,
+        lineage: u64,
+        stamp: u64,
+    ) -> Result<Created> {
+        tenants::create(self, name, spec, lineage, stamp)
+    }
+
+    /// Removes a tenant and everything in it.
+    pub fn drop_tenant(&self, name: &TenantName) -> Result<()> {
+        tenants::remove(self, name)
+    }
+
+    /// The names of every tenant, sorted.
+    pub fn tenants(&self) -> Vec<TenantName> {
+        tenants::names(self)
+    }
+
+    /// A tenant's settings and sizes.
+    pub fn tenant_info(&self, name: &TenantName) -> Result<TenantInfo> {
+        tenants::info(self, name)
+    }
+
+    /// Starts a tenant off to the side, for a host loading it from storage: made at the
+    /// `stamp` of the version read, filled with [`Engine::restore_entities`] and
+    /// [`Engine::restore_interactions`] (rows that version accounts for), then swapped in whole
+    /// by [`Engine::install`]. Readers and writers see the tenant they had until then.
+    pub fn stage_tenant(
+        &self,
+        name: TenantName,
+        spec: TenantSpec,
+        lineage: u64,
+        stamp: u64,
+    ) -> Result<StagedTenant> {
+        tenants::stage(self, name, spec, lineage, stamp)
+    }
+
+    /// Adds entities to a staged tenant.
+    pub fn restore_entities(&self, staged: &StagedTenant, batch: Vec<NewEntity>) -> Result<usize> {
+        tenants::restore_entities(self, staged, batch)
+    }
+
+    /// Adds interactions to a staged tenant, in the order they were recorded.
+    pub fn restore_interactions(
+        &self,
+        staged: &StagedTenant,
+        batch: Vec<Interaction>,
+    ) -> Result<usize> {
+        tenants::restore_interactions(self, staged, batch)
+    }
+
+    /// Swaps a staged tenant in, in place of any tenant of that name, unless the current one is
+    /// the same incarnation and has applied changes past the staged stamp: then the staged one
+    /// is older than what is served, nothing changes, and the answer is false (load again).
+    /// When the current one is the same incarnation at the same stamp it holds the same data,
+    /// so it stays (with its snapshots' generations, and so its cached answers) and the answer
+    /// is true: a reload that raced the writes it would have fetched changes nothing.
+    pub fn install(&self, staged: StagedTenant) -> bool {
+        tenants::install(self, staged)
+    }
+
+    /// Inserts or replaces a batch of entities: all of them, or none when any is invalid.
+    /// Returns how many were written.
+    pub fn upsert(&self, name: &TenantName, batch: Vec<NewEntity>) -> Result<usize> {
+        writes::upsert(self, name, batch)
+    }
+
+    /// [`Engine::upsert`] as the change stamped `stamp` in the host's order of changes.
+    ///
+    /// A host whose changes come from several places (its own writes, and other servers' heard
+    /// through a feed) numbers each tenant's changes 1, 2, 3, ... in the order storage committed
+    /// them, and applies them with these `*_at` methods. A stamp applied before answers
+    /// [`Applied::Already`] and changes nothing; a stamp past the next one is refused with
+    /// [`EngineError::OutOfOrder`]. So every engine that applied the same stamps holds the same
+    /// data, and the stamps of a snapshot name its data across processes (see
+    /// [`Prepared::shared_key`]).
+    pub fn upsert_at(
+        &self,
+        name: &TenantName,
+        stamp: u64,
+        batch: Vec<NewEntity>,
+    ) -> Result<Applied<usize>> {
+        writes::upsert_at(self, name, stamp, batch)
+    }
+
+    /// Deletes an entity; false when it did not exist.
+    pub fn delete(&self, name: &TenantName, id: &EntityId) -> Result<bool> {
+        writes::delete(self, name, id)
+    }
+
+    /// [`Engine::delete`] as the change stamped `stamp` (see [`Engine::upsert_at`]). The stamp
+    /// is taken even when the entity is not there.
+    pub fn delete_at(&self, name: &TenantName, stamp: u64, id: &EntityId) -> Result<Applied<bool>> {
+        writes::delete_at(self, name, stamp, id)
+    }
+
+    /// Records a batch of interactions: all of them, or none when any is invalid.
+    pub fn record(&self, name: &TenantName, batch: Vec<Interaction>) -> Result<usize> {
+        writes::record(self, name, batch)
+    }
+
+    /// [`Engine::record`] as the change stamped `stamp` (see [`Engine::upsert_at`]).
+    pub fn record_at(
+        &self,
+        name: &TenantName,
+        stamp: u64,
+        batch: Vec<Interaction>,
+    ) -> Result<Applied<usize>> {
+        writes::record_at(self, name, stamp, batch)
+    }
+
+    /// [`Engine::similar`], checked and bound to the current snapshot, not yet answered.
+    pub fn prepare_similar(
+        &self,
+        name: &TenantName,
+        id: &EntityId,
+        options: &SearchOptions,
+    ) -> Result<Prepared> {
+        similar::prepare(self, name, id, options)
+    }
+
+    /// [`Engine::recommend`], checked and bound to the current snapshot, not yet answered.
+    pub fn prepare_recommend(
+        &self,
+        name: &TenantName,
+        request: &RecommendRequest,
+    ) -> Result<Prepared> {
+        recommend::prepare(self, name, request)
+    }
+
+    /// [`Engine::recommend_for_user`], checked and bound to the current snapshots, not yet
+    /// answered.
+    pub fn prepare_user(
+        &self,
+        name: &TenantName,
+        user: &UserId,
+        options: &SearchOptions,
+    ) -> Result<Prepared> {
+        users::prepare(self, name, user, options)
+    }
+
+    /// [`Engine::trending`], checked and bound to the current snapshots, not yet answered.
+    pub fn prepare_trending(&self, name: &TenantName, query: &TrendingQuery) -> Result<Prepared> {
+        trending::prepare(self, name, query)
+    }
+}
+
+impl Prepared {}
+
+impl Prepared {}

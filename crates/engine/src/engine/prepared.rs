@@ -1,0 +1,157 @@
+//! A question checked and bound to the snapshots it reads: its cache keys (the engine's, and
+//! the one shared between processes), the cache lookups, and the dispatch to each mode's
+//! ranking.
+
+use std::sync::Arc;
+
+use super::tenants::Tenant;
+use super::{Engine, recommend, similar};
+use crate::cache::{CacheTier, Caches, Key, QueryKey};
+use crate::config::{Clock, EngineConfig};
+use crate::error::Result;
+use crate::index::EntityIndex;
+use crate::interactions::InteractionLog;
+use crate::model::{EntityId, TenantName, UserId};
+use crate::query::{Answer, CacheStatus, Ranking, RecommendRequest, SearchOptions, TrendingQuery};
+
+pub(super) fn bind(
+    engine: &Engine,
+    name: &TenantName,
+    with_log: bool,
+    question: Question,
+) -> Result<Prepared> {
+    let tenant = engine.tenant(name)?;
+    let index = tenant.entities.load_full();
+    let log = with_log.then(|| tenant.interactions.load_full());
+    Ok(Prepared {
+        config: engine.config.clone(),
+        clock: engine.clock.clone(),
+        caches: engine.caches.clone(),
+        tenant,
+        index,
+        log,
+        question,
+    })
+}
+
+/// A question, as [`Prepared`] keeps it.
+#[derive(Debug)]
+pub(super) enum Question {
+    Similar(EntityId, SearchOptions),
+    Recommend(RecommendRequest),
+    User(UserId, SearchOptions),
+    Trending(TrendingQuery),
+}
+
+/// A question checked and bound to the snapshots it will be answered from.
+///
+/// It lets a host put a cache of its own behind the engine's: look in the engine's cache
+/// ([`Prepared::cached`]), then in the host's under [`Prepared::shared_key`], keeping what it
+/// finds there ([`Prepared::keep`]), and only then rank ([`Prepared::answer`]). It owns what
+/// it reads, so a host may hand it to another thread and answer many together
+/// ([`Prepared::answer_all`]).
+#[derive(Debug)]
+pub struct Prepared {
+    pub(super) config: Arc<EngineConfig>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) caches: Arc<Caches>,
+    pub(super) tenant: Arc<Tenant>,
+    pub(super) index: Arc<EntityIndex>,
+    pub(super) log: Option<Arc<InteractionLog>>,
+    pub(super) question: Question,
+}
+
+impl Prepared {
+    /// The TTL tier its answer is cached in.
+    pub fn tier(&self) -> CacheTier {
+        match self.question {
+            Question::Trending(_) => CacheTier::Trending,
+            Question::Similar(..) | Question::Recommend(_) | Question::User(..) => {
+                CacheTier::Recommendations
+            }
+        }
+    }
+
+    fn query_key(&self) -> QueryKey {
+        match &self.question {
+            Question::Similar(id, options) => QueryKey::Similar(id.clone(), options.into()),
+            Question::Recommend(r) => {
+                QueryKey::recommend(&r.positive, &r.negative, r.strategy, &r.options)
+            }
+            Question::User(user, options) => QueryKey::User(user.clone(), options.into()),
+            Question::Trending(query) => QueryKey::trending(query),
+        }
+    }
+
+    fn key(&self) -> Key {
+        Key {
+            tenant: self.tenant.name.clone(),
+            generations: [
+                self.index.generation,
+                self.log.as_ref().map_or(0, |log| log.generation),
+            ],
+            query: self.query_key(),
+        }
+    }
+
+    /// A name for the question and the data it reads that means the same in every engine
+    /// applying the same stamped changes (see [`Engine::upsert_at`]): the tenant's lineage, the
+    /// stamps of the snapshots read, and the question. A host may share answers between
+    /// processes under it. The tenant's name is not part of it.
+    pub fn shared_key(&self) -> String {
+        format!(
+            "{:x}/{}/{}/{:?}",
+            self.tenant.lineage,
+            self.index.stamp,
+            self.log.as_ref().map_or(0, |log| log.stamp),
+            self.query_key()
+        )
+    }
+
+    /// The answer from the engine's cache, when it holds one.
+    pub fn cached(&self) -> Option<Answer> {
+        self.caches
+            .peek(self.tier(), &self.key())
+            .map(|ranking| Answer {
+                ranking,
+                cache: CacheStatus::Hit,
+            })
+    }
+
+    /// Keeps an answer found elsewhere (under [`Prepared::shared_key`]) in the engine's cache,
+    /// and returns it as a hit.
+    pub fn keep(&self, ranking: Ranking) -> Answer {
+        let ranking = Arc::new(ranking);
+        self.caches.keep(self.tier(), self.key(), ranking.clone());
+        Answer {
+            ranking,
+            cache: CacheStatus::Hit,
+        }
+    }
+
+    /// The answer: from the engine's cache, or ranked now and kept there.
+    pub fn answer(self) -> Result<Answer> {
+        let key = || self.key();
+        self.caches.ranking(self.tier(), key, || self.rank())
+    }
+
+    /// Keeps a ranking made now in the engine's cache, and returns it as a miss.
+    pub(super) fn store(&self, ranking: Ranking) -> Answer {
+        let ranking = Arc::new(ranking);
+        self.caches.keep(self.tier(), self.key(), ranking.clone());
+        Answer {
+            ranking,
+            cache: CacheStatus::Miss,
+        }
+    }
+
+    pub(super) fn rank(&self) -> Result<Ranking> {
+        let index = &self.index;
+        match &self.question {
+            Question::Similar(id, options) => similar::rank(index, id, options),
+            Question::Recommend(request) => recommend::rank(index, request),
+            Question::User(user, options) => self.rank_user(user, options),
+            Question::Trending(query) => self.rank_trending(query),
+        }
+    }
+}

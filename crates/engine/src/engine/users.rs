@@ -1,0 +1,138 @@
+//! Recommendations for a user: a preference vector from their time-decayed history (cached by
+//! the user's version), or what is trending when they have no usable history.
+
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+
+use super::prepared::Question;
+use super::trending::Trend;
+use super::{Engine, Prepared, plans, prepared};
+use crate::cache::PreferenceKey;
+use crate::config::millis;
+use crate::distance::Probe;
+use crate::error::Result;
+use crate::index::EntityIndex;
+use crate::interactions::UserProfile;
+use crate::model::{Metric, Millis, TenantName, UserId};
+use crate::query::{Ranking, SearchOptions, Strategy, Window};
+
+pub(super) fn prepare(
+    engine: &Engine,
+    name: &TenantName,
+    user: &UserId,
+    options: &SearchOptions,
+) -> Result<Prepared> {
+    options.validate()?;
+    prepared::bind(
+        engine,
+        name,
+        true,
+        Question::User(user.clone(), options.clone()),
+    )
+}
+
+impl Prepared {
+    pub(super) fn rank_user(&self, user: &UserId, options: &SearchOptions) -> Result<Ranking> {
+        let index = &self.index;
+        let log = self.log.as_ref().expect("user questions read the log");
+        let now = self.clock.now();
+        let profile = log.user(user);
+        let mut interacted = RoaringBitmap::new();
+        if let Some(profile) = profile {
+            interacted.extend(
+                profile
+                    .items
+                    .keys()
+                    .filter_map(|e| index.slot_of(e.as_str())),
+            );
+        }
+        let preference = profile.map_or_else(
+            || Arc::new(None),
+            |profile| {
+                let key = || PreferenceKey {
+                    tenant: self.tenant.name.clone(),
+                    user: user.clone(),
+                    entity_generation: index.generation,
+                    user_version: profile.version,
+                };
+                let half_life = millis(self.config.half_life);
+                self.caches
+                    .preference(key, || Arc::new(preference(index, profile, now, half_life)))
+            },
+        );
+        if let Some(vector) = preference.as_ref() {
+            let probe = Probe::new(vector, index.spec().metric);
+            return Ok(Ranking {
+                results: plans::rank(index, options, interacted, Some(vector), |v, n| {
+                    probe.goodness(v, n)
+                }),
+                missing: Vec::new(),
+                strategy: Strategy::Personalized,
+            });
+        }
+        let window = Window::from_millis(millis(self.config.cold_start_window))?;
+        let trend = Trend {
+            now,
+            window,
+            half_life: millis(self.config.trending_half_life),
+        };
+        Ok(Ranking {
+            results: trend.rank(
+                index,
+                log,
+                &options.filter,
+                interacted,
+                options.k,
+                options.offset,
+            ),
+            missing: Vec::new(),
+            strategy: Strategy::Trending,
+        })
+    }
+}
+
+/// A user's preference vector at `now`: the time-decayed, weighted sum of the vectors of the
+/// entities they touched (unit vectors under cosine), negatives subtracting. Under euclidean it
+/// is divided by the total positive weight, so that it is a point among the entities. `None`
+/// when no entity with a positive weight is left.
+fn preference(
+    index: &EntityIndex,
+    profile: &UserProfile,
+    now: Millis,
+    half_life: Millis,
+) -> Option<Vec<f32>> {
+    let metric = index.spec().metric;
+    let mut sum = vec![0.0f64; index.spec().dimension];
+    let mut positive_total = 0.0f64;
+    for (entity, decayed) in &profile.items {
+        let Some(row) = index.slot_of(entity.as_str()).and_then(|s| index.row(s)) else {
+            continue;
+        };
+        let weight = decayed.value_at(now, half_life);
+        if weight > 0.0 {
+            positive_total += weight;
+        }
+        let unit = if metric == Metric::Cosine {
+            row.inverse_norm
+        } else {
+            1.0
+        };
+        let scale = weight * f64::from(unit);
+        for (s, x) in sum.iter_mut().zip(row.vector) {
+            *s += scale * f64::from(*x);
+        }
+    }
+    if positive_total <= 0.0 {
+        return None;
+    }
+    let divisor = if metric == Metric::Euclidean {
+        positive_total
+    } else {
+        1.0
+    };
+    let vector: Vec<f32> = sum.into_iter().map(|s| (s / divisor) as f32).collect();
+    let usable = vector.iter().all(|x| x.is_finite())
+        && !(metric == Metric::Cosine && vector.iter().all(|x| *x == 0.0));
+    usable.then_some(vector)
+}

@@ -1,0 +1,199 @@
+//! Writes: entity upserts and deletes, and interactions, each applied as a tenant's next
+//! stamped change under its writer lock, to a copy of the snapshot that is then swapped in.
+
+use std::sync::{Arc, PoisonError};
+
+use super::Engine;
+use super::tenants::Tenant;
+use crate::config::millis;
+use crate::error::{EngineError, Result};
+use crate::index::{EntityIndex, prepare};
+use crate::interactions::{InteractionLog, Weighted};
+use crate::model::{EntityId, Interaction, NewEntity, TenantName};
+
+/// Whether a stamped change was applied now or had been applied before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied<T> {
+    /// Applied now, with what the write returns.
+    Done(T),
+    /// Its stamp was applied before: nothing changed.
+    Already,
+}
+
+pub(super) fn upsert(engine: &Engine, name: &TenantName, batch: Vec<NewEntity>) -> Result<usize> {
+    upsert_stamped(engine, name, None, batch).map(done)
+}
+
+pub(super) fn upsert_at(
+    engine: &Engine,
+    name: &TenantName,
+    stamp: u64,
+    batch: Vec<NewEntity>,
+) -> Result<Applied<usize>> {
+    upsert_stamped(engine, name, Some(stamp), batch)
+}
+
+pub(super) fn delete(engine: &Engine, name: &TenantName, id: &EntityId) -> Result<bool> {
+    let tenant = engine.tenant(name)?;
+    if tenant.entities.load().slot_of(id.as_str()).is_none() {
+        return Ok(false);
+    }
+    delete_stamped(engine, &tenant, None, id).map(done)
+}
+
+pub(super) fn delete_at(
+    engine: &Engine,
+    name: &TenantName,
+    stamp: u64,
+    id: &EntityId,
+) -> Result<Applied<bool>> {
+    let tenant = engine.tenant(name)?;
+    delete_stamped(engine, &tenant, Some(stamp), id)
+}
+
+pub(super) fn record(engine: &Engine, name: &TenantName, batch: Vec<Interaction>) -> Result<usize> {
+    record_stamped(engine, name, None, batch).map(done)
+}
+
+pub(super) fn record_at(
+    engine: &Engine,
+    name: &TenantName,
+    stamp: u64,
+    batch: Vec<Interaction>,
+) -> Result<Applied<usize>> {
+    record_stamped(engine, name, Some(stamp), batch)
+}
+
+pub(super) fn upsert_stamped(
+    engine: &Engine,
+    name: &TenantName,
+    stamp: Option<u64>,
+    batch: Vec<NewEntity>,
+) -> Result<Applied<usize>> {
+    let tenant = engine.tenant(name)?;
+    let batch = prepare(tenant.spec, batch)?;
+    let count = batch.len();
+    ordered(&tenant, stamp, |stamp| {
+        write_entities(engine, &tenant, stamp, |index| index.upsert(batch));
+        count
+    })
+}
+
+pub(super) fn delete_stamped(
+    engine: &Engine,
+    tenant: &Tenant,
+    stamp: Option<u64>,
+    id: &EntityId,
+) -> Result<Applied<bool>> {
+    ordered(tenant, stamp, |stamp| {
+        tenant.entities.load().slot_of(id.as_str()).is_some()
+            && write_entities(engine, tenant, stamp, |index| index.delete(id.as_str()))
+    })
+}
+
+/// Runs `write` as the tenant's next change, holding the writer lock: `stamp` is the
+/// host's, or the next one when the host has none.
+pub(super) fn ordered<T>(
+    tenant: &Tenant,
+    stamp: Option<u64>,
+    write: impl FnOnce(u64) -> T,
+) -> Result<Applied<T>> {
+    let mut applied = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
+    let expected = *applied + 1;
+    let stamp = match stamp {
+        None => expected,
+        Some(s) if s < expected => return Ok(Applied::Already),
+        Some(s) if s == expected => s,
+        Some(stamp) => {
+            return Err(EngineError::OutOfOrder {
+                tenant: tenant.name.clone(),
+                stamp,
+                expected,
+            });
+        }
+    };
+    let out = write(stamp);
+    *applied = stamp;
+    Ok(Applied::Done(out))
+}
+
+/// Swaps in a copy of the entity snapshot changed by `change`. The caller holds the writer
+/// lock.
+pub(super) fn write_entities<T>(
+    engine: &Engine,
+    tenant: &Tenant,
+    stamp: u64,
+    change: impl FnOnce(&mut EntityIndex) -> T,
+) -> T {
+    let mut next = EntityIndex::clone(&tenant.entities.load());
+    let out = change(&mut next);
+    next.generation = engine.next_generation();
+    next.stamp = stamp;
+    tenant.entities.store(Arc::new(next));
+    out
+}
+
+pub(super) fn record_stamped(
+    engine: &Engine,
+    name: &TenantName,
+    stamp: Option<u64>,
+    batch: Vec<Interaction>,
+) -> Result<Applied<usize>> {
+    let tenant = engine.tenant(name)?;
+    let batch = weigh(engine, batch)?;
+    let count = batch.len();
+    ordered(&tenant, stamp, |stamp| {
+        write_interactions(engine, &tenant, stamp, batch);
+        count
+    })
+}
+
+/// Checks a batch of interactions and weighs each by its kind and factor.
+pub(super) fn weigh(engine: &Engine, batch: Vec<Interaction>) -> Result<Vec<Weighted>> {
+    let weights = engine.config.kind_weights;
+    batch
+        .into_iter()
+        .enumerate()
+        .map(|(index, i)| {
+            let factor = i.weight.unwrap_or(1.0);
+            if !factor.is_finite() {
+                return Err(EngineError::InvalidArgument(
+                    "an interaction's weight must be a finite number".into(),
+                )
+                .at(index));
+            }
+            Ok(Weighted {
+                user: i.user,
+                entity: i.entity,
+                weight: f64::from(weights.of(i.kind)) * f64::from(factor),
+                at: i.timestamp,
+            })
+        })
+        .collect()
+}
+
+/// Swaps in a copy of the interaction snapshot with `batch` recorded. The caller holds the
+/// writer lock.
+pub(super) fn write_interactions(
+    engine: &Engine,
+    tenant: &Tenant,
+    stamp: u64,
+    batch: Vec<Weighted>,
+) {
+    let half_life = millis(engine.config.half_life);
+    let retention = millis(engine.config.trending_retention);
+    let now = engine.clock.now();
+    let mut next = InteractionLog::clone(&tenant.interactions.load());
+    next.record(batch, half_life, now, retention);
+    next.generation = engine.next_generation();
+    next.stamp = stamp;
+    tenant.interactions.store(Arc::new(next));
+}
+
+/// What a write without a host stamp returns.
+pub(super) fn done<T>(applied: Applied<T>) -> T {
+    match applied {
+        Applied::Done(out) => out,
+        Applied::Already => unreachable!("a write without a stamp takes the next one"),
+    }
+}
