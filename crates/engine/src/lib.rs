@@ -54,6 +54,7 @@
 struct ReadmeDoctests;
 
 mod cache;
+mod checked;
 mod config;
 pub mod distance;
 mod engine;
@@ -66,6 +67,7 @@ mod query;
 mod topk;
 
 pub use cache::CacheTier;
+pub use checked::{CheckedEntities, CheckedInteractions};
 pub use config::{
     CacheConfig, Clock, EngineConfig, KindWeights, ManualClock, SearchConfig, SystemClock,
 };

@@ -72,7 +72,7 @@ pub(crate) fn rerank<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::prepare;
+    use crate::checked::CheckedEntities;
     use crate::model::{EntityId, Metric, NewEntity, TenantSpec};
 
     #[test]
@@ -87,7 +87,7 @@ mod tests {
             attributes: None,
         };
         index.upsert(
-            prepare(
+            CheckedEntities::new(
                 spec,
                 vec![
                     entity("a", [1.0, 0.0]),

@@ -93,25 +93,30 @@ impl EntitiesBody {
             .into_iter()
             .enumerate()
             .map(|(index, e)| {
-                let at =
-                    |m: String| ApiError::BadRequest(format!("item {index} of the batch: {m}"));
-                let id = EntityId::parse(&e.id).map_err(|err| at(err.to_string()))?;
-                let attributes = match e.attributes {
-                    Some(raw) if raw.get().trim_start().starts_with('{') => {
-                        Some(Arc::from(raw.get()))
-                    }
-                    Some(_) => return Err(at("attributes must be a JSON object".into())),
-                    None => None,
-                };
-                Ok(NewEntity {
-                    id,
-                    vector: e.vector,
-                    category: e.category,
-                    tags: e.tags.unwrap_or_default(),
-                    attributes,
-                })
+                e.into_entity()
+                    .map_err(|m| ApiError::BadRequest(format!("item {index} of the batch: {m}")))
             })
             .collect()
+    }
+}
+
+impl EntityBody {
+    /// The entity, its id parsed and its attributes known to be an object. Its vector and
+    /// labels are the engine's to check, against the tenant (`CheckedEntities`).
+    pub fn into_entity(self) -> Result<NewEntity, String> {
+        let id = EntityId::parse(&self.id).map_err(|e| e.to_string())?;
+        let attributes = match self.attributes {
+            Some(raw) if raw.get().trim_start().starts_with('{') => Some(Arc::from(raw.get())),
+            Some(_) => return Err("attributes must be a JSON object".into()),
+            None => None,
+        };
+        Ok(NewEntity {
+            id,
+            vector: self.vector,
+            category: self.category,
+            tags: self.tags.unwrap_or_default(),
+            attributes,
+        })
     }
 }
 
@@ -182,9 +187,6 @@ impl InteractionsBody {
                     None => now_ms,
                     Some(text) => parse_rfc3339(&text).map_err(at)?,
                 };
-                if i.weight.is_some_and(|w| !w.is_finite()) {
-                    return Err(at("weight must be a finite number".into()));
-                }
                 Ok(Interaction {
                     user: UserId::parse(&i.user).map_err(|e| at(e.to_string()))?,
                     entity: EntityId::parse(&i.entity).map_err(|e| at(e.to_string()))?,

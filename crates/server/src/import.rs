@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use reco_engine::{CheckedEntities, Metric, TenantSpec};
+
 use crate::api::{EntityBody, InteractionBody};
 
 /// What the lines hold.
@@ -50,6 +52,9 @@ pub enum ImportError {
     /// The service could not be reached.
     #[error("cannot reach the service: {0}")]
     Unreachable(String),
+    /// The service described the tenant in a way this command cannot use.
+    #[error("the tenant's settings are unusable: {0}")]
+    Tenant(String),
 }
 
 /// Where and how to import.
@@ -117,16 +122,9 @@ pub async fn run(args: &ImportArgs, bar: &ProgressBar) -> Result<Imported, Impor
             });
     let client = Client::new(&args.url, args.key.as_deref());
     let tenant: Value = client.get(&format!("/v1/tenants/{}", args.tenant)).await?;
-    let dimension = tenant["dimension"].as_u64().unwrap_or_default() as usize;
-    let cosine = tenant["metric"] == "cosine";
-
     let (rows, mut bad) = parse(&text, format, args.kind);
     if args.kind == Kind::Entities {
-        for (line, row) in &rows {
-            if let Some(problem) = check_vector(&row["vector"], dimension, cosine) {
-                bad.push((*line, problem));
-            }
-        }
+        bad.extend(entity_problems(&rows, tenant_spec(&tenant)?));
     }
     if !bad.is_empty() {
         bad.sort_by_key(|(line, _)| *line);
@@ -184,22 +182,37 @@ pub async fn run(args: &ImportArgs, bar: &ProgressBar) -> Result<Imported, Impor
     })
 }
 
-fn check_vector(vector: &Value, dimension: usize, cosine: bool) -> Option<String> {
-    let values = vector.as_array()?;
-    if values.len() != dimension {
-        return Some(format!(
-            "the vector has {} components; the tenant's dimension is {dimension}",
-            values.len()
-        ));
+/// The tenant's settings, from its `GET /v1/tenants/{tenant}` answer.
+fn tenant_spec(tenant: &Value) -> Result<TenantSpec, ImportError> {
+    let dimension = tenant["dimension"].as_u64().unwrap_or_default();
+    let metric = Metric::parse(tenant["metric"].as_str().unwrap_or_default());
+    metric
+        .and_then(|m| TenantSpec::new(usize::try_from(dimension).unwrap_or(usize::MAX), m))
+        .map_err(|e| ImportError::Tenant(e.to_string()))
+}
+
+/// Every entity line the server would refuse, by the engine's own check (the one the server
+/// runs): vectors against the tenant's dimension and metric, labels, and ids seen twice.
+fn entity_problems(rows: &[(usize, Value)], spec: TenantSpec) -> Vec<(usize, String)> {
+    let mut bad = Vec::new();
+    let mut entities = Vec::with_capacity(rows.len());
+    let mut lines = Vec::with_capacity(rows.len());
+    for (line, row) in rows {
+        let entity = serde_json::from_value::<EntityBody>(row.clone())
+            .map_err(|e| e.to_string())
+            .and_then(EntityBody::into_entity);
+        match entity {
+            Ok(entity) => {
+                entities.push(entity);
+                lines.push(*line);
+            }
+            Err(e) => bad.push((*line, e)),
+        }
     }
-    let numbers: Vec<f64> = values.iter().filter_map(Value::as_f64).collect();
-    if numbers.len() != values.len() || numbers.iter().any(|x| !(*x as f32).is_finite()) {
-        return Some("every component must be a finite number".into());
+    for (index, problem) in CheckedEntities::problems(spec, &entities) {
+        bad.push((lines[index], problem.to_string()));
     }
-    if cosine && numbers.iter().all(|x| *x == 0.0) {
-        return Some("the vector is all zeros, which has no direction under cosine".into());
-    }
-    None
+    bad
 }
 
 /// Parses every line into the API's JSON shape, checking its fields: the good rows, and the
@@ -398,13 +411,31 @@ mod tests {
         let numbers: Vec<usize> = bad.iter().map(|(line, _)| *line).collect();
         assert_eq!(numbers, [2, 4, 5]);
         assert_eq!(rows.len(), 1);
-        assert!(
-            check_vector(&json!([1, 2]), 3, false)
-                .unwrap()
-                .contains("dimension")
-        );
-        assert!(check_vector(&json!([0, 0]), 2, true).is_some());
-        assert!(check_vector(&json!([1e39, 0]), 2, false).is_some());
-        assert!(check_vector(&json!([1, 0]), 2, true).is_none());
+    }
+
+    #[test]
+    fn entity_lines_are_checked_as_the_server_checks_them() {
+        let rows = |vectors: &[Value]| -> Vec<(usize, Value)> {
+            vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i + 1, json!({"id": format!("e{i}"), "vector": v})))
+                .collect()
+        };
+        let cosine = TenantSpec::new(2, Metric::Cosine).unwrap();
+        let bad = entity_problems(&rows(&[json!([1, 2, 3])]), cosine);
+        assert!(bad[0].1.contains("dimension"), "{bad:?}");
+        assert_eq!(entity_problems(&rows(&[json!([0, 0])]), cosine).len(), 1);
+        assert_eq!(entity_problems(&rows(&[json!([1e39, 0])]), cosine).len(), 1);
+        assert!(entity_problems(&rows(&[json!([1, 0])]), cosine).is_empty());
+        // An id seen twice is named at its second line, as the server would name the item.
+        let twice = vec![
+            (1, json!({"id": "a", "vector": [1, 0]})),
+            (2, json!({"id": "a", "vector": [0, 1]})),
+        ];
+        let bad = entity_problems(&twice, cosine);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, 2);
+        assert!(bad[0].1.contains("twice"), "{bad:?}");
     }
 }

@@ -8,8 +8,8 @@ use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use rand::RngCore;
 use reco_engine::{
-    Answer, CacheStatus, Created, EntityId, Strategy, TenantName, TenantSpec, TrendingQuery,
-    UserId, Window,
+    Answer, CacheStatus, CheckedInteractions, Created, EntityId, Strategy, TenantName, TenantSpec,
+    TrendingQuery, UserId, Window,
 };
 use reco_storage::DbSearch;
 
@@ -154,8 +154,10 @@ pub async fn put_entities(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = tenant_name(&path)?;
     admit(&state, &req, &tenant, false).await?;
-    let batch = body.into_inner().into_entities()?;
-    state.engine.check_entities(&tenant, &batch)?;
+    // Checked once, here: storage writes the checked batch and the engine applies it as is.
+    let batch = state
+        .engine
+        .check_entities(&tenant, body.into_inner().into_entities()?)?;
     let upserted = batch.len();
     committed(&state, move |state| async move {
         let stamp = state.store.upsert_entities(&tenant, &batch).await?;
@@ -217,7 +219,7 @@ pub async fn post_interactions(
     let tenant = tenant_name(&path)?;
     admit(&state, &req, &tenant, false).await?;
     state.engine.tenant_info(&tenant)?;
-    let batch = body.into_inner().into_interactions(state.engine.now())?;
+    let batch = CheckedInteractions::new(body.into_inner().into_interactions(state.engine.now())?)?;
     let accepted = batch.len();
     committed(&state, move |state| async move {
         let stamp = state

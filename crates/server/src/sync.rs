@@ -10,7 +10,9 @@
 use std::time::{Duration, Instant};
 
 use actix_web::web;
-use reco_engine::{Engine, EngineError, Interaction, NewEntity, StagedTenant, TenantName};
+use reco_engine::{
+    CheckedInteractions, Engine, EngineError, Interaction, NewEntity, StagedTenant, TenantName,
+};
 use reco_storage::{Change, ChangeFeed, LoadSink, PgStore, StorageError, Store, TenantRecord};
 
 use crate::startup::progress_bar;
@@ -300,7 +302,7 @@ async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), Syn
         Change::Entities { tenant, stamp } => {
             if needs(engine, &tenant, stamp) {
                 let rows = pg.entities_in_batch(&tenant, stamp).await?;
-                engine.upsert_at(&tenant, stamp, rows)?;
+                engine.upsert_at(&tenant, stamp, engine.check_entities(&tenant, rows)?)?;
             }
         }
         Change::EntityDeleted { tenant, stamp, id } => {
@@ -311,7 +313,7 @@ async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), Syn
         Change::Interactions { tenant, stamp } => {
             if needs(engine, &tenant, stamp) {
                 let rows = pg.interactions_in_batch(&tenant, stamp).await?;
-                engine.record_at(&tenant, stamp, rows)?;
+                engine.record_at(&tenant, stamp, CheckedInteractions::new(rows)?)?;
             }
         }
         Change::Resync => resync(state).await,

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use futures::stream::BoxStream;
 use pgvector::Vector;
 use reco_engine::{
-    Created, EntityId, Filter, Interaction, Metric, NewEntity, TenantName, TenantSpec,
+    CheckedEntities, CheckedInteractions, Created, EntityId, Filter, Interaction, Metric,
+    NewEntity, TenantName, TenantSpec,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -279,15 +280,21 @@ impl PgStore {
     }
 
     /// Writes a whole batch in one statement, or nothing, and returns its stamp once committed.
-    pub async fn upsert_entities(&self, tenant: &TenantName, batch: &[NewEntity]) -> Result<u64> {
+    pub async fn upsert_entities(
+        &self,
+        tenant: &TenantName,
+        batch: &CheckedEntities,
+    ) -> Result<u64> {
         let spec = self
             .tenant(tenant)
             .await?
             .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
-        rows::check_entities(spec, batch)?;
+        rows::checked_for(tenant, spec, batch)?;
         // Concurrent upserts share a transaction (one WAL flush): each still takes its own
         // version of the tenant, and the tenant's row lock is taken by one writer at a time.
-        self.entities.write(tenant.clone(), batch.to_vec()).await
+        self.entities
+            .write(tenant.clone(), batch.entities().to_vec())
+            .await
     }
 
     /// Deletes an entity and returns the change's stamp; `None` when it did not exist.
@@ -314,9 +321,8 @@ impl PgStore {
     pub async fn record_interactions(
         &self,
         tenant: &TenantName,
-        batch: Vec<Interaction>,
+        batch: CheckedInteractions,
     ) -> Result<u64> {
-        rows::check_interactions(&batch)?;
         if batch.is_empty() {
             let mut conn = self.conn().await?;
             let version: Option<i64> =
@@ -328,7 +334,9 @@ impl PgStore {
                 .map(|v| v as u64)
                 .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()));
         }
-        self.interactions.write(tenant.clone(), batch).await
+        self.interactions
+            .write(tenant.clone(), batch.into_interactions())
+            .await
     }
 
     pub async fn get_entity(

@@ -4,7 +4,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use reco_engine::{
-    EntityId, Interaction, InteractionKind, Metric, NewEntity, TenantName, TenantSpec, UserId,
+    CheckedEntities, EntityId, Interaction, InteractionKind, Metric, NewEntity, TenantName,
+    TenantSpec, UserId,
 };
 
 use crate::error::{Result, StorageError};
@@ -101,41 +102,22 @@ pub(crate) fn interaction(
     })
 }
 
-/// Checks a batch against its tenant before anything is written: the same rules as the
-/// engine's, so that storage never holds what the engine would refuse.
-pub(crate) fn check_entities(spec: TenantSpec, batch: &[NewEntity]) -> Result<()> {
-    let mut seen = std::collections::HashSet::with_capacity(batch.len());
-    for (index, e) in batch.iter().enumerate() {
-        let invalid = |reason: String| StorageError::InvalidRow { index, reason };
-        reco_engine::Embedding::new(e.vector.clone(), spec).map_err(|e| invalid(e.to_string()))?;
-        if !seen.insert(&e.id) {
-            return Err(invalid(format!(
-                "entity `{}` appears twice in the batch",
-                e.id
-            )));
-        }
-        let labels = e.category.iter().chain(&e.tags);
-        if let Some(bad) = labels.into_iter().find(|l| l.is_empty() || l.len() > 256) {
-            return Err(invalid(format!(
-                "a category or tag is 1 to 256 bytes, not {}",
-                bad.len()
-            )));
-        }
+/// Refuses a batch checked against a spec other than the tenant's stored one: the tenant was
+/// deleted and made again with other settings since the batch was checked. The engine's check
+/// is the only one (see `CheckedEntities`); this only makes sure it was the right one.
+pub(crate) fn checked_for(
+    tenant: &TenantName,
+    stored: TenantSpec,
+    batch: &CheckedEntities,
+) -> Result<()> {
+    if batch.spec() == stored {
+        return Ok(());
     }
-    Ok(())
-}
-
-pub(crate) fn check_interactions(batch: &[Interaction]) -> Result<()> {
-    match batch
-        .iter()
-        .position(|i| i.weight.is_some_and(|w| !w.is_finite()))
-    {
-        Some(index) => Err(StorageError::InvalidRow {
-            index,
-            reason: "an interaction's weight must be a finite number".into(),
-        }),
-        None => Ok(()),
-    }
+    Err(StorageError::TenantConflict {
+        name: tenant.clone(),
+        dimension: stored.dimension,
+        metric: stored.metric,
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
-use reco_engine::{Created, EntityId, Interaction, NewEntity, TenantName, TenantSpec};
+use reco_engine::{
+    CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, NewEntity, TenantName,
+    TenantSpec,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool};
 
@@ -142,15 +145,19 @@ impl SqliteStore {
     }
 
     /// Writes a whole batch in one transaction, or nothing, and returns its stamp.
-    pub async fn upsert_entities(&self, tenant: &TenantName, batch: &[NewEntity]) -> Result<u64> {
+    pub async fn upsert_entities(
+        &self,
+        tenant: &TenantName,
+        batch: &CheckedEntities,
+    ) -> Result<u64> {
         let spec = self
             .tenant(tenant)
             .await?
             .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
-        rows::check_entities(spec, batch)?;
+        rows::checked_for(tenant, spec, batch)?;
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let stamp = bump(&mut tx, tenant).await?;
-        for e in batch {
+        for e in batch.entities() {
             sqlx::query(
                 "INSERT INTO entities (tenant, id, embedding, category, tags, attributes) \
                  VALUES ($1, $2, $3, $4, $5, $6) \
@@ -193,9 +200,8 @@ impl SqliteStore {
     pub async fn record_interactions(
         &self,
         tenant: &TenantName,
-        batch: Vec<Interaction>,
+        batch: CheckedInteractions,
     ) -> Result<u64> {
-        rows::check_interactions(&batch)?;
         let version: Option<i64> =
             sqlx::query_scalar("SELECT version FROM tenants WHERE name = $1")
                 .bind(tenant.as_str())
@@ -207,7 +213,9 @@ impl SqliteStore {
         if batch.is_empty() {
             return Ok(version as u64);
         }
-        self.interactions.write(tenant.clone(), batch).await
+        self.interactions
+            .write(tenant.clone(), batch.into_interactions())
+            .await
     }
 
     pub async fn get_entity(

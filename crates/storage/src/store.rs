@@ -3,7 +3,10 @@
 
 use futures::stream::BoxStream;
 use indicatif::ProgressBar;
-use reco_engine::{Created, EntityId, Filter, Interaction, NewEntity, TenantName, TenantSpec};
+use reco_engine::{
+    CheckedEntities, CheckedInteractions, Created, EntityId, Filter, Interaction, NewEntity,
+    TenantName, TenantSpec,
+};
 
 use crate::error::{Result, StorageError};
 use crate::feed::ChangeFeed;
@@ -145,9 +148,14 @@ impl Store {
         each!(self, s => s.tenants().await)
     }
 
-    /// Inserts or replaces a batch: all of it, or nothing when any row is invalid. Returns the
-    /// change's stamp: the tenant's version after it.
-    pub async fn upsert_entities(&self, tenant: &TenantName, batch: &[NewEntity]) -> Result<u64> {
+    /// Inserts or replaces a batch the engine checked (see `Engine::check_entities`): all of
+    /// it, or nothing. A batch checked against other settings than the tenant's is refused as a
+    /// conflict. Returns the change's stamp: the tenant's version after it.
+    pub async fn upsert_entities(
+        &self,
+        tenant: &TenantName,
+        batch: &CheckedEntities,
+    ) -> Result<u64> {
         each!(self, s => s.upsert_entities(tenant, batch).await)
     }
 
@@ -161,7 +169,7 @@ impl Store {
     pub async fn record_interactions(
         &self,
         tenant: &TenantName,
-        batch: Vec<Interaction>,
+        batch: CheckedInteractions,
     ) -> Result<u64> {
         each!(self, s => s.record_interactions(tenant, batch).await)
     }

@@ -29,6 +29,7 @@ pub use tenants::{Created, StagedTenant};
 pub use writes::Applied;
 
 use crate::cache::Caches;
+use crate::checked::{CheckedEntities, CheckedInteractions};
 use crate::config::{Clock, EngineConfig, SystemClock};
 use crate::error::{EngineError, Result};
 use crate::model::{
@@ -111,9 +112,14 @@ impl Engine {
     }
 
     /// Checks a batch as [`Engine::upsert`] would, without writing it: a host that persists
-    /// first can refuse a bad batch before it reaches storage.
-    pub fn check_entities(&self, name: &TenantName, batch: &[NewEntity]) -> Result<()> {
-        crate::index::check(self.tenant(name)?.spec, batch)
+    /// first checks once, writes the checked batch to storage, and applies the same batch with
+    /// [`Engine::upsert_at`], which does not check it again.
+    pub fn check_entities(
+        &self,
+        name: &TenantName,
+        batch: Vec<NewEntity>,
+    ) -> Result<CheckedEntities> {
+        CheckedEntities::new(self.tenant(name)?.spec, batch)
     }
 
     /// The lineage a tenant was made with (see [`Engine::create_tenant_at`]).
@@ -253,7 +259,7 @@ impl Engine {
         &self,
         name: &TenantName,
         stamp: u64,
-        batch: Vec<NewEntity>,
+        batch: CheckedEntities,
     ) -> Result<Applied<usize>> {
         writes::upsert_at(self, name, stamp, batch)
     }
@@ -279,7 +285,7 @@ impl Engine {
         &self,
         name: &TenantName,
         stamp: u64,
-        batch: Vec<Interaction>,
+        batch: CheckedInteractions,
     ) -> Result<Applied<usize>> {
         writes::record_at(self, name, stamp, batch)
     }

@@ -7,8 +7,9 @@ use arc_swap::ArcSwap;
 
 use super::Engine;
 use super::writes;
+use crate::checked::{CheckedEntities, CheckedInteractions};
 use crate::error::{EngineError, Result};
-use crate::index::{EntityIndex, prepare};
+use crate::index::EntityIndex;
 use crate::interactions::InteractionLog;
 use crate::model::{Interaction, NewEntity, TenantInfo, TenantName, TenantSpec};
 
@@ -115,7 +116,7 @@ pub(super) fn restore_entities(
     batch: Vec<NewEntity>,
 ) -> Result<usize> {
     let tenant = &staged.0;
-    let batch = prepare(tenant.spec, batch)?;
+    let batch = CheckedEntities::new(tenant.spec, batch)?;
     let count = batch.len();
     let applied = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
     writes::write_entities(engine, tenant, *applied, |index| index.upsert(batch));
@@ -128,7 +129,7 @@ pub(super) fn restore_interactions(
     batch: Vec<Interaction>,
 ) -> Result<usize> {
     let tenant = &staged.0;
-    let batch = writes::weigh(engine, batch)?;
+    let batch = writes::weigh(engine, CheckedInteractions::new(batch)?);
     let count = batch.len();
     let applied = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
     writes::write_interactions(engine, tenant, *applied, batch);

@@ -5,9 +5,10 @@ use std::sync::{Arc, PoisonError};
 
 use super::Engine;
 use super::tenants::Tenant;
+use crate::checked::{CheckedEntities, CheckedInteractions};
 use crate::config::millis;
 use crate::error::{EngineError, Result};
-use crate::index::{EntityIndex, prepare};
+use crate::index::EntityIndex;
 use crate::interactions::{InteractionLog, Weighted};
 use crate::model::{EntityId, Interaction, NewEntity, TenantName};
 
@@ -21,16 +22,25 @@ pub enum Applied<T> {
 }
 
 pub(super) fn upsert(engine: &Engine, name: &TenantName, batch: Vec<NewEntity>) -> Result<usize> {
-    upsert_stamped(engine, name, None, batch).map(done)
+    let tenant = engine.tenant(name)?;
+    let batch = CheckedEntities::new(tenant.spec, batch)?;
+    upsert_stamped(engine, &tenant, None, batch).map(done)
 }
 
 pub(super) fn upsert_at(
     engine: &Engine,
     name: &TenantName,
     stamp: u64,
-    batch: Vec<NewEntity>,
+    batch: CheckedEntities,
 ) -> Result<Applied<usize>> {
-    upsert_stamped(engine, name, Some(stamp), batch)
+    let tenant = engine.tenant(name)?;
+    // Checked against another spec (the tenant was made again meanwhile): check it again.
+    let batch = if batch.spec() == tenant.spec {
+        batch
+    } else {
+        CheckedEntities::new(tenant.spec, batch.into_entities())?
+    };
+    upsert_stamped(engine, &tenant, Some(stamp), batch)
 }
 
 pub(super) fn delete(engine: &Engine, name: &TenantName, id: &EntityId) -> Result<bool> {
@@ -52,6 +62,7 @@ pub(super) fn delete_at(
 }
 
 pub(super) fn record(engine: &Engine, name: &TenantName, batch: Vec<Interaction>) -> Result<usize> {
+    let batch = CheckedInteractions::new(batch)?;
     record_stamped(engine, name, None, batch).map(done)
 }
 
@@ -59,22 +70,20 @@ pub(super) fn record_at(
     engine: &Engine,
     name: &TenantName,
     stamp: u64,
-    batch: Vec<Interaction>,
+    batch: CheckedInteractions,
 ) -> Result<Applied<usize>> {
     record_stamped(engine, name, Some(stamp), batch)
 }
 
 pub(super) fn upsert_stamped(
     engine: &Engine,
-    name: &TenantName,
+    tenant: &Tenant,
     stamp: Option<u64>,
-    batch: Vec<NewEntity>,
+    batch: CheckedEntities,
 ) -> Result<Applied<usize>> {
-    let tenant = engine.tenant(name)?;
-    let batch = prepare(tenant.spec, batch)?;
     let count = batch.len();
-    ordered(&tenant, stamp, |stamp| {
-        write_entities(engine, &tenant, stamp, |index| index.upsert(batch));
+    ordered(tenant, stamp, |stamp| {
+        write_entities(engine, tenant, stamp, |index| index.upsert(batch));
         count
     })
 }
@@ -137,10 +146,10 @@ pub(super) fn record_stamped(
     engine: &Engine,
     name: &TenantName,
     stamp: Option<u64>,
-    batch: Vec<Interaction>,
+    batch: CheckedInteractions,
 ) -> Result<Applied<usize>> {
     let tenant = engine.tenant(name)?;
-    let batch = weigh(engine, batch)?;
+    let batch = weigh(engine, batch);
     let count = batch.len();
     ordered(&tenant, stamp, |stamp| {
         write_interactions(engine, &tenant, stamp, batch);
@@ -148,26 +157,17 @@ pub(super) fn record_stamped(
     })
 }
 
-/// Checks a batch of interactions and weighs each by its kind and factor.
-pub(super) fn weigh(engine: &Engine, batch: Vec<Interaction>) -> Result<Vec<Weighted>> {
+/// Weighs each interaction of a checked batch by its kind and factor.
+pub(super) fn weigh(engine: &Engine, batch: CheckedInteractions) -> Vec<Weighted> {
     let weights = engine.config.kind_weights;
     batch
+        .into_interactions()
         .into_iter()
-        .enumerate()
-        .map(|(index, i)| {
-            let factor = i.weight.unwrap_or(1.0);
-            if !factor.is_finite() {
-                return Err(EngineError::InvalidArgument(
-                    "an interaction's weight must be a finite number".into(),
-                )
-                .at(index));
-            }
-            Ok(Weighted {
-                user: i.user,
-                entity: i.entity,
-                weight: f64::from(weights.of(i.kind)) * f64::from(factor),
-                at: i.timestamp,
-            })
+        .map(|i| Weighted {
+            user: i.user,
+            entity: i.entity,
+            weight: f64::from(weights.of(i.kind)) * f64::from(i.weight.unwrap_or(1.0)),
+            at: i.timestamp,
         })
         .collect()
 }

@@ -20,7 +20,6 @@ use roaring::RoaringBitmap;
 
 pub(crate) use filters::Candidates;
 pub use filters::Filter;
-pub(crate) use writes::{check, prepare};
 
 use crate::config::SearchConfig;
 use crate::distance::prefetch;
@@ -217,6 +216,7 @@ impl EntityIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checked::CheckedEntities;
     use crate::error::EngineError;
     use crate::model::{Metric, NewEntity};
     use crate::topk::TopK;
@@ -237,7 +237,7 @@ mod tests {
 
     fn index(entities: Vec<NewEntity>) -> EntityIndex {
         let mut index = EntityIndex::new(spec(), 1, SearchConfig::default());
-        index.upsert(prepare(spec(), entities).unwrap());
+        index.upsert(CheckedEntities::new(spec(), entities).unwrap());
         index
     }
 
@@ -254,7 +254,8 @@ mod tests {
             entity("a", [1.0, 0.0], None, &[]),
             entity("b", [f32::NAN, 0.0], None, &[]),
         ];
-        let Err(EngineError::InvalidItem { index, source }) = prepare(spec(), batch) else {
+        let Err(EngineError::InvalidItem { index, source }) = CheckedEntities::new(spec(), batch)
+        else {
             panic!("a NaN was accepted");
         };
         assert_eq!(index, 1);
@@ -264,12 +265,12 @@ mod tests {
             entity("a", [1.0, 0.0], None, &[]),
         ];
         assert!(matches!(
-            prepare(spec(), twice),
+            CheckedEntities::new(spec(), twice),
             Err(EngineError::InvalidItem { index: 1, .. })
         ));
         let long_tag = "t".repeat(300);
         let bad_tag = vec![entity("a", [1.0, 0.0], None, &[&long_tag])];
-        assert!(prepare(spec(), bad_tag).is_err());
+        assert!(CheckedEntities::new(spec(), bad_tag).is_err());
     }
 
     #[test]
@@ -283,7 +284,9 @@ mod tests {
             2,
             "repeated tags are folded"
         );
-        index.upsert(prepare(spec(), vec![entity("a", [2.0, 2.0], Some("y"), &[])]).unwrap());
+        index.upsert(
+            CheckedEntities::new(spec(), vec![entity("a", [2.0, 2.0], Some("y"), &[])]).unwrap(),
+        );
         let a = index.get("a").unwrap();
         assert_eq!(a.vector, [2.0, 2.0]);
         assert_eq!(a.category.as_deref(), Some("y"));
@@ -299,7 +302,9 @@ mod tests {
         assert!(!index.delete("a"));
         assert!(index.get("a").is_none());
         assert_eq!(index.len(), 1);
-        index.upsert(prepare(spec(), vec![entity("c", [3.0, 3.0], None, &[])]).unwrap());
+        index.upsert(
+            CheckedEntities::new(spec(), vec![entity("c", [3.0, 3.0], None, &[])]).unwrap(),
+        );
         assert_eq!(index.slot_of("c"), Some(0), "the freed slot is reused");
     }
 
@@ -342,7 +347,9 @@ mod tests {
     fn writes_to_a_clone_leave_the_original_alone() {
         let original = index(vec![entity("a", [1.0, 0.0], None, &[])]);
         let mut next = original.clone();
-        next.upsert(prepare(spec(), vec![entity("a", [5.0, 5.0], None, &[])]).unwrap());
+        next.upsert(
+            CheckedEntities::new(spec(), vec![entity("a", [5.0, 5.0], None, &[])]).unwrap(),
+        );
         next.delete("a");
         assert_eq!(original.get("a").unwrap().vector, [1.0, 0.0]);
     }

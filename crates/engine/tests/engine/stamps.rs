@@ -2,8 +2,9 @@
 //! engines that applied the same stamps name their answers alike, so a shared cache can hold them.
 
 use reco_engine::{
-    Applied, CacheStatus, EngineError, Interaction, InteractionKind, Metric, NewEntity,
-    SearchOptions, TenantName, TenantSpec, TrendingQuery, UserId, Window,
+    Applied, CacheStatus, CheckedEntities, CheckedInteractions, EngineError, Interaction,
+    InteractionKind, Metric, NewEntity, SearchOptions, TenantName, TenantSpec, TrendingQuery,
+    UserId, Window,
 };
 
 use crate::support::{START, engine, id};
@@ -28,6 +29,15 @@ fn view(user: &str, n: usize) -> Interaction {
     }
 }
 
+/// A batch checked as a host checks it before storage, for the `*_at` writes.
+fn checked(batch: Vec<NewEntity>) -> CheckedEntities {
+    CheckedEntities::new(TenantSpec::new(2, Metric::Dot).unwrap(), batch).unwrap()
+}
+
+fn checked_interactions(batch: Vec<Interaction>) -> CheckedInteractions {
+    CheckedInteractions::new(batch).unwrap()
+}
+
 fn stamped_engine(lineage: u64) -> (reco_engine::Engine, TenantName) {
     let (engine, _, _) = engine(Metric::Dot, 2, true);
     let tenant = TenantName::parse("stamped").unwrap();
@@ -42,16 +52,22 @@ fn stamped_engine(lineage: u64) -> (reco_engine::Engine, TenantName) {
 fn stamps_apply_once_and_in_order() {
     let (engine, t) = stamped_engine(7);
     let first = vec![entity(1, [1.0, 0.0]), entity(2, [0.0, 1.0])];
-    assert_eq!(engine.upsert_at(&t, 1, first).unwrap(), Applied::Done(2));
+    assert_eq!(
+        engine.upsert_at(&t, 1, checked(first)).unwrap(),
+        Applied::Done(2)
+    );
     // The same stamp again changes nothing, even with other rows.
     let again = vec![entity(3, [1.0, 1.0])];
-    assert_eq!(engine.upsert_at(&t, 1, again).unwrap(), Applied::Already);
+    assert_eq!(
+        engine.upsert_at(&t, 1, checked(again)).unwrap(),
+        Applied::Already
+    );
     assert!(matches!(
         engine.get(&t, &id(3)),
         Err(EngineError::EntityNotFound(_))
     ));
     // A gap is refused and changes nothing.
-    let late = engine.upsert_at(&t, 3, vec![entity(4, [1.0, 1.0])]);
+    let late = engine.upsert_at(&t, 3, checked(vec![entity(4, [1.0, 1.0])]));
     assert_eq!(
         late,
         Err(EngineError::OutOfOrder {
@@ -64,7 +80,9 @@ fn stamps_apply_once_and_in_order() {
     assert_eq!(engine.applied(&t).unwrap(), 1);
     // Interactions and deletes take stamps from the same sequence; a delete of an entity that
     // is not there still takes its stamp.
-    let recorded = engine.record_at(&t, 2, vec![view("u", 1)]).unwrap();
+    let recorded = engine
+        .record_at(&t, 2, checked_interactions(vec![view("u", 1)]))
+        .unwrap();
     assert_eq!(recorded, Applied::Done(1));
     assert_eq!(
         engine.delete_at(&t, 3, &id(9)).unwrap(),
@@ -92,10 +110,10 @@ fn engines_with_the_same_stamps_share_keys_and_answers() {
         entity(3, [0.0, 1.0]),
     ];
     for engine in [&a, &b] {
-        engine.upsert_at(&t, 1, rows.clone()).unwrap();
+        engine.upsert_at(&t, 1, checked(rows.clone())).unwrap();
     }
     // `b` hears the change twice, as a server hears its own write through the feed.
-    assert_eq!(b.upsert_at(&t, 1, rows).unwrap(), Applied::Already);
+    assert_eq!(b.upsert_at(&t, 1, checked(rows)).unwrap(), Applied::Already);
     let options = SearchOptions::top(2);
     let similar_a = a.prepare_similar(&t, &id(1), &options).unwrap();
     let similar_b = b.prepare_similar(&t, &id(1), &options).unwrap();
@@ -130,7 +148,8 @@ fn engines_with_the_same_stamps_share_keys_and_answers() {
         a.prepare_user(&t, &user, &options).unwrap().shared_key(),
         a.prepare_trending(&t, &trending).unwrap().shared_key(),
     );
-    a.record_at(&t, 2, vec![view("u", 3)]).unwrap();
+    a.record_at(&t, 2, checked_interactions(vec![view("u", 3)]))
+        .unwrap();
     let after = (
         a.prepare_similar(&t, &id(1), &options)
             .unwrap()
@@ -142,7 +161,8 @@ fn engines_with_the_same_stamps_share_keys_and_answers() {
     assert_ne!(before.1, after.1);
     assert_ne!(before.2, after.2);
     // An entity write changes them all.
-    a.upsert_at(&t, 3, vec![entity(2, [0.0, 1.0])]).unwrap();
+    a.upsert_at(&t, 3, checked(vec![entity(2, [0.0, 1.0])]))
+        .unwrap();
     let changed = a.prepare_similar(&t, &id(1), &options).unwrap();
     assert_ne!(changed.shared_key(), after.0);
     assert_eq!(changed.cached(), None);
@@ -157,7 +177,11 @@ fn another_lineage_is_another_tenant() {
     let (b, _) = stamped_engine(2);
     for engine in [&a, &b] {
         engine
-            .upsert_at(&t, 1, vec![entity(1, [1.0, 0.0]), entity(2, [0.0, 1.0])])
+            .upsert_at(
+                &t,
+                1,
+                checked(vec![entity(1, [1.0, 0.0]), entity(2, [0.0, 1.0])]),
+            )
             .unwrap();
     }
     let options = SearchOptions::top(1);
@@ -180,7 +204,7 @@ fn a_staged_tenant_is_installed_whole_unless_the_live_one_is_newer() {
     let (engine, t) = stamped_engine(5);
     let spec = TenantSpec::new(2, Metric::Dot).unwrap();
     engine
-        .upsert_at(&t, 1, vec![entity(1, [1.0, 0.0])])
+        .upsert_at(&t, 1, checked(vec![entity(1, [1.0, 0.0])]))
         .unwrap();
     // A load of version 2 (entities 1 and 2, one interaction): readers keep the live tenant
     // until it is installed.
@@ -198,7 +222,7 @@ fn a_staged_tenant_is_installed_whole_unless_the_live_one_is_newer() {
     assert_eq!(engine.applied(&t).unwrap(), 2, "restores take no stamp");
     // The live tenant moved past a snapshot taken earlier: that snapshot is not installed.
     engine
-        .upsert_at(&t, 3, vec![entity(3, [1.0, 1.0])])
+        .upsert_at(&t, 3, checked(vec![entity(3, [1.0, 1.0])]))
         .unwrap();
     let stale = engine.stage_tenant(t.clone(), spec, 5, 2).unwrap();
     assert!(!engine.install(stale));
@@ -213,4 +237,22 @@ fn a_staged_tenant_is_installed_whole_unless_the_live_one_is_newer() {
     assert!(engine.install(reborn));
     assert_eq!(engine.lineage(&t).unwrap(), 6);
     assert_eq!(engine.tenant_info(&t).unwrap().entities, 0);
+}
+
+/// A host checks a batch, then the tenant is deleted and made again with other settings before
+/// the batch is applied: the engine checks it again against the tenant it now has.
+#[test]
+fn a_batch_checked_against_other_settings_is_checked_again() {
+    let (engine, t) = stamped_engine(7);
+    let batch = checked(vec![entity(1, [1.0, 0.0])]);
+    engine.drop_tenant(&t).unwrap();
+    let wider = TenantSpec::new(3, Metric::Dot).unwrap();
+    engine.create_tenant_at(t.clone(), wider, 8, 0).unwrap();
+    let err = engine.upsert_at(&t, 1, batch).unwrap_err();
+    assert!(
+        matches!(err, EngineError::InvalidItem { index: 0, .. }),
+        "{err:?}"
+    );
+    assert_eq!(engine.tenant_info(&t).unwrap().entities, 0);
+    assert_eq!(engine.applied(&t).unwrap(), 0);
 }

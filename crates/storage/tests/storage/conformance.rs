@@ -3,11 +3,12 @@
 use std::collections::BTreeSet;
 
 use futures::TryStreamExt;
-use reco_engine::{Created, Metric};
+use reco_engine::{CheckedEntities, Created, Metric};
 use reco_storage::{StorageError, Store};
 
 use crate::helpers::{
-    Backend, Fixture, entity, id, interaction, random_entities, same_json, spec, tenant,
+    Backend, Fixture, entity, id, interaction, random_entities, record, same_json, spec, tenant,
+    upsert,
 };
 
 macro_rules! suite {
@@ -25,6 +26,7 @@ suite!(
     tenants_are_made_once_and_conflicts_refused,
     entities_round_trip_exactly,
     a_bad_row_rejects_the_whole_batch,
+    a_batch_checked_against_other_settings_is_refused,
     deleting_a_tenant_removes_all_its_data,
     concurrent_interactions_are_all_committed,
     a_restart_keeps_all_data,
@@ -105,7 +107,7 @@ async fn entities_round_trip_exactly(backend: Backend) {
     batch[1].category = None;
     batch[1].tags = Vec::new();
     batch[1].attributes = None;
-    store.upsert_entities(&t, &batch).await.unwrap();
+    upsert(&store, &t, &batch).await.unwrap();
     for e in &batch {
         let got = store.get_entity(&t, &e.id).await.unwrap().expect("stored");
         assert_eq!(got.vector, e.vector, "vectors are stored bit for bit");
@@ -119,8 +121,7 @@ async fn entities_round_trip_exactly(backend: Backend) {
     let mut changed = batch[0].clone();
     changed.vector = vec![9.0, 9.0, 9.0];
     changed.tags = vec!["new".into()];
-    store
-        .upsert_entities(&t, std::slice::from_ref(&changed))
+    upsert(&store, &t, std::slice::from_ref(&changed))
         .await
         .unwrap();
     let got = store.get_entity(&t, &changed.id).await.unwrap().unwrap();
@@ -145,8 +146,7 @@ async fn a_bad_row_rejects_the_whole_batch(backend: Backend) {
         .create_tenant(&t, spec(2, Metric::Cosine))
         .await
         .unwrap();
-    store
-        .upsert_entities(&t, &[entity(0, vec![1.0, 0.0])])
+    upsert(&store, &t, &[entity(0, vec![1.0, 0.0])])
         .await
         .unwrap();
     let bad_rows = [
@@ -161,7 +161,7 @@ async fn a_bad_row_rejects_the_whole_batch(backend: Backend) {
             entity(1, vec![1.0, 1.0]),
             entity(2, bad.clone()),
         ];
-        let err = store.upsert_entities(&t, &batch).await.unwrap_err();
+        let err = upsert(&store, &t, &batch).await.unwrap_err();
         assert!(
             matches!(err, StorageError::InvalidRow { index: 2, .. }),
             "{bad:?}: {err:?}"
@@ -179,24 +179,21 @@ async fn a_bad_row_rejects_the_whole_batch(backend: Backend) {
     }
     let twice = vec![entity(5, vec![1.0, 0.0]), entity(5, vec![0.0, 1.0])];
     assert!(matches!(
-        store.upsert_entities(&t, &twice).await,
+        upsert(&store, &t, &twice).await,
         Err(StorageError::InvalidRow { index: 1, .. })
     ));
     let ghost = tenant("ghost");
-    let err = store
-        .upsert_entities(&ghost, &[entity(0, vec![1.0, 0.0])])
+    let err = upsert(&store, &ghost, &[entity(0, vec![1.0, 0.0])])
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::TenantNotFound(_)), "{err:?}");
-    let err = store
-        .record_interactions(&ghost, vec![interaction(1, 1, 0)])
+    let err = record(&store, &ghost, vec![interaction(1, 1, 0)])
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::TenantNotFound(_)), "{err:?}");
     let mut nan_weight = interaction(1, 1, 0);
     nan_weight.weight = Some(f32::NAN);
-    let err = store
-        .record_interactions(&t, vec![interaction(1, 1, 0), nan_weight])
+    let err = record(&store, &t, vec![interaction(1, 1, 0), nan_weight])
         .await
         .unwrap_err();
     assert!(
@@ -204,6 +201,31 @@ async fn a_bad_row_rejects_the_whole_batch(backend: Backend) {
         "{err:?}"
     );
     assert_eq!(store.counts(&t).await.unwrap(), (1, 0));
+}
+
+/// The engine checks a batch once; storage only makes sure it was checked against the tenant's
+/// settings as stored, which differ when the tenant was made again in between.
+async fn a_batch_checked_against_other_settings_is_refused(backend: Backend) {
+    let (_, store) = Fixture::new(backend).await;
+    let t = tenant("shop");
+    store
+        .create_tenant(&t, spec(2, Metric::Cosine))
+        .await
+        .unwrap();
+    let checked = CheckedEntities::new(
+        spec(3, Metric::Cosine),
+        vec![entity(0, vec![1.0, 0.0, 0.0])],
+    )
+    .unwrap();
+    let err = store.upsert_entities(&t, &checked).await.unwrap_err();
+    assert!(
+        matches!(err, StorageError::TenantConflict { dimension: 2, .. }),
+        "{err:?}"
+    );
+    assert_eq!(store.counts(&t).await.unwrap(), (0, 0));
+    let right =
+        CheckedEntities::new(spec(2, Metric::Cosine), vec![entity(0, vec![1.0, 0.0])]).unwrap();
+    assert_eq!(store.upsert_entities(&t, &right).await.unwrap(), 1);
 }
 
 async fn deleting_a_tenant_removes_all_its_data(backend: Backend) {
@@ -214,12 +236,10 @@ async fn deleting_a_tenant_removes_all_its_data(backend: Backend) {
             .create_tenant(name, spec(2, Metric::Dot))
             .await
             .unwrap();
-        store
-            .upsert_entities(name, &[entity(0, vec![1.0, 0.0])])
+        upsert(&store, name, &[entity(0, vec![1.0, 0.0])])
             .await
             .unwrap();
-        store
-            .record_interactions(name, vec![interaction(1, 0, 5)])
+        record(&store, name, vec![interaction(1, 0, 5)])
             .await
             .unwrap();
         store
@@ -256,7 +276,7 @@ async fn concurrent_interactions_are_all_committed(backend: Backend) {
             let batch = (0..25)
                 .map(|i| interaction(w, i, (w * 100 + i) as i64))
                 .collect();
-            store.record_interactions(&target, batch).await
+            record(&store, &target, batch).await
         })
     });
     let results = futures::future::join_all(writers).await;
@@ -316,12 +336,9 @@ async fn a_restart_keeps_all_data(backend: Backend) {
         .await
         .unwrap();
     let batch = random_entities(300, 8);
-    store.upsert_entities(&t, &batch).await.unwrap();
+    upsert(&store, &t, &batch).await.unwrap();
     let interactions: Vec<_> = (0..50).map(|i| interaction(i % 7, i, i as i64)).collect();
-    store
-        .record_interactions(&t, interactions.clone())
-        .await
-        .unwrap();
+    record(&store, &t, interactions.clone()).await.unwrap();
     store.add_api_key(&t, [7; 32]).await.unwrap();
     drop(store);
     let store = fixture.open().await;
@@ -354,8 +371,8 @@ async fn streams_page_through_large_tenants(backend: Backend) {
     store.create_tenant(&t, spec(4, Metric::Dot)).await.unwrap();
     // More than two pages, written as one batch of 10,000 and one of 2,000.
     let all = random_entities(12_000, 4);
-    store.upsert_entities(&t, &all[..10_000]).await.unwrap();
-    store.upsert_entities(&t, &all[10_000..]).await.unwrap();
+    upsert(&store, &t, &all[..10_000]).await.unwrap();
+    upsert(&store, &t, &all[10_000..]).await.unwrap();
     let streamed: Vec<_> = store.stream_entities(&t).try_collect().await.unwrap();
     let ids: BTreeSet<_> = streamed.iter().map(|e| e.id.clone()).collect();
     assert_eq!((streamed.len(), ids.len()), (12_000, 12_000));
@@ -381,16 +398,13 @@ async fn loading_reports_progress(backend: Backend) {
         .create_tenant(&t, spec(4, Metric::Cosine))
         .await
         .unwrap();
-    store
-        .upsert_entities(&t, &random_entities(250, 4))
-        .await
-        .unwrap();
+    upsert(&store, &t, &random_entities(250, 4)).await.unwrap();
     let old = (0..10).map(|i| interaction(1, i, 10)).collect();
     let new: Vec<_> = (0..30)
         .map(|i| interaction(2, i, 1_000 + i as i64))
         .collect();
-    store.record_interactions(&t, old).await.unwrap();
-    store.record_interactions(&t, new.clone()).await.unwrap();
+    record(&store, &t, old).await.unwrap();
+    record(&store, &t, new.clone()).await.unwrap();
     let progress = indicatif::ProgressBar::hidden();
     let (mut entities, mut interactions) = (Vec::new(), Vec::new());
     let loaded = load(&store, &t, &progress, &mut entities, &mut interactions).await;

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use rand::Rng;
 use reco_engine::{
-    EntityId, Interaction, InteractionKind, Metric, NewEntity, TenantName, TenantSpec, UserId,
+    CheckedEntities, CheckedInteractions, EngineError, EntityId, Interaction, InteractionKind,
+    Metric, NewEntity, TenantName, TenantSpec, UserId,
 };
-use reco_storage::{PostgresSettings, SqliteSettings, Store};
+use reco_storage::{PostgresSettings, SqliteSettings, StorageError, Store};
 use sqlx::Connection;
 
 #[derive(Debug, Clone, Copy)]
@@ -147,4 +148,40 @@ pub fn interaction(user: usize, entity: usize, at: i64) -> Interaction {
 pub fn same_json(a: Option<&str>, b: Option<&str>) -> bool {
     let parse = |s: Option<&str>| s.map(|s| serde_json::from_str::<serde_json::Value>(s).unwrap());
     parse(a) == parse(b)
+}
+
+/// The engine's refusal of a batch, as the item it names.
+fn refused(error: EngineError) -> StorageError {
+    let EngineError::InvalidItem { index, source } = error else {
+        panic!("a batch check fails on an item, not with {error:?}");
+    };
+    StorageError::InvalidRow {
+        index,
+        reason: source.to_string(),
+    }
+}
+
+/// Writes a batch as the server does: checked once by the engine against the tenant's stored
+/// settings, then written. A refused batch reaches storage as nothing at all.
+pub async fn upsert(
+    store: &Store,
+    tenant: &TenantName,
+    batch: &[NewEntity],
+) -> reco_storage::Result<u64> {
+    let spec = store
+        .tenant(tenant)
+        .await?
+        .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
+    let checked = CheckedEntities::new(spec, batch.to_vec()).map_err(refused)?;
+    store.upsert_entities(tenant, &checked).await
+}
+
+/// Records a batch as the server does: checked once by the engine, then written.
+pub async fn record(
+    store: &Store,
+    tenant: &TenantName,
+    batch: Vec<Interaction>,
+) -> reco_storage::Result<u64> {
+    let checked = CheckedInteractions::new(batch).map_err(refused)?;
+    store.record_interactions(tenant, checked).await
 }

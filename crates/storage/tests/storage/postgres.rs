@@ -7,7 +7,9 @@ use reco_engine::{Engine, EngineConfig, EntityId, Filter, Metric, SearchOptions,
 use reco_storage::{Change, DbSearch, PostgresSettings, Store};
 use sqlx::Row;
 
-use crate::helpers::{Backend, Fixture, interaction, random_entities, spec, tenant};
+use crate::helpers::{
+    Backend, Fixture, interaction, random_entities, record, spec, tenant, upsert,
+};
 
 #[tokio::test]
 async fn every_connection_gets_the_session_settings() {
@@ -59,7 +61,7 @@ async fn pgvector_exact_order_matches_the_engine() {
             .await
             .unwrap();
         let batch = random_entities(400, dimension);
-        store.upsert_entities(&t, &batch).await.unwrap();
+        upsert(&store, &t, &batch).await.unwrap();
         let engine = Engine::new(EngineConfig::default()).unwrap();
         engine
             .create_tenant(t.clone(), spec(dimension, metric))
@@ -183,8 +185,7 @@ async fn the_database_mode_uses_the_hnsw_index_unless_exact() {
         .create_tenant(&t, spec(8, Metric::Cosine))
         .await
         .unwrap();
-    store
-        .upsert_entities(&t, &random_entities(2_000, 8))
+    upsert(&store, &t, &random_entities(2_000, 8))
         .await
         .unwrap();
     let mut conn = sqlx::PgConnection::connect(fixture.url()).await.unwrap();
@@ -251,11 +252,14 @@ async fn the_change_feed_reaches_another_server_within_a_second() {
         .await
         .unwrap();
     let batch = random_entities(30, 4);
-    assert_eq!(writer.upsert_entities(&t, &batch).await.unwrap(), 1);
-    let recorded = writer
-        .record_interactions(&t, vec![interaction(1, 2, 3), interaction(4, 5, 6)])
-        .await
-        .unwrap();
+    assert_eq!(upsert(&writer, &t, &batch).await.unwrap(), 1);
+    let recorded = record(
+        &writer,
+        &t,
+        vec![interaction(1, 2, 3), interaction(4, 5, 6)],
+    )
+    .await
+    .unwrap();
     assert_eq!(recorded, 2);
     let deleted = writer.delete_entity(&t, &batch[0].id).await.unwrap();
     assert_eq!(deleted, Some(3));
@@ -312,9 +316,9 @@ async fn a_notified_batch_can_be_fetched() {
         .await
         .unwrap();
     let batch = random_entities(12, 4);
-    writer.upsert_entities(&t, &batch).await.unwrap();
+    upsert(&writer, &t, &batch).await.unwrap();
     let sent = vec![interaction(1, 2, 3), interaction(4, 5, 6)];
-    writer.record_interactions(&t, sent.clone()).await.unwrap();
+    record(&writer, &t, sent.clone()).await.unwrap();
     let _created = feed.next().await.unwrap();
     let Change::Entities { stamp: b, .. } = feed.next().await.unwrap() else {
         panic!()
@@ -391,7 +395,7 @@ async fn a_load_during_writes_is_exactly_the_state_of_its_version() {
             for n in 0..300 {
                 let mut one = random_entities(1, 4);
                 one[0].id = EntityId::parse(&format!("w{n:04}")).unwrap();
-                writer.upsert_entities(&t, &one).await.unwrap();
+                upsert(&writer, &t, &one).await.unwrap();
             }
         }
     });
@@ -429,7 +433,7 @@ async fn concurrent_upserts_each_get_their_own_stamp_and_a_bad_one_fails_alone()
             for (i, e) in batch.iter_mut().enumerate() {
                 e.id = EntityId::parse(&format!("w{w}-{i}")).unwrap();
             }
-            store.upsert_entities(&target, &batch).await
+            upsert(&store, &target, &batch).await
         })
     });
     let mut stamps = Vec::new();
@@ -485,8 +489,7 @@ async fn the_vector_index_is_kept_only_when_asked_for() {
         .create_tenant(&tenant("shop"), spec(4, Metric::Dot))
         .await
         .unwrap();
-    memory
-        .upsert_entities(&tenant("shop"), &random_entities(20, 4))
+    upsert(&memory, &tenant("shop"), &random_entities(20, 4))
         .await
         .unwrap();
     memory.migrate().await.unwrap();
