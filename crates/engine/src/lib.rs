@@ -71,7 +71,7 @@ pub use checked::{CheckedEntities, CheckedInteractions};
 pub use config::{
     CacheConfig, Clock, EngineConfig, KindWeights, ManualClock, SearchConfig, SystemClock,
 };
-pub use engine::{Applied, Created, Engine, Prepared, StagedTenant};
+pub use engine::{Applied, Created, Engine, Installed, Prepared, StagedTenant};
 pub use error::{EngineError, Result};
 pub use index::Filter;
 pub use model::{

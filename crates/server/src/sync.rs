@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use reco_engine::{
-    CheckedInteractions, Engine, EngineError, Interaction, NewEntity, StagedTenant, TenantName,
+    CheckedInteractions, Engine, EngineError, Installed, Interaction, NewEntity, StagedTenant,
+    TenantName,
 };
 use reco_storage::{Change, ChangeFeed, LoadSink, PgStore, StorageError, Store, TenantRecord};
 
@@ -149,7 +150,8 @@ impl LoadSink for Restore<'_> {
 
 /// Loads one tenant from one consistent snapshot of storage and swaps it in whole; `None` (and
 /// the tenant dropped from the engine) when storage no longer has it. When the engine has
-/// applied changes past the snapshot meanwhile, the snapshot is stale and it loads again.
+/// applied the snapshot's changes already (the feed got there first), it holds everything the
+/// snapshot holds, and the live tenant stays: there is nothing to load again.
 async fn load_tenant(
     state: &AppState,
     tenant: &TenantName,
@@ -157,29 +159,27 @@ async fn load_tenant(
 ) -> Result<Option<reco_storage::Loaded>, SyncError> {
     let since =
         state.engine.now() - i64::try_from(state.settings.history.as_millis()).unwrap_or(i64::MAX);
-    loop {
-        let mut sink = Restore {
-            engine: &state.engine,
-            tenant,
-            staged: None,
-        };
-        let loaded = state
-            .store
-            .load_tenant(tenant, since, 5_000, bar, &mut sink)
-            .await?;
-        let installed = match sink.staged {
-            Some(staged) => state.engine.install(staged),
-            None => {
-                let _ = state.engine.drop_tenant(tenant);
-                true
+    let mut sink = Restore {
+        engine: &state.engine,
+        tenant,
+        staged: None,
+    };
+    let loaded = state
+        .store
+        .load_tenant(tenant, since, 5_000, bar, &mut sink)
+        .await?;
+    match sink.staged {
+        Some(staged) => {
+            if state.engine.install(staged) == Installed::Kept {
+                tracing::debug!(%tenant, "the engine holds the snapshot's changes already");
             }
-        };
-        if installed {
-            state.applied.notify_waiters();
-            return Ok(loaded);
         }
-        tracing::debug!(%tenant, "the engine moved past the snapshot; loading again");
+        None => {
+            let _ = state.engine.drop_tenant(tenant);
+        }
     }
+    state.applied.notify_waiters();
+    Ok(loaded)
 }
 
 /// Reloads one tenant, for a change that could not be applied in order. Readers see the tenant

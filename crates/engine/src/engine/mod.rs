@@ -25,7 +25,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 pub use prepared::Prepared;
 use tenants::Tenant;
-pub use tenants::{Created, StagedTenant};
+pub use tenants::{Created, Installed, StagedTenant};
 pub use writes::Applied;
 
 use crate::cache::Caches;
@@ -230,13 +230,12 @@ impl Engine {
         tenants::restore_interactions(self, staged, batch)
     }
 
-    /// Swaps a staged tenant in, in place of any tenant of that name, unless the current one is
-    /// the same incarnation and has applied changes past the staged stamp: then the staged one
-    /// is older than what is served, nothing changes, and the answer is false (load again).
-    /// When the current one is the same incarnation at the same stamp it holds the same data,
-    /// so it stays (with its snapshots' generations, and so its cached answers) and the answer
-    /// is true: a reload that raced the writes it would have fetched changes nothing.
-    pub fn install(&self, staged: StagedTenant) -> bool {
+    /// Swaps a staged tenant in, in place of any tenant of that name, unless the live one is
+    /// the same incarnation and has applied every change the staged one holds (it is at or past
+    /// the staged stamp): then the live one stays, with its cached answers, and holds all the
+    /// staged one would. Writes waiting for the replaced tenant land on the new one. It waits
+    /// for the live tenant's writer, never holding up readers or writers of other tenants.
+    pub fn install(&self, staged: StagedTenant) -> Installed {
         tenants::install(self, staged)
     }
 

@@ -1,6 +1,7 @@
 //! The tenant registry: making, finding and dropping tenants, and staging a tenant off to the
 //! side while it loads, then installing it whole.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -26,6 +27,17 @@ pub enum Created {
 #[derive(Debug)]
 pub struct StagedTenant(pub(super) Tenant);
 
+/// What [`Engine::install`] did with a staged tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// It is served now, in place of any tenant of that name.
+    Replaced,
+    /// The live tenant is the same incarnation and has applied every change the staged one
+    /// holds, and maybe more: it stays, with its snapshots' generations and so its cached
+    /// answers, and nothing needs loading again.
+    Kept,
+}
+
 /// One tenant: its settings and the current snapshots. Readers load a snapshot and never wait;
 /// a writer copies the current one, changes the copy and swaps it in, one writer at a time.
 #[derive(Debug)]
@@ -38,6 +50,8 @@ pub(super) struct Tenant {
     pub(super) interactions: ArcSwap<InteractionLog>,
     /// Held by the one writer; holds the stamp of the last change applied.
     pub(super) writer: Mutex<u64>,
+    /// Set, under the writer lock, when [`Engine::install`] replaces this tenant.
+    pub(super) retired: AtomicBool,
 }
 
 pub(super) fn create(
@@ -136,24 +150,47 @@ pub(super) fn restore_interactions(
     Ok(count)
 }
 
-pub(super) fn install(engine: &Engine, staged: StagedTenant) -> bool {
-    let staged = staged.0;
-    let mut tenants = engine
-        .tenants
-        .write()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(current) = tenants.get(&staged.name) {
-        let applied = *current
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let staged_stamp = *staged.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.lineage == staged.lineage && applied >= staged_stamp {
-            return applied == staged_stamp;
+pub(super) fn install(engine: &Engine, staged: StagedTenant) -> Installed {
+    let staged = Arc::new(staged.0);
+    let staged_stamp = *staged.writer.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let current = engine
+            .tenants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&staged.name)
+            .cloned();
+        // The live tenant's writer lock is taken before the registry's, and the registry's is
+        // held only to swap: a long write to this tenant never stalls readers of the others.
+        let applied = current
+            .as_ref()
+            .map(|c| c.writer.lock().unwrap_or_else(PoisonError::into_inner));
+        if let (Some(current), Some(applied)) = (&current, &applied)
+            && current.lineage == staged.lineage
+            && **applied >= staged_stamp
+        {
+            return Installed::Kept;
         }
+        let mut tenants = engine
+            .tenants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let unchanged = match (&current, tenants.get(&staged.name)) {
+            (Some(current), Some(now)) => Arc::ptr_eq(current, now),
+            (None, None) => true,
+            (Some(_), None) | (None, Some(_)) => false,
+        };
+        if !unchanged {
+            // Made, dropped or replaced meanwhile: decide again against what is there now.
+            continue;
+        }
+        if let Some(current) = &current {
+            // Writers waiting for its lock look the tenant up again when they get it.
+            current.retired.store(true, Ordering::Release);
+        }
+        tenants.insert(staged.name.clone(), staged);
+        return Installed::Replaced;
     }
-    tenants.insert(staged.name.clone(), Arc::new(staged));
-    true
 }
 
 pub(super) fn new_tenant(
@@ -174,5 +211,6 @@ pub(super) fn new_tenant(
         entities: ArcSwap::from_pointee(entities),
         interactions: ArcSwap::from_pointee(interactions),
         writer: Mutex::new(stamp),
+        retired: AtomicBool::new(false),
     }
 }

@@ -1,6 +1,7 @@
 //! Writes: entity upserts and deletes, and interactions, each applied as a tenant's next
 //! stamped change under its writer lock, to a copy of the snapshot that is then swapped in.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use super::Engine;
@@ -22,9 +23,8 @@ pub enum Applied<T> {
 }
 
 pub(super) fn upsert(engine: &Engine, name: &TenantName, batch: Vec<NewEntity>) -> Result<usize> {
-    let tenant = engine.tenant(name)?;
-    let batch = CheckedEntities::new(tenant.spec, batch)?;
-    upsert_stamped(engine, &tenant, None, batch).map(done)
+    let batch = CheckedEntities::new(engine.tenant(name)?.spec, batch)?;
+    upsert_stamped(engine, name, None, batch).map(done)
 }
 
 pub(super) fn upsert_at(
@@ -33,22 +33,20 @@ pub(super) fn upsert_at(
     stamp: u64,
     batch: CheckedEntities,
 ) -> Result<Applied<usize>> {
-    let tenant = engine.tenant(name)?;
-    // Checked against another spec (the tenant was made again meanwhile): check it again.
-    let batch = if batch.spec() == tenant.spec {
-        batch
-    } else {
-        CheckedEntities::new(tenant.spec, batch.into_entities())?
-    };
-    upsert_stamped(engine, &tenant, Some(stamp), batch)
+    upsert_stamped(engine, name, Some(stamp), batch)
 }
 
 pub(super) fn delete(engine: &Engine, name: &TenantName, id: &EntityId) -> Result<bool> {
-    let tenant = engine.tenant(name)?;
-    if tenant.entities.load().slot_of(id.as_str()).is_none() {
+    if engine
+        .tenant(name)?
+        .entities
+        .load()
+        .slot_of(id.as_str())
+        .is_none()
+    {
         return Ok(false);
     }
-    delete_stamped(engine, &tenant, None, id).map(done)
+    delete_stamped(engine, name, None, id).map(done)
 }
 
 pub(super) fn delete_at(
@@ -57,8 +55,7 @@ pub(super) fn delete_at(
     stamp: u64,
     id: &EntityId,
 ) -> Result<Applied<bool>> {
-    let tenant = engine.tenant(name)?;
-    delete_stamped(engine, &tenant, Some(stamp), id)
+    delete_stamped(engine, name, Some(stamp), id)
 }
 
 pub(super) fn record(engine: &Engine, name: &TenantName, batch: Vec<Interaction>) -> Result<usize> {
@@ -75,55 +72,84 @@ pub(super) fn record_at(
     record_stamped(engine, name, Some(stamp), batch)
 }
 
-pub(super) fn upsert_stamped(
+fn upsert_stamped(
     engine: &Engine,
-    tenant: &Tenant,
+    name: &TenantName,
     stamp: Option<u64>,
     batch: CheckedEntities,
 ) -> Result<Applied<usize>> {
-    let count = batch.len();
-    ordered(tenant, stamp, |stamp| {
+    ordered(engine, name, stamp, |tenant, stamp| {
+        // Checked against another spec (the tenant was made again since): check it again.
+        let batch = if batch.spec() == tenant.spec {
+            batch
+        } else {
+            CheckedEntities::new(tenant.spec, batch.into_entities())?
+        };
+        let count = batch.len();
         write_entities(engine, tenant, stamp, |index| index.upsert(batch));
-        count
+        Ok(count)
     })
 }
 
-pub(super) fn delete_stamped(
+fn delete_stamped(
     engine: &Engine,
-    tenant: &Tenant,
+    name: &TenantName,
     stamp: Option<u64>,
     id: &EntityId,
 ) -> Result<Applied<bool>> {
-    ordered(tenant, stamp, |stamp| {
-        tenant.entities.load().slot_of(id.as_str()).is_some()
-            && write_entities(engine, tenant, stamp, |index| index.delete(id.as_str()))
+    ordered(engine, name, stamp, |tenant, stamp| {
+        Ok(tenant.entities.load().slot_of(id.as_str()).is_some()
+            && write_entities(engine, tenant, stamp, |index| index.delete(id.as_str())))
     })
 }
 
-/// Runs `write` as the tenant's next change, holding the writer lock: `stamp` is the
-/// host's, or the next one when the host has none.
-pub(super) fn ordered<T>(
-    tenant: &Tenant,
+fn record_stamped(
+    engine: &Engine,
+    name: &TenantName,
     stamp: Option<u64>,
-    write: impl FnOnce(u64) -> T,
+    batch: CheckedInteractions,
+) -> Result<Applied<usize>> {
+    let batch = weigh(engine, batch);
+    let count = batch.len();
+    ordered(engine, name, stamp, |tenant, stamp| {
+        write_interactions(engine, tenant, stamp, batch);
+        Ok(count)
+    })
+}
+
+/// Runs `write` as the tenant's next change, holding its writer lock: `stamp` is the host's,
+/// or the next one when the host has none. A tenant that [`Engine::install`] replaced while
+/// this waited for its lock is looked up again, so the change lands on the tenant that is
+/// served, never on one nobody reads any more. A write that fails takes no stamp.
+fn ordered<T>(
+    engine: &Engine,
+    name: &TenantName,
+    stamp: Option<u64>,
+    write: impl FnOnce(&Tenant, u64) -> Result<T>,
 ) -> Result<Applied<T>> {
-    let mut applied = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
-    let expected = *applied + 1;
-    let stamp = match stamp {
-        None => expected,
-        Some(s) if s < expected => return Ok(Applied::Already),
-        Some(s) if s == expected => s,
-        Some(stamp) => {
-            return Err(EngineError::OutOfOrder {
-                tenant: tenant.name.clone(),
-                stamp,
-                expected,
-            });
+    loop {
+        let tenant = engine.tenant(name)?;
+        let mut applied = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if tenant.retired.load(Ordering::Acquire) {
+            continue;
         }
-    };
-    let out = write(stamp);
-    *applied = stamp;
-    Ok(Applied::Done(out))
+        let expected = *applied + 1;
+        let stamp = match stamp {
+            None => expected,
+            Some(s) if s < expected => return Ok(Applied::Already),
+            Some(s) if s == expected => s,
+            Some(stamp) => {
+                return Err(EngineError::OutOfOrder {
+                    tenant: tenant.name.clone(),
+                    stamp,
+                    expected,
+                });
+            }
+        };
+        let out = write(&tenant, stamp)?;
+        *applied = stamp;
+        return Ok(Applied::Done(out));
+    }
 }
 
 /// Swaps in a copy of the entity snapshot changed by `change`. The caller holds the writer
@@ -140,21 +166,6 @@ pub(super) fn write_entities<T>(
     next.stamp = stamp;
     tenant.entities.store(Arc::new(next));
     out
-}
-
-pub(super) fn record_stamped(
-    engine: &Engine,
-    name: &TenantName,
-    stamp: Option<u64>,
-    batch: CheckedInteractions,
-) -> Result<Applied<usize>> {
-    let tenant = engine.tenant(name)?;
-    let batch = weigh(engine, batch);
-    let count = batch.len();
-    ordered(&tenant, stamp, |stamp| {
-        write_interactions(engine, &tenant, stamp, batch);
-        count
-    })
 }
 
 /// Weighs each interaction of a checked batch by its kind and factor.

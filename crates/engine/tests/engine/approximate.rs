@@ -228,7 +228,7 @@ fn a_graph_grown_batch_by_batch_finds_what_exact_search_finds() {
     for part in clustered(20_000, 5).chunks(5_000) {
         engine.restore_entities(&staged, part.to_vec()).unwrap();
     }
-    assert!(engine.install(staged));
+    assert_eq!(engine.install(staged), reco_engine::Installed::Replaced);
     assert!(engine.has_graph(&t).unwrap());
     let r = recall(&engine, &t, &SearchOptions::top(10));
     assert!(r >= 0.99, "recall@10 {r}");

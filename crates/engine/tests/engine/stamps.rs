@@ -2,9 +2,9 @@
 //! engines that applied the same stamps name their answers alike, so a shared cache can hold them.
 
 use reco_engine::{
-    Applied, CacheStatus, CheckedEntities, CheckedInteractions, EngineError, Interaction,
-    InteractionKind, Metric, NewEntity, SearchOptions, TenantName, TenantSpec, TrendingQuery,
-    UserId, Window,
+    Applied, CacheStatus, CheckedEntities, CheckedInteractions, EngineError, Installed,
+    Interaction, InteractionKind, Metric, NewEntity, SearchOptions, TenantName, TenantSpec,
+    TrendingQuery, UserId, Window,
 };
 
 use crate::support::{START, engine, id};
@@ -216,25 +216,26 @@ fn a_staged_tenant_is_installed_whole_unless_the_live_one_is_newer() {
         .restore_interactions(&staged, vec![view("u", 2)])
         .unwrap();
     assert_eq!(engine.tenant_info(&t).unwrap().entities, 1);
-    assert!(engine.install(staged));
+    assert_eq!(engine.install(staged), Installed::Replaced);
     let info = engine.tenant_info(&t).unwrap();
     assert_eq!((info.entities, info.interactions), (2, 1));
     assert_eq!(engine.applied(&t).unwrap(), 2, "restores take no stamp");
-    // The live tenant moved past a snapshot taken earlier: that snapshot is not installed.
+    // The live tenant moved past a snapshot taken earlier: that snapshot is not installed, and
+    // none is needed, since the live tenant holds every change the snapshot does.
     engine
         .upsert_at(&t, 3, checked(vec![entity(3, [1.0, 1.0])]))
         .unwrap();
     let stale = engine.stage_tenant(t.clone(), spec, 5, 2).unwrap();
-    assert!(!engine.install(stale));
+    assert_eq!(engine.install(stale), Installed::Kept);
     assert_eq!(engine.tenant_info(&t).unwrap().entities, 3);
     // A load at the live stamp holds what the live tenant holds: the live one stays, and with
     // it its generation (this one is left empty to tell them apart).
     let same = engine.stage_tenant(t.clone(), spec, 5, 3).unwrap();
-    assert!(engine.install(same));
+    assert_eq!(engine.install(same), Installed::Kept);
     assert_eq!(engine.tenant_info(&t).unwrap().entities, 3);
     // Another incarnation replaces it whatever its stamps.
     let reborn = engine.stage_tenant(t.clone(), spec, 6, 0).unwrap();
-    assert!(engine.install(reborn));
+    assert_eq!(engine.install(reborn), Installed::Replaced);
     assert_eq!(engine.lineage(&t).unwrap(), 6);
     assert_eq!(engine.tenant_info(&t).unwrap().entities, 0);
 }
