@@ -133,6 +133,137 @@ impl QueryKey {
     }
 }
 
+/// The key an answer is shared under between processes: a versioned, unambiguous encoding,
+/// field by field, never `Debug` output. A text is written with its length first, so no
+/// choice of ids or labels can make two questions encode alike.
+#[derive(Debug)]
+pub(crate) struct SharedKey(String);
+
+impl SharedKey {
+    /// The version of the encoding. Change it whenever what a key holds changes, so that
+    /// servers of two versions never serve each other's answers.
+    pub const VERSION: &'static str = "reco.answer.v1";
+
+    pub fn new() -> Self {
+        Self(Self::VERSION.to_owned())
+    }
+
+    pub fn number(&mut self, n: u64) -> &mut Self {
+        self.0.push('/');
+        self.0.push_str(&n.to_string());
+        self
+    }
+
+    pub fn float(&mut self, x: f32) -> &mut Self {
+        self.number(u64::from(x.to_bits()))
+    }
+
+    pub fn flag(&mut self, on: bool) -> &mut Self {
+        self.number(u64::from(on))
+    }
+
+    pub fn text(&mut self, text: &str) -> &mut Self {
+        self.0.push('/');
+        self.0.push_str(&text.len().to_string());
+        self.0.push(':');
+        self.0.push_str(text);
+        self
+    }
+
+    pub fn maybe_text(&mut self, text: Option<&str>) -> &mut Self {
+        match text {
+            Some(text) => self.flag(true).text(text),
+            None => self.flag(false),
+        }
+    }
+
+    pub fn texts<'a>(&mut self, texts: impl ExactSizeIterator<Item = &'a str>) -> &mut Self {
+        self.number(texts.len() as u64);
+        texts.for_each(|t| {
+            self.text(t);
+        });
+        self
+    }
+
+    pub fn finish(self) -> String {
+        self.0
+    }
+}
+
+impl QueryKey {
+    /// Writes the question into a shared key.
+    pub fn encode(&self, key: &mut SharedKey) {
+        match self {
+            QueryKey::Similar(id, options) => {
+                key.text("similar").text(id.as_str());
+                options.encode(key);
+            }
+            QueryKey::Recommend {
+                positive,
+                negative,
+                best_score,
+                options,
+            } => {
+                key.text("recommend").flag(*best_score);
+                for list in [positive, negative] {
+                    key.number(list.len() as u64);
+                    list.iter().for_each(|e| e.encode(key));
+                }
+                options.encode(key);
+            }
+            QueryKey::User(user, options) => {
+                key.text("user").text(user.as_str());
+                options.encode(key);
+            }
+            QueryKey::Trending {
+                k,
+                offset,
+                category,
+                window,
+            } => {
+                key.text("trending")
+                    .number(*k as u64)
+                    .number(*offset as u64)
+                    .maybe_text(category.as_deref())
+                    .number(window.unsigned_abs());
+            }
+        }
+    }
+}
+
+impl OptionsKey {
+    fn encode(&self, key: &mut SharedKey) {
+        let (category, tags_any, tags_all, exclude) = &self.filter;
+        key.number(self.k as u64)
+            .number(self.offset as u64)
+            .maybe_text(category.as_deref())
+            .texts(tags_any.iter().map(String::as_str))
+            .texts(tags_all.iter().map(String::as_str))
+            .texts(exclude.iter().map(EntityId::as_str))
+            .flag(self.score_threshold.is_some())
+            .number(u64::from(self.score_threshold.unwrap_or_default()))
+            .number(u64::from(self.diversity))
+            .flag(self.exact);
+    }
+}
+
+impl ExampleKey {
+    fn encode(&self, key: &mut SharedKey) {
+        match self {
+            ExampleKey::Id(id, weight) => {
+                key.text("id").text(id.as_str()).number(u64::from(*weight));
+            }
+            ExampleKey::Vector(vector, weight) => {
+                key.text("vector").number(vector.len() as u64);
+                vector.iter().for_each(|x| {
+                    key.number(u64::from(*x));
+                });
+                key.number(u64::from(*weight));
+            }
+        }
+    }
+}
+
 /// A user's preference vector, for one entity snapshot and one version of the user's history.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PreferenceKey {

@@ -1,9 +1,10 @@
 //! Ranked answers through two caches: the engine's own (L1), then Redis (L2), which servers
 //! sharing a database share.
 //!
-//! An L2 entry is named by the engine's [`Prepared::shared_key`]: the tenant's lineage, the
-//! stamps of the data the answer read, and the question. Every server that applied the same
-//! stamps holds the same data, so an entry made by one is right for all; after a write the
+//! An L2 entry is named by the engine's [`Prepared::shared_key`]: a versioned encoding of the
+//! tenant's lineage, the stamps of the data the answer read, every setting that changes an
+//! answer, and the question. Every server that applied the same stamps holds the same data, so
+//! an entry made by one is right for every server with the same settings; after a write the
 //! stamps move on and no server can reach an answer about the old data. A server that has not
 //! heard of a write yet reads entries of the stamps it has, which is as fresh as its own memory.
 //! Redis is never in the way: a failed or slow call (see `RedisCache`) is a miss, and entries

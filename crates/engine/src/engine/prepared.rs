@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::tenants::Tenant;
 use super::{Engine, recommend, similar};
-use crate::cache::{CacheTier, Caches, Key, QueryKey};
-use crate::config::{Clock, EngineConfig};
+use crate::cache::{CacheTier, Caches, Key, QueryKey, SharedKey};
+use crate::config::{Clock, EngineConfig, millis};
 use crate::error::Result;
 use crate::index::EntityIndex;
 use crate::interactions::InteractionLog;
@@ -95,17 +95,46 @@ impl Prepared {
     }
 
     /// A name for the question and the data it reads that means the same in every engine
-    /// applying the same stamped changes (see [`Engine::upsert_at`]): the tenant's lineage, the
-    /// stamps of the snapshots read, and the question. A host may share answers between
-    /// processes under it. The tenant's name is not part of it.
+    /// applying the same stamped changes (see [`Engine::upsert_at`]) with the same settings:
+    /// a versioned encoding of the tenant's lineage, the stamps of the snapshots read, every
+    /// setting that can change an answer (exact, breadth, codes, oversampling, the graph's
+    /// shape and threshold, kind weights, half-lives and windows) and the question. A host may
+    /// share answers between processes under it: two servers whose settings differ never serve
+    /// each other's answers. The tenant's name is not part of it.
     pub fn shared_key(&self) -> String {
-        format!(
-            "{:x}/{}/{}/{:?}",
-            self.tenant.lineage,
-            self.index.stamp,
-            self.log.as_ref().map_or(0, |log| log.stamp),
-            self.query_key()
-        )
+        let mut key = SharedKey::new();
+        key.number(self.tenant.lineage)
+            .number(self.index.stamp)
+            .number(self.log.as_ref().map_or(0, |log| log.stamp));
+        let config = &self.config;
+        let search = &config.search;
+        key.flag(search.exact)
+            .number(search.threshold as u64)
+            .number(search.connectivity as u64)
+            .number(search.expansion_add as u64)
+            .number(self.index.search_breadth() as u64)
+            .number(search.oversample as u64)
+            .flag(search.quantized);
+        let weights = config.kind_weights;
+        for weight in [
+            weights.view,
+            weights.click,
+            weights.like,
+            weights.purchase,
+            weights.dislike,
+        ] {
+            key.float(weight);
+        }
+        for duration in [
+            config.half_life,
+            config.trending_half_life,
+            config.trending_retention,
+            config.cold_start_window,
+        ] {
+            key.number(millis(duration).unsigned_abs());
+        }
+        self.query_key().encode(&mut key);
+        key.finish()
     }
 
     /// The answer from the engine's cache, when it holds one.

@@ -169,6 +169,15 @@ impl EntityIndex {
         prefetch(&chunk.inverse_norms[r..=r]);
     }
 
+    /// How many candidates a graph search considers now (HNSW's ef, widened with the tenant's
+    /// size or set by [`crate::Engine::set_search_breadth`]); the setting when there is no
+    /// graph.
+    pub fn search_breadth(&self) -> usize {
+        self.graph
+            .as_deref()
+            .map_or(self.search.expansion_search, Graph::expansion_search)
+    }
+
     /// The settings searches run with.
     pub fn search_config(&self) -> &SearchConfig {
         &self.search

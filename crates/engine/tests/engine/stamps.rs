@@ -2,9 +2,9 @@
 //! engines that applied the same stamps name their answers alike, so a shared cache can hold them.
 
 use reco_engine::{
-    Applied, CacheStatus, CheckedEntities, CheckedInteractions, EngineError, Installed,
-    Interaction, InteractionKind, Metric, NewEntity, SearchOptions, TenantName, TenantSpec,
-    TrendingQuery, UserId, Window,
+    Applied, CacheStatus, CheckedEntities, CheckedInteractions, Engine, EngineConfig, EngineError,
+    Installed, Interaction, InteractionKind, Metric, NewEntity, SearchOptions, TenantName,
+    TenantSpec, TrendingQuery, UserId, Window,
 };
 
 use crate::support::{START, engine, id};
@@ -256,4 +256,59 @@ fn a_batch_checked_against_other_settings_is_checked_again() {
     );
     assert_eq!(engine.tenant_info(&t).unwrap().entities, 0);
     assert_eq!(engine.applied(&t).unwrap(), 0);
+}
+
+/// Servers share answers under the shared key only when their settings would give the same
+/// answer: any setting that changes an answer changes the key. The key once left them out, so
+/// a server with a narrow search breadth could serve its approximate answers to one that asked
+/// for exact ones.
+#[test]
+fn engines_whose_settings_differ_never_share_keys() {
+    let rows = || checked(vec![entity(1, [1.0, 0.0]), entity(2, [0.9, 0.2])]);
+    let key_with = |change: &dyn Fn(&mut EngineConfig)| {
+        let mut config = EngineConfig::default();
+        change(&mut config);
+        let engine = Engine::new(config).unwrap();
+        let t = TenantName::parse("stamped").unwrap();
+        let spec = TenantSpec::new(2, Metric::Dot).unwrap();
+        engine.create_tenant_at(t.clone(), spec, 42, 0).unwrap();
+        engine.upsert_at(&t, 1, rows()).unwrap();
+        engine
+            .prepare_similar(&t, &id(1), &SearchOptions::top(2))
+            .unwrap()
+            .shared_key()
+    };
+    let plain = key_with(&|_| {});
+    assert!(plain.starts_with("reco.answer.v1/"), "{plain}");
+    assert_eq!(plain, key_with(&|_| {}), "the same settings share");
+    let changes: [(&str, &dyn Fn(&mut EngineConfig)); 6] = [
+        ("exact", &|c| c.search.exact = true),
+        ("breadth", &|c| c.search.expansion_search = 16),
+        ("codes", &|c| c.search.quantized = false),
+        ("oversampling", &|c| c.search.oversample = 5),
+        ("threshold", &|c| c.search.threshold = 10),
+        ("weights", &|c| c.kind_weights.like = 3.0),
+    ];
+    for (what, change) in changes {
+        assert_ne!(plain, key_with(change), "{what} changes the key");
+    }
+}
+
+/// Texts are written with their lengths, so ids and labels cannot be cut to look alike.
+#[test]
+fn shared_keys_cannot_be_forged_by_the_text_of_a_question() {
+    let (engine, t) = stamped_engine(1);
+    engine
+        .upsert_at(&t, 1, checked(vec![entity(1, [1.0, 0.0])]))
+        .unwrap();
+    let with = |category: &str, tag: &str| {
+        let mut options = SearchOptions::top(2);
+        options.filter.category = Some(category.to_owned());
+        options.filter.tags_any = vec![tag.to_owned()];
+        engine
+            .prepare_similar(&t, &id(1), &options)
+            .unwrap()
+            .shared_key()
+    };
+    assert_ne!(with("a/1:b", "c"), with("a", "b/1:c"));
 }
