@@ -121,7 +121,7 @@ pub async fn answer(
     }
     metrics.observe_cache(tier, "memory", CacheStatus::Miss);
     let key = l2_key(&prepared);
-    match redis.get(redis_tier, tenant, 0, &key).await {
+    match redis.get(redis_tier, tenant, &key).await {
         Ok(Some(bytes)) => match decode(&bytes) {
             Some(ranking) => {
                 metrics.observe_cache(tier, "redis", CacheStatus::Hit);
@@ -164,7 +164,7 @@ fn keep_shared(
 ) {
     let bytes = encode(ranking);
     actix_web::rt::spawn(async move {
-        if let Err(e) = redis.set(tier, &tenant, 0, &key, &bytes).await {
+        if let Err(e) = redis.set(tier, &tenant, &key, &bytes).await {
             tracing::debug!(error = %e, "L2 write failed");
         }
     });

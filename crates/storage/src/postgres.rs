@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use futures::stream::BoxStream;
 use pgvector::Vector;
 use reco_engine::{
     CheckedEntities, CheckedInteractions, Created, EntityId, Filter, Interaction, Metric,
@@ -367,53 +366,6 @@ impl PgStore {
         .fetch_one(&mut *conn)
         .await?;
         Ok((entities.unsigned_abs(), interactions.unsigned_abs()))
-    }
-
-    /// Every entity of a tenant, streamed in pages of [`rows::PAGE`] (keyset paging by id).
-    pub fn stream_entities(&self, tenant: &TenantName) -> BoxStream<'static, Result<NewEntity>> {
-        let (pool, tenant) = (self.pool.clone(), tenant.as_str().to_owned());
-        rows::paged(String::new(), move |after: String| {
-            let (pool, tenant) = (pool.clone(), tenant.clone());
-            async move {
-                let found = sqlx::query(ENTITIES_AFTER)
-                    .bind(tenant)
-                    .bind(after)
-                    .bind(rows::PAGE)
-                    .fetch_all(&pool)
-                    .await?;
-                let page = found.iter().map(entity_row).collect::<Result<Vec<_>>>()?;
-                let next = page.last().map(|e| e.id.as_str().to_owned());
-                Ok(next.map(|next| (page, next)))
-            }
-        })
-    }
-
-    /// A tenant's interactions at or after `since_ms`, in the order they were recorded,
-    /// streamed in pages (keyset paging by sequence number).
-    pub fn stream_interactions(
-        &self,
-        tenant: &TenantName,
-        since_ms: i64,
-    ) -> BoxStream<'static, Result<Interaction>> {
-        let (pool, tenant) = (self.pool.clone(), tenant.as_str().to_owned());
-        rows::paged(0i64, move |after: i64| {
-            let (pool, tenant) = (pool.clone(), tenant.clone());
-            async move {
-                let found = sqlx::query(INTERACTIONS_AFTER)
-                    .bind(tenant)
-                    .bind(since_ms)
-                    .bind(after)
-                    .bind(rows::PAGE)
-                    .fetch_all(&pool)
-                    .await?;
-                let next = found.last().map(|r| r.try_get::<i64, _>(5)).transpose()?;
-                let page = found
-                    .iter()
-                    .map(interaction_row)
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(next.map(|next| (page, next)))
-            }
-        })
     }
 
     /// The entities written by the change stamped `batch` that still carry it (a later change

@@ -1,5 +1,6 @@
-//! Redis, the cache shared by servers (L2): a bb8 pool, TTL tiers, pipelining, and per-tenant
-//! generation keys for invalidation.
+//! Redis, the cache shared by servers (L2): a bb8 pool and TTL tiers. Entries are named by the
+//! data they were made from (the engine's shared key), so nothing here is ever invalidated:
+//! entries about old data are simply never asked for again, and age out.
 //!
 //! A cache must never slow a request down more than it saves. So every call has a short
 //! budget (retries included), and after a failure Redis is left alone for a while: calls fail at
@@ -24,10 +25,6 @@ pub enum Tier {
     Recommendations,
     /// Trending answers.
     Trending,
-    /// Users' preference vectors.
-    UserPreferences,
-    /// Entity rows.
-    EntityFeatures,
 }
 
 impl Tier {
@@ -35,8 +32,6 @@ impl Tier {
         match self {
             Tier::Recommendations => "rec",
             Tier::Trending => "trend",
-            Tier::UserPreferences => "pref",
-            Tier::EntityFeatures => "ent",
         }
     }
 
@@ -44,8 +39,6 @@ impl Tier {
         match self {
             Tier::Recommendations => ttls.recommendations_ttl,
             Tier::Trending => ttls.trending_ttl,
-            Tier::UserPreferences => ttls.user_preferences_ttl,
-            Tier::EntityFeatures => ttls.entity_features_ttl,
         }
     }
 }
@@ -114,11 +107,6 @@ impl RedisCache {
         })
     }
 
-    /// Whether calls are being refused after a recent failure.
-    pub fn is_down(&self) -> bool {
-        self.breaker.is_open()
-    }
-
     /// Runs `op` on a connection, with retries and backoff inside the command budget.
     async fn run<T, F, Fut>(&self, op: F) -> Result<T>
     where
@@ -174,12 +162,10 @@ impl RedisCache {
         }
     }
 
-    fn key(tier: Tier, tenant: &TenantName, generation: u64, key: &str) -> String {
-        format!("reco:{tenant}:{generation}:{}:{key}", tier.name())
-    }
-
-    fn generation_key(tenant: &TenantName) -> String {
-        format!("reco:{tenant}:gen")
+    /// Where an entry lives: `reco:{tenant}:{tier}:{key}`. The key names the data an answer
+    /// read (the engine's shared key), so a write needs no invalidation here.
+    fn key(tier: Tier, tenant: &TenantName, key: &str) -> String {
+        format!("reco:{tenant}:{}:{key}", tier.name())
     }
 
     /// Answers when Redis does.
@@ -189,65 +175,15 @@ impl RedisCache {
             .map(drop)
     }
 
-    /// A tenant's cache generation: part of every key, so bumping it orphans every entry.
-    pub async fn generation(&self, tenant: &TenantName) -> Result<u64> {
-        let key = Self::generation_key(tenant);
+    /// One entry, or `None` when there is none.
+    pub async fn get(&self, tier: Tier, tenant: &TenantName, key: &str) -> Result<Option<Vec<u8>>> {
+        let key = Self::key(tier, tenant, key);
         self.run(|mut c| {
             let key = key.clone();
             async move {
                 redis::cmd("GET")
                     .arg(key)
-                    .query_async::<Option<u64>>(&mut c)
-                    .await
-            }
-        })
-        .await
-        .map(Option::unwrap_or_default)
-    }
-
-    /// Moves a tenant to a new generation; every earlier entry becomes unreachable.
-    pub async fn bump_generation(&self, tenant: &TenantName) -> Result<u64> {
-        let key = Self::generation_key(tenant);
-        self.run(|mut c| {
-            let key = key.clone();
-            async move { redis::cmd("INCR").arg(key).query_async::<u64>(&mut c).await }
-        })
-        .await
-    }
-
-    /// One entry.
-    pub async fn get(
-        &self,
-        tier: Tier,
-        tenant: &TenantName,
-        generation: u64,
-        key: &str,
-    ) -> Result<Option<Vec<u8>>> {
-        let mut found = self.get_many(tier, tenant, generation, &[key]).await?;
-        Ok(found.pop().flatten())
-    }
-
-    /// Several entries in one round trip (`MGET`), in the order asked.
-    pub async fn get_many(
-        &self,
-        tier: Tier,
-        tenant: &TenantName,
-        generation: u64,
-        keys: &[&str],
-    ) -> Result<Vec<Option<Vec<u8>>>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = keys
-            .iter()
-            .map(|k| Self::key(tier, tenant, generation, k))
-            .collect();
-        self.run(|mut c| {
-            let keys = keys.clone();
-            async move {
-                redis::cmd("MGET")
-                    .arg(keys)
-                    .query_async::<Vec<Option<Vec<u8>>>>(&mut c)
+                    .query_async::<Option<Vec<u8>>>(&mut c)
                     .await
             }
         })
@@ -259,54 +195,23 @@ impl RedisCache {
         &self,
         tier: Tier,
         tenant: &TenantName,
-        generation: u64,
         key: &str,
         value: &[u8],
     ) -> Result<()> {
-        self.set_many(tier, tenant, generation, &[(key, value)])
-            .await
-    }
-
-    /// Several entries in one pipelined round trip, each with its tier's TTL.
-    pub async fn set_many(
-        &self,
-        tier: Tier,
-        tenant: &TenantName,
-        generation: u64,
-        items: &[(&str, &[u8])],
-    ) -> Result<()> {
+        let key = Self::key(tier, tenant, key);
         let ttl = tier.ttl(&self.ttls).as_secs().max(1);
-        let mut pipe = redis::pipe();
-        for (key, value) in items {
-            pipe.cmd("SET")
-                .arg(Self::key(tier, tenant, generation, key))
-                .arg(*value)
-                .arg("EX")
-                .arg(ttl)
-                .ignore();
-        }
         self.run(|mut c| {
-            let pipe = pipe.clone();
-            async move { pipe.query_async::<()>(&mut c).await }
+            let key = key.clone();
+            async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("EX")
+                    .arg(ttl)
+                    .query_async::<()>(&mut c)
+                    .await
+            }
         })
         .await
-    }
-
-    /// The seconds an entry has left, or `None` when it is absent (for tests and operators).
-    pub async fn ttl(
-        &self,
-        tier: Tier,
-        tenant: &TenantName,
-        generation: u64,
-        key: &str,
-    ) -> Result<Option<u64>> {
-        let key = Self::key(tier, tenant, generation, key);
-        let left: i64 = self
-            .run(|mut c| {
-                let key = key.clone();
-                async move { redis::cmd("TTL").arg(key).query_async::<i64>(&mut c).await }
-            })
-            .await?;
-        Ok(u64::try_from(left).ok())
     }
 }

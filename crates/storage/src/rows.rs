@@ -1,6 +1,5 @@
 //! Conversions between stored columns and the engine's types, shared by both backends.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use reco_engine::{
@@ -10,30 +9,8 @@ use reco_engine::{
 
 use crate::error::{Result, StorageError};
 
-/// Rows per page when a tenant is streamed.
+/// Rows per page of a load, when the caller asks for none.
 pub(crate) const PAGE: i64 = 5_000;
-
-/// A stream of rows fetched a page at a time: `next_page(cursor)` answers a page and the cursor
-/// after it, or `None` when there is nothing more.
-pub(crate) fn paged<T, K, F, Fut>(
-    first: K,
-    next_page: F,
-) -> futures::stream::BoxStream<'static, Result<T>>
-where
-    T: Send + 'static,
-    K: Send + 'static,
-    F: FnMut(K) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Option<(Vec<T>, K)>>> + Send + 'static,
-{
-    use futures::{StreamExt, TryStreamExt};
-    futures::stream::try_unfold((first, next_page), |(cursor, mut next_page)| async move {
-        let page = next_page(cursor).await?;
-        Ok::<_, StorageError>(page.map(|(page, next)| (page, (next, next_page))))
-    })
-    .map_ok(|page| futures::stream::iter(page.into_iter().map(Ok)))
-    .try_flatten()
-    .boxed()
-}
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt(what.to_string())

@@ -4,7 +4,6 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use futures::stream::BoxStream;
 use reco_engine::{
     CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, NewEntity, TenantName,
     TenantSpec,
@@ -243,50 +242,6 @@ impl SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         Ok((entities.unsigned_abs(), interactions.unsigned_abs()))
-    }
-
-    pub fn stream_entities(&self, tenant: &TenantName) -> BoxStream<'static, Result<NewEntity>> {
-        let (pool, tenant) = (self.pool.clone(), tenant.as_str().to_owned());
-        rows::paged(String::new(), move |after: String| {
-            let (pool, tenant) = (pool.clone(), tenant.clone());
-            async move {
-                let found = sqlx::query(ENTITIES_AFTER)
-                    .bind(tenant)
-                    .bind(after)
-                    .bind(rows::PAGE)
-                    .fetch_all(&pool)
-                    .await?;
-                let page = found.iter().map(entity_row).collect::<Result<Vec<_>>>()?;
-                let next = page.last().map(|e| e.id.as_str().to_owned());
-                Ok(next.map(|next| (page, next)))
-            }
-        })
-    }
-
-    pub fn stream_interactions(
-        &self,
-        tenant: &TenantName,
-        since_ms: i64,
-    ) -> BoxStream<'static, Result<Interaction>> {
-        let (pool, tenant) = (self.pool.clone(), tenant.as_str().to_owned());
-        rows::paged(0i64, move |after: i64| {
-            let (pool, tenant) = (pool.clone(), tenant.clone());
-            async move {
-                let found = sqlx::query(INTERACTIONS_AFTER)
-                    .bind(tenant)
-                    .bind(since_ms)
-                    .bind(after)
-                    .bind(rows::PAGE)
-                    .fetch_all(&pool)
-                    .await?;
-                let next = found.last().map(|r| r.try_get::<i64, _>(5)).transpose()?;
-                let page = found
-                    .iter()
-                    .map(interaction_row)
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(next.map(|next| (page, next)))
-            }
-        })
     }
 
     pub async fn add_api_key(&self, tenant: &TenantName, hash: [u8; 32]) -> Result<()> {

@@ -1,7 +1,6 @@
 //! One interface over both backends: PostgreSQL when a `postgres://` URL is given, the embedded
 //! SQLite file otherwise.
 
-use futures::stream::BoxStream;
 use indicatif::ProgressBar;
 use reco_engine::{
     CheckedEntities, CheckedInteractions, Created, EntityId, Filter, Interaction, NewEntity,
@@ -186,20 +185,6 @@ impl Store {
     /// How many entities and interactions a tenant has.
     pub async fn counts(&self, tenant: &TenantName) -> Result<(u64, u64)> {
         each!(self, s => s.counts(tenant).await)
-    }
-
-    /// Every entity of a tenant, streamed a page at a time.
-    pub fn stream_entities(&self, tenant: &TenantName) -> BoxStream<'static, Result<NewEntity>> {
-        each!(self, s => s.stream_entities(tenant))
-    }
-
-    /// A tenant's interactions since `since_ms`, in the order they were recorded.
-    pub fn stream_interactions(
-        &self,
-        tenant: &TenantName,
-        since_ms: i64,
-    ) -> BoxStream<'static, Result<Interaction>> {
-        each!(self, s => s.stream_interactions(tenant, since_ms))
     }
 
     /// Stores the SHA-256 of a tenant key.

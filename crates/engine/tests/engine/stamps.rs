@@ -38,7 +38,7 @@ fn checked_interactions(batch: Vec<Interaction>) -> CheckedInteractions {
     CheckedInteractions::new(batch).unwrap()
 }
 
-fn stamped_engine(lineage: u64) -> (reco_engine::Engine, TenantName) {
+fn stamped_engine(lineage: u64) -> (Engine, TenantName) {
     let (engine, _, _) = engine(Metric::Dot, 2, true);
     let tenant = TenantName::parse("stamped").unwrap();
     let spec = TenantSpec::new(2, Metric::Dot).unwrap();
@@ -185,7 +185,7 @@ fn another_lineage_is_another_tenant() {
             .unwrap();
     }
     let options = SearchOptions::top(1);
-    let key = |e: &reco_engine::Engine| {
+    let key = |e: &Engine| {
         e.prepare_similar(&t, &id(1), &options)
             .unwrap()
             .shared_key()
@@ -281,7 +281,8 @@ fn engines_whose_settings_differ_never_share_keys() {
     let plain = key_with(&|_| {});
     assert!(plain.starts_with("reco.answer.v1/"), "{plain}");
     assert_eq!(plain, key_with(&|_| {}), "the same settings share");
-    let changes: [(&str, &dyn Fn(&mut EngineConfig)); 6] = [
+    type Change<'a> = (&'a str, &'a dyn Fn(&mut EngineConfig));
+    let changes: [Change<'_>; 6] = [
         ("exact", &|c| c.search.exact = true),
         ("breadth", &|c| c.search.expansion_search = 16),
         ("codes", &|c| c.search.quantized = false),

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeSet;
 
-use futures::TryStreamExt;
 use reco_engine::{CheckedEntities, Created, Metric};
 use reco_storage::{StorageError, Store};
 
@@ -296,11 +295,7 @@ async fn concurrent_interactions_are_all_committed(backend: Backend) {
     stamps.sort_unstable();
     assert_eq!(stamps, (1..=32).collect::<Vec<u64>>());
     assert_eq!(store.counts(&t).await.unwrap().1, 32 * 25);
-    let stored: Vec<_> = store
-        .stream_interactions(&t, 0)
-        .try_collect()
-        .await
-        .unwrap();
+    let stored: Vec<_> = read_back(&store, &t, 0).await.1;
     let mut expected: Vec<_> = (0..40)
         .filter(|w| w % 5 != 4)
         .flat_map(|w| (0..25).map(move |i| interaction(w, i, (w * 100 + i) as i64)))
@@ -320,11 +315,7 @@ async fn concurrent_interactions_are_all_committed(backend: Backend) {
         .map(|i| i.timestamp)
         .collect();
     assert_eq!(u1, (100..125).collect::<Vec<i64>>());
-    let recent: Vec<_> = store
-        .stream_interactions(&t, 3_000)
-        .try_collect()
-        .await
-        .unwrap();
+    let recent: Vec<_> = read_back(&store, &t, 3_000).await.1;
     assert!(recent.iter().all(|i| i.timestamp >= 3_000) && !recent.is_empty());
 }
 
@@ -347,7 +338,7 @@ async fn a_restart_keeps_all_data(backend: Backend) {
         store.tenants().await.unwrap(),
         vec![(t.clone(), spec(8, Metric::Euclidean))]
     );
-    let mut entities: Vec<_> = store.stream_entities(&t).try_collect().await.unwrap();
+    let mut entities: Vec<_> = read_back(&store, &t, 0).await.0;
     entities.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(entities.len(), batch.len());
     for (got, want) in entities.iter().zip(&batch) {
@@ -356,11 +347,7 @@ async fn a_restart_keeps_all_data(backend: Backend) {
             (&want.id, &want.vector, &want.category, &want.tags)
         );
     }
-    let stored: Vec<_> = store
-        .stream_interactions(&t, 0)
-        .try_collect()
-        .await
-        .unwrap();
+    let stored: Vec<_> = read_back(&store, &t, 0).await.1;
     assert_eq!(stored, interactions);
     assert_eq!(store.find_api_key([7; 32]).await.unwrap(), Some(t));
 }
@@ -373,7 +360,7 @@ async fn streams_page_through_large_tenants(backend: Backend) {
     let all = random_entities(12_000, 4);
     upsert(&store, &t, &all[..10_000]).await.unwrap();
     upsert(&store, &t, &all[10_000..]).await.unwrap();
-    let streamed: Vec<_> = store.stream_entities(&t).try_collect().await.unwrap();
+    let streamed: Vec<_> = read_back(&store, &t, 0).await.0;
     let ids: BTreeSet<_> = streamed.iter().map(|e| e.id.clone()).collect();
     assert_eq!((streamed.len(), ids.len()), (12_000, 12_000));
 }
@@ -407,7 +394,15 @@ async fn loading_reports_progress(backend: Backend) {
     record(&store, &t, new.clone()).await.unwrap();
     let progress = indicatif::ProgressBar::hidden();
     let (mut entities, mut interactions) = (Vec::new(), Vec::new());
-    let loaded = load(&store, &t, &progress, &mut entities, &mut interactions).await;
+    let loaded = load(
+        &store,
+        &t,
+        1_000,
+        &progress,
+        &mut entities,
+        &mut interactions,
+    )
+    .await;
     assert_eq!((loaded.entities, loaded.interactions), (250, 30));
     assert_eq!(
         loaded.record.version, 3,
@@ -452,9 +447,30 @@ impl reco_storage::LoadSink for NoRows {
     }
 }
 
+/// Everything a load gives of a tenant: its entities, and its interactions since `since_ms`.
+async fn read_back(
+    store: &Store,
+    t: &reco_engine::TenantName,
+    since_ms: i64,
+) -> (Vec<reco_engine::NewEntity>, Vec<reco_engine::Interaction>) {
+    let (mut entities, mut interactions) = (Vec::new(), Vec::new());
+    let progress = indicatif::ProgressBar::hidden();
+    load(
+        store,
+        t,
+        since_ms,
+        &progress,
+        &mut entities,
+        &mut interactions,
+    )
+    .await;
+    (entities.concat(), interactions.concat())
+}
+
 async fn load(
     store: &Store,
     t: &reco_engine::TenantName,
+    since_ms: i64,
     progress: &indicatif::ProgressBar,
     entities: &mut Vec<Vec<reco_engine::NewEntity>>,
     interactions: &mut Vec<Vec<reco_engine::Interaction>>,
@@ -488,7 +504,7 @@ async fn load(
         interactions,
     };
     let loaded = store
-        .load_tenant(t, 1_000, 100, progress, &mut sink)
+        .load_tenant(t, since_ms, 100, progress, &mut sink)
         .await
         .unwrap()
         .expect("the tenant exists");
