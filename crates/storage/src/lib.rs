@@ -16,6 +16,9 @@
 mod error;
 mod feed;
 mod group_commit;
+mod load;
+mod model;
+mod notice;
 mod postgres;
 mod redis;
 mod rows;
@@ -25,8 +28,10 @@ mod store;
 
 pub use crate::redis::{RedisCache, Tier};
 pub use error::{Result, StorageError};
-pub use feed::{Change, ChangeFeed};
+pub use feed::ChangeFeed;
+pub use model::{DbSearch, LoadSink, Loaded, PoolStats, TenantRecord};
+pub use notice::Change;
 pub use postgres::PgStore;
 pub use settings::{PostgresSettings, RedisSettings, SqliteSettings};
 pub use sqlite::SqliteStore;
-pub use store::{DbSearch, LoadSink, Loaded, PoolStats, Store, TenantRecord};
+pub use store::Store;

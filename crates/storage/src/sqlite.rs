@@ -13,9 +13,10 @@ use sqlx::{Row, Sqlite, SqlitePool};
 
 use crate::error::{Result, StorageError, unavailable};
 use crate::group_commit::GroupCommit;
+use crate::load::Snapshot;
+use crate::model::{PoolStats, TenantRecord};
 use crate::rows;
 use crate::settings::SqliteSettings;
-use crate::store::{PoolStats, Snapshot, TenantRecord};
 
 /// The embedded backend.
 #[derive(Debug, Clone)]
@@ -347,7 +348,7 @@ impl Snapshot for SqliteSnapshot {
         .transpose()
     }
 
-    crate::store::snapshot_pages!();
+    crate::load::snapshot_pages!();
 }
 
 /// A page of a tenant's entities in id order.

@@ -1,0 +1,72 @@
+//! The types both backends and the facade share: what a load brings back, the sink it goes
+//! to, a tenant's record, pool statistics, and the database ranking mode's question. They live
+//! here, apart from [`crate::Store`], so that the backends depend on this module and not on the
+//! facade that depends on them.
+
+use reco_engine::{EntityId, Filter, Interaction, NewEntity, TenantSpec};
+
+use crate::error::Result;
+
+/// A top-k question for the database ranking mode.
+#[derive(Debug, Clone)]
+pub struct DbSearch<'a> {
+    /// The query vector, of the tenant's dimension.
+    pub vector: &'a [f32],
+    /// How many results.
+    pub k: usize,
+    /// How many of the best to skip.
+    pub offset: usize,
+    /// Category, tags and excluded ids.
+    pub filter: &'a Filter,
+    /// More ids to leave out (the query's own entity, examples, what a user has seen).
+    pub exclude: &'a [EntityId],
+    /// A least score (cosine, dot) or a greatest distance (euclidean).
+    pub score_threshold: Option<f32>,
+    /// Scan every row instead of using the HNSW index.
+    pub exact: bool,
+}
+
+/// The state of a connection pool, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Requests waiting for a connection.
+    pub waiting: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
+/// How much a load brought back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loaded {
+    /// The tenant's record at the moment read.
+    pub record: TenantRecord,
+    /// Entities read.
+    pub entities: u64,
+    /// Interactions read.
+    pub interactions: u64,
+}
+
+/// A tenant as storage holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantRecord {
+    /// Its dimension and metric.
+    pub spec: TenantSpec,
+    /// The random name of this incarnation of the tenant.
+    pub lineage: u64,
+    /// How many changes it has had: the stamp of the last one.
+    pub version: u64,
+}
+
+/// Where [`Store::load_tenant`] puts what it reads.
+pub trait LoadSink {
+    /// The tenant's record, before any row.
+    fn tenant(&mut self, record: TenantRecord) -> Result<()>;
+    /// A batch of entities.
+    fn entities(&mut self, batch: Vec<NewEntity>) -> Result<()>;
+    /// A batch of interactions, in the order they were recorded.
+    fn interactions(&mut self, batch: Vec<Interaction>) -> Result<()>;
+}

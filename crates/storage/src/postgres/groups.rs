@@ -1,0 +1,189 @@
+//! The group-commit writers: concurrent writes share one transaction (one WAL flush), each
+//! still a change of its own with its own version of its tenant and its own notice.
+
+use pgvector::Vector;
+use reco_engine::{Interaction, NewEntity, TenantName};
+use sqlx::PgPool;
+
+use crate::error::{Result, StorageError, unavailable};
+use crate::notice::{CHANNEL, ChangeKind, notice};
+use crate::rows;
+
+/// Maps a foreign-key violation on `tenant` to "no such tenant", and a value pgvector refuses to
+/// an invalid row.
+pub(super) fn write_error(e: sqlx::Error, tenant: &TenantName) -> StorageError {
+    if let sqlx::Error::Database(db) = &e {
+        match db.code().as_deref() {
+            Some("23503") => return StorageError::TenantNotFound(tenant.clone()),
+            Some("22000" | "22P02" | "22023") => {
+                return StorageError::InvalidRow {
+                    index: 0,
+                    reason: db.message().to_owned(),
+                };
+            }
+            _ => {}
+        }
+    }
+    e.into()
+}
+
+pub(super) async fn notify(conn: &mut sqlx::PgConnection, payload: &str) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Writes a group of entity batches in one transaction and returns their stamps: each batch is
+/// one statement (`UNNEST` of column arrays) that takes the tenant's next version, writes the
+/// rows and sends the notice.
+pub(super) async fn upsert_group(
+    pool: &PgPool,
+    origin: &str,
+    group: Vec<(TenantName, Vec<NewEntity>)>,
+) -> Result<Vec<u64>> {
+    let fail = |e: sqlx::Error, tenant: &TenantName| {
+        if group.len() == 1 {
+            write_error(e, tenant)
+        } else {
+            e.into()
+        }
+    };
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    let mut stamps = Vec::with_capacity(group.len());
+    for (tenant, batch) in &group {
+        let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
+        let vectors: Vec<Vector> = batch
+            .iter()
+            .map(|e| Vector::from(e.vector.clone()))
+            .collect();
+        let categories: Vec<Option<&str>> = batch.iter().map(|e| e.category.as_deref()).collect();
+        let tags: Vec<String> = batch.iter().map(|e| rows::tags_to_json(&e.tags)).collect();
+        let attributes: Vec<Option<&str>> = batch.iter().map(|e| e.attributes.as_deref()).collect();
+        let stamp: Option<i64> = sqlx::query_scalar(
+            "WITH b AS (UPDATE tenants SET version = version + 1 WHERE name = $1 \
+                        RETURNING version AS batch), \
+             written AS ( \
+               INSERT INTO entities (tenant, id, embedding, category, tags, attributes, batch, updated_at) \
+               SELECT $1, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::jsonb, b.batch, now() \
+               FROM UNNEST($2::text[], $3::vector[], $4::text[], $5::text[], $6::text[]) \
+                    AS u(id, embedding, category, tags, attributes), b \
+               ON CONFLICT (tenant, id) DO UPDATE SET embedding = EXCLUDED.embedding, \
+                 category = EXCLUDED.category, tags = EXCLUDED.tags, \
+                 attributes = EXCLUDED.attributes, batch = EXCLUDED.batch, \
+                 updated_at = EXCLUDED.updated_at \
+               RETURNING 1) \
+             SELECT b.batch FROM b, \
+               LATERAL (SELECT pg_notify($7, $8 || b.batch), (SELECT count(*) FROM written)) n",
+        )
+        .bind(tenant.as_str())
+        .bind(&ids)
+        .bind(&vectors)
+        .bind(&categories)
+        .bind(&tags)
+        .bind(&attributes)
+        .bind(CHANNEL)
+        .bind(notice(origin, ChangeKind::Entities, tenant, ""))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| fail(e, tenant))?;
+        let stamp = stamp.ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
+        stamps.push(stamp as u64);
+    }
+    tx.commit().await.map_err(|e| fail(e, &group[0].0))?;
+    Ok(stamps)
+}
+
+/// Writes a group of interaction batches in one transaction and returns their stamps: each
+/// batch is a change of its own, with its own version of its tenant and its own notice.
+pub(super) async fn insert_interactions(
+    pool: &PgPool,
+    origin: &str,
+    group: Vec<(TenantName, Vec<Interaction>)>,
+) -> Result<Vec<u64>> {
+    let fail = |e: sqlx::Error| match &group[..] {
+        [(tenant, _)] => write_error(e, tenant),
+        _ => e.into(),
+    };
+    // Bump each tenant once per batch, in name order (so that two servers' groups lock tenant
+    // rows in the same order), and number the batches from the versions that come back.
+    let mut per_tenant: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for (tenant, _) in &group {
+        *per_tenant.entry(tenant.as_str()).or_default() += 1;
+    }
+    let names: Vec<&str> = per_tenant.keys().copied().collect();
+    let counts: Vec<i64> = per_tenant.values().copied().collect();
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    let versions: Vec<(String, i64)> = sqlx::query_as(
+        "UPDATE tenants t SET version = t.version + c.n \
+         FROM (SELECT * FROM UNNEST($1::text[], $2::bigint[]) AS c(name, n) ORDER BY name) c \
+         WHERE t.name = c.name RETURNING t.name, t.version",
+    )
+    .bind(&names)
+    .bind(&counts)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(fail)?;
+    let mut next: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for (name, version) in &versions {
+        let n = per_tenant.get(name.as_str()).copied().unwrap_or_default();
+        next.insert(name.as_str(), version - n + 1);
+    }
+    let rows: usize = group.iter().map(|(_, b)| b.len()).sum();
+    let mut tenants = Vec::with_capacity(rows);
+    let mut users = Vec::with_capacity(rows);
+    let mut entities = Vec::with_capacity(rows);
+    let mut kinds = Vec::with_capacity(rows);
+    let mut weights = Vec::with_capacity(rows);
+    let mut at = Vec::with_capacity(rows);
+    let mut batches = Vec::with_capacity(rows);
+    let mut notices = Vec::with_capacity(group.len());
+    let mut stamps = Vec::with_capacity(group.len());
+    for (tenant, batch) in &group {
+        let Some(stamp) = next.get_mut(tenant.as_str()) else {
+            return Err(StorageError::TenantNotFound(tenant.clone()));
+        };
+        let this = *stamp;
+        *stamp += 1;
+        stamps.push(this as u64);
+        notices.push(notice(
+            origin,
+            ChangeKind::Interactions,
+            tenant,
+            &this.to_string(),
+        ));
+        for i in batch {
+            tenants.push(tenant.as_str());
+            users.push(i.user.as_str());
+            entities.push(i.entity.as_str());
+            kinds.push(i.kind.as_str());
+            weights.push(i.weight);
+            at.push(i.timestamp);
+            batches.push(this);
+        }
+    }
+    sqlx::query(
+        "WITH written AS ( \
+           INSERT INTO interactions (tenant, user_id, entity_id, kind, weight, at_ms, batch) \
+           SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::real[], \
+                                $6::bigint[], $7::bigint[]) \
+           RETURNING 1) \
+         SELECT (SELECT count(*) FROM written), pg_notify($8, n) FROM UNNEST($9::text[]) AS n",
+    )
+    .bind(&tenants)
+    .bind(&users)
+    .bind(&entities)
+    .bind(&kinds)
+    .bind(&weights)
+    .bind(&at)
+    .bind(&batches)
+    .bind(CHANNEL)
+    .bind(&notices)
+    .execute(&mut *tx)
+    .await
+    .map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
+    Ok(stamps)
+}

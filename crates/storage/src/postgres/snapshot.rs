@@ -1,0 +1,73 @@
+//! Reading a tenant as of one moment, and turning rows back into the engine's types.
+
+use pgvector::Vector;
+use reco_engine::{Interaction, NewEntity, TenantName};
+use sqlx::{Executor, Postgres, Row};
+
+use super::PgStore;
+use crate::error::{Result, unavailable};
+use crate::load::Snapshot;
+use crate::model::TenantRecord;
+use crate::rows;
+
+/// One tenant's rows as of one moment: a read-only REPEATABLE READ transaction.
+pub(crate) struct PgSnapshot(sqlx::Transaction<'static, Postgres>);
+
+impl PgStore {
+    pub(crate) async fn snapshot(&self) -> Result<PgSnapshot> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        Ok(PgSnapshot(tx))
+    }
+}
+
+impl Snapshot for PgSnapshot {
+    async fn record(&mut self, tenant: &TenantName) -> Result<Option<TenantRecord>> {
+        let row =
+            sqlx::query("SELECT dimension, metric, lineage, version FROM tenants WHERE name = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *self.0)
+                .await?;
+        row.map(|row| {
+            let dimension = i64::from(row.try_get::<i32, _>(0)?);
+            Ok(TenantRecord {
+                spec: rows::tenant(tenant.as_str(), dimension, row.try_get(1)?)?.1,
+                lineage: row.try_get::<i64, _>(2)? as u64,
+                version: row.try_get::<i64, _>(3)? as u64,
+            })
+        })
+        .transpose()
+    }
+
+    crate::load::snapshot_pages!();
+}
+
+/// A page of a tenant's entities in id order.
+const ENTITIES_AFTER: &str = "SELECT id, embedding, category, tags::text, attributes::text \
+     FROM entities WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3";
+
+/// A page of a tenant's interactions in the order they were recorded.
+const INTERACTIONS_AFTER: &str = "SELECT user_id, entity_id, kind, weight, at_ms, seq \
+     FROM interactions WHERE tenant = $1 AND at_ms >= $2 AND seq > $3 ORDER BY seq LIMIT $4";
+
+pub(super) fn entity_row(row: &sqlx::postgres::PgRow) -> Result<NewEntity> {
+    let vector: Vector = row.try_get(1)?;
+    rows::entity(
+        row.try_get(0)?,
+        vector.to_vec(),
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+    )
+}
+
+pub(super) fn interaction_row(row: &sqlx::postgres::PgRow) -> Result<Interaction> {
+    rows::interaction(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+    )
+}
