@@ -36,6 +36,26 @@ pub(super) async fn notify(conn: &mut sqlx::PgConnection, payload: &str) -> Resu
     Ok(())
 }
 
+/// Takes the row locks of a group's tenants in name order, before anything is written, as
+/// every group does: two groups (on two servers) that share tenants then never wait for each
+/// other in a cycle. A group of one tenant needs no such step.
+async fn lock_in_name_order<'a>(
+    tx: &mut sqlx::PgConnection,
+    tenants: impl Iterator<Item = &'a TenantName>,
+) -> std::result::Result<(), sqlx::Error> {
+    let mut names: Vec<&str> = tenants.map(TenantName::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.len() > 1 {
+        // The rows are locked as the sort returns them, in name order.
+        sqlx::query("SELECT 1 FROM tenants WHERE name = ANY($1) ORDER BY name FOR UPDATE")
+            .bind(&names)
+            .execute(tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Writes a group of entity batches in one transaction and returns their stamps: each batch is
 /// one statement (`UNNEST` of column arrays) that takes the tenant's next version, writes the
 /// rows and sends the notice.
@@ -52,6 +72,9 @@ pub(super) async fn upsert_group(
         }
     };
     let mut tx = pool.begin().await.map_err(unavailable)?;
+    lock_in_name_order(&mut tx, group.iter().map(|(t, _)| t))
+        .await
+        .map_err(|e| fail(e, &group[0].0))?;
     let mut stamps = Vec::with_capacity(group.len());
     for (tenant, batch) in &group {
         let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
@@ -107,8 +130,8 @@ pub(super) async fn insert_interactions(
         [(tenant, _)] => write_error(e, tenant),
         _ => e.into(),
     };
-    // Bump each tenant once per batch, in name order (so that two servers' groups lock tenant
-    // rows in the same order), and number the batches from the versions that come back.
+    // Bump each tenant once per batch (their rows are locked in name order already), and
+    // number the batches from the versions that come back.
     let mut per_tenant: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
     for (tenant, _) in &group {
         *per_tenant.entry(tenant.as_str()).or_default() += 1;
@@ -116,6 +139,9 @@ pub(super) async fn insert_interactions(
     let names: Vec<&str> = per_tenant.keys().copied().collect();
     let counts: Vec<i64> = per_tenant.values().copied().collect();
     let mut tx = pool.begin().await.map_err(unavailable)?;
+    lock_in_name_order(&mut tx, group.iter().map(|(t, _)| t))
+        .await
+        .map_err(fail)?;
     let versions: Vec<(String, i64)> = sqlx::query_as(
         "UPDATE tenants t SET version = t.version + c.n \
          FROM (SELECT * FROM UNNEST($1::text[], $2::bigint[]) AS c(name, n) ORDER BY name) c \

@@ -507,3 +507,66 @@ async fn the_vector_index_is_kept_only_when_asked_for() {
         .unwrap();
     assert_eq!(indexes(database).await, 2);
 }
+
+/// A group of writes takes its tenants' row locks in name order, whatever order its writes
+/// arrived in, as interaction groups do: then two servers' groups can never wait for each other
+/// in a cycle. Entity groups once locked in arrival order, and PostgreSQL aborted one of two
+/// such groups as a deadlock. Here a transaction plays the other server: it holds `a` and then
+/// asks for `b`, while a group that arrived as `b, a` is waiting.
+#[tokio::test]
+async fn a_group_locks_its_tenants_in_name_order() {
+    let (fixture, store) = Fixture::new(Backend::Postgres).await;
+    let (a, b, c) = (tenant("a"), tenant("b"), tenant("c"));
+    for t in [&a, &b, &c] {
+        store.create_tenant(t, spec(4, Metric::Dot)).await.unwrap();
+    }
+    let lock = async |name: &str| {
+        let mut conn = sqlx::PgConnection::connect(fixture.url()).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        sqlx::query("SELECT 1 FROM tenants WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn
+    };
+    // The writer is kept busy on `c`, so that the next two writes queue up and go as one
+    // group, in the order they arrived: `b`, then `a`.
+    let mut holds_c = lock("c").await;
+    let write = |t: &TenantName, who: &str| {
+        let (store, t) = (store.clone(), t.clone());
+        let mut rows = random_entities(3, 4);
+        for (i, e) in rows.iter_mut().enumerate() {
+            e.id = EntityId::parse(&format!("{who}-{i}")).unwrap();
+        }
+        tokio::spawn(async move { upsert(&store, &t, &rows).await })
+    };
+    let first = write(&c, "first");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let to_b = write(&b, "b");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let to_a = write(&a, "a");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut other = lock("a").await;
+    sqlx::query("COMMIT").execute(&mut holds_c).await.unwrap();
+    first.await.unwrap().unwrap();
+    // The group now waits for `a`. Holding nothing else, it lets the other take `b`.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sqlx::query("SET lock_timeout = '500ms'")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let took_b = sqlx::query("SELECT 1 FROM tenants WHERE name = 'b' FOR UPDATE")
+        .execute(&mut other)
+        .await;
+    sqlx::query(if took_b.is_ok() { "COMMIT" } else { "ROLLBACK" })
+        .execute(&mut other)
+        .await
+        .unwrap();
+    assert!(
+        took_b.is_ok(),
+        "the group held `b` while it waited for `a`: {took_b:?}"
+    );
+    to_b.await.unwrap().unwrap();
+    to_a.await.unwrap().unwrap();
+}
