@@ -161,8 +161,8 @@ pub async fn put_entities(
     let upserted = batch.len();
     committed(&state, move |state| async move {
         let stamp = state.store.upsert_entities(&tenant, &batch).await?;
-        sync::apply_own(&state, &tenant, stamp, |engine| {
-            engine.upsert_at(&tenant, stamp, batch).map(drop)
+        sync::apply_own(&state, &tenant, stamp, move |engine, tenant| {
+            engine.upsert_at(tenant, stamp, batch).map(drop)
         })
         .await?;
         Ok(())
@@ -199,8 +199,8 @@ pub async fn delete_entity(
         let Some(stamp) = state.store.delete_entity(&tenant, &id).await? else {
             return Err(ApiError::NotFound(format!("entity `{id}` does not exist")));
         };
-        sync::apply_own(&state, &tenant, stamp, |engine| {
-            engine.delete_at(&tenant, stamp, &id).map(drop)
+        sync::apply_own(&state, &tenant, stamp, move |engine, tenant| {
+            engine.delete_at(tenant, stamp, &id).map(drop)
         })
         .await?;
         Ok(())
@@ -228,8 +228,8 @@ pub async fn post_interactions(
             .await?;
         // An empty batch is no change: its "stamp" is the tenant's current version.
         if !batch.is_empty() {
-            sync::apply_own(&state, &tenant, stamp, |engine| {
-                engine.record_at(&tenant, stamp, batch).map(drop)
+            sync::apply_own(&state, &tenant, stamp, move |engine, tenant| {
+                engine.record_at(tenant, stamp, batch).map(drop)
             })
             .await?;
         }

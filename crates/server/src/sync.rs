@@ -212,17 +212,30 @@ pub async fn await_turn(
     }
 }
 
+/// Runs an engine write on the blocking pool, never on an async worker: a write may build a
+/// tenant's graph for seconds, and the workers serve requests meanwhile.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    tenant: &TenantName,
+    write: impl FnOnce(&Engine, &TenantName) -> T + Send + 'static,
+) -> T {
+    let (engine, tenant) = (state.engine.clone(), tenant.clone());
+    tokio::task::spawn_blocking(move || write(&engine, &tenant))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
 /// Applies this server's own change `stamp` once the changes before it are in: `apply` runs
-/// then (it may find the feed applied the change already). When the turn does not come, the
-/// tenant is reloaded from storage, which holds the change.
+/// then, on the blocking pool (it may find the feed applied the change already). When the turn
+/// does not come, the tenant is reloaded from storage, which holds the change.
 pub async fn apply_own(
     state: &AppState,
     tenant: &TenantName,
     stamp: u64,
-    apply: impl FnOnce(&Engine) -> Result<(), EngineError>,
+    apply: impl FnOnce(&Engine, &TenantName) -> Result<(), EngineError> + Send + 'static,
 ) -> Result<(), SyncError> {
     if await_turn(state, tenant, stamp).await? {
-        apply(&state.engine)?;
+        blocking(state, tenant, apply).await?;
     } else {
         tracing::warn!(%tenant, stamp, "earlier changes did not arrive in time");
         reload_tenant(state, tenant).await?;
@@ -302,18 +315,27 @@ async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), Syn
         Change::Entities { tenant, stamp } => {
             if needs(engine, &tenant, stamp) {
                 let rows = pg.entities_in_batch(&tenant, stamp).await?;
-                engine.upsert_at(&tenant, stamp, engine.check_entities(&tenant, rows)?)?;
+                blocking(state, &tenant, move |engine, tenant| {
+                    engine.upsert_at(tenant, stamp, engine.check_entities(tenant, rows)?)
+                })
+                .await?;
             }
         }
         Change::EntityDeleted { tenant, stamp, id } => {
             if needs(engine, &tenant, stamp) {
-                engine.delete_at(&tenant, stamp, &id)?;
+                blocking(state, &tenant, move |engine, tenant| {
+                    engine.delete_at(tenant, stamp, &id)
+                })
+                .await?;
             }
         }
         Change::Interactions { tenant, stamp } => {
             if needs(engine, &tenant, stamp) {
                 let rows = pg.interactions_in_batch(&tenant, stamp).await?;
-                engine.record_at(&tenant, stamp, CheckedInteractions::new(rows)?)?;
+                blocking(state, &tenant, move |engine, tenant| {
+                    engine.record_at(tenant, stamp, CheckedInteractions::new(rows)?)
+                })
+                .await?;
             }
         }
         Change::Resync => resync(state).await,

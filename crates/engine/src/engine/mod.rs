@@ -127,11 +127,10 @@ impl Engine {
         Ok(self.tenant(name)?.lineage)
     }
 
-    /// The stamp of the last change applied to a tenant.
+    /// The stamp of the last change applied to a tenant. It never waits for a write in
+    /// progress (async hosts ask it while a graph build may hold the writer for seconds).
     pub fn applied(&self, name: &TenantName) -> Result<u64> {
-        let tenant = self.tenant(name)?;
-        let applied = *tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(applied)
+        Ok(self.tenant(name)?.applied.load(Ordering::Acquire))
     }
 
     /// An entity as it was stored.

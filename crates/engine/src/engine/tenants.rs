@@ -1,7 +1,7 @@
 //! The tenant registry: making, finding and dropping tenants, and staging a tenant off to the
 //! side while it loads, then installing it whole.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -50,6 +50,9 @@ pub(super) struct Tenant {
     pub(super) interactions: ArcSwap<InteractionLog>,
     /// Held by the one writer; holds the stamp of the last change applied.
     pub(super) writer: Mutex<u64>,
+    /// The stamp `writer` holds, for readers that must not wait for a write in progress
+    /// ([`Engine::applied`]): stored under the writer lock after each change.
+    pub(super) applied: AtomicU64,
     /// Set, under the writer lock, when [`Engine::install`] replaces this tenant.
     pub(super) retired: AtomicBool,
 }
@@ -211,6 +214,7 @@ pub(super) fn new_tenant(
         entities: ArcSwap::from_pointee(entities),
         interactions: ArcSwap::from_pointee(interactions),
         writer: Mutex::new(stamp),
+        applied: AtomicU64::new(stamp),
         retired: AtomicBool::new(false),
     }
 }

@@ -148,6 +148,7 @@ fn ordered<T>(
         };
         let out = write(&tenant, stamp)?;
         *applied = stamp;
+        tenant.applied.store(stamp, Ordering::Release);
         return Ok(Applied::Done(out));
     }
 }

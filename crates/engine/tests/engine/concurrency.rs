@@ -119,6 +119,33 @@ proptest! {
     }
 }
 
+/// A row of 16 components from a few residues of `n`.
+fn sixteen(n: usize, scale: usize) -> NewEntity {
+    NewEntity {
+        id: id(n),
+        vector: (0..16)
+            .map(|d| ((n * 31 + d * 17) % scale) as f32 + 1.0)
+            .collect(),
+        category: None,
+        tags: Vec::new(),
+        attributes: None,
+    }
+}
+
+/// Starts a write that holds `busy` for a second or more (a graph build of 15,000 entities,
+/// in tests), and returns once it holds the tenant's writer.
+fn start_a_long_write<'s>(s: &'s thread::Scope<'s, '_>, engine: &'s Engine, busy: &'s TenantName) {
+    let rows: Vec<NewEntity> = (0..15_000).map(|n| sixteen(n, 97)).collect();
+    let (started, starting) = mpsc::channel();
+    s.spawn(move || {
+        started.send(()).unwrap();
+        engine.upsert(busy, rows).unwrap();
+    });
+    starting.recv().unwrap();
+    // The batch is checked in a few milliseconds; then its write holds the tenant.
+    thread::sleep(Duration::from_millis(300));
+}
+
 /// Installing a reloaded tenant waits for that tenant's writer, and for nothing else: while a
 /// long write holds one tenant (a graph build of 15,000 entities, a second or more in tests), the
 /// install waits for it, and another tenant is written and read meanwhile. The install used to
@@ -131,27 +158,9 @@ fn installing_a_tenant_waits_for_its_writer_without_stalling_the_others() {
     let spec = TenantSpec::new(16, Metric::Cosine).unwrap();
     engine.create_tenant(busy.clone(), spec).unwrap();
     engine.create_tenant(other.clone(), spec).unwrap();
-    let row = |n: usize, scale: usize| NewEntity {
-        id: id(n),
-        vector: (0..16)
-            .map(|d| ((n * 31 + d * 17) % scale) as f32 + 1.0)
-            .collect(),
-        category: None,
-        tags: Vec::new(),
-        attributes: None,
-    };
-    let rows: Vec<NewEntity> = (0..15_000).map(|n| row(n, 97)).collect();
-    let started = AtomicBool::new(false);
+    let row = &sixteen;
     thread::scope(|s| {
-        s.spawn(|| {
-            started.store(true, Ordering::Release);
-            engine.upsert(&busy, rows).unwrap();
-        });
-        while !started.load(Ordering::Acquire) {
-            thread::yield_now();
-        }
-        // The batch is checked in a few milliseconds; then its write holds the tenant.
-        thread::sleep(Duration::from_millis(300));
+        start_a_long_write(s, &engine, &busy);
         let staged = engine.stage_tenant(busy.clone(), spec, 1, 0).unwrap();
         let install = s.spawn(|| engine.install(staged));
         thread::sleep(Duration::from_millis(50));
@@ -172,4 +181,27 @@ fn installing_a_tenant_waits_for_its_writer_without_stalling_the_others() {
         assert_eq!(install.join().unwrap(), Installed::Replaced);
     });
     assert_eq!(engine.lineage(&busy).unwrap(), 1);
+}
+
+/// Which stamp a tenant has applied is read without waiting for a write in progress: an async
+/// host asks it from its event loop while a write may hold the tenant for seconds. It used to
+/// take the writer's lock, so the host's thread stalled for the whole write.
+#[test]
+fn the_applied_stamp_is_read_without_waiting_for_a_write() {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let busy = TenantName::parse("busy").unwrap();
+    let spec = TenantSpec::new(16, Metric::Cosine).unwrap();
+    engine.create_tenant(busy.clone(), spec).unwrap();
+    thread::scope(|s| {
+        start_a_long_write(s, &engine, &busy);
+        let (done, finished) = mpsc::channel();
+        let (engine, busy) = (&engine, &busy);
+        s.spawn(move || done.send(engine.applied(busy).unwrap()).unwrap());
+        assert_eq!(
+            finished.recv_timeout(Duration::from_secs(1)),
+            Ok(0),
+            "the stamp was read after the write, not before it"
+        );
+    });
+    assert_eq!(engine.applied(&busy).unwrap(), 1);
 }
