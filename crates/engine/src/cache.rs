@@ -19,6 +19,7 @@ use crate::query::{
     Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, Ranking, SearchOptions,
     TrendingQuery,
 };
+use crate::stamp::Generation;
 
 /// The TTL tiers of ranked answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +35,7 @@ pub enum CacheTier {
 pub(crate) struct Key {
     pub tenant: TenantName,
     /// Generations of the entity and interaction snapshots it depends on (0 for none).
-    pub generations: [u64; 2],
+    pub generations: [Generation; 2],
     pub query: QueryKey,
 }
 
@@ -269,7 +270,7 @@ impl ExampleKey {
 pub(crate) struct PreferenceKey {
     pub tenant: TenantName,
     pub user: UserId,
-    pub entity_generation: u64,
+    pub entity_generation: Generation,
     pub user_version: u64,
 }
 
@@ -395,7 +396,7 @@ mod tests {
     fn key(generation: u64) -> Key {
         Key {
             tenant: TenantName::parse("t").unwrap(),
-            generations: [generation, 0],
+            generations: [Generation(generation), Generation(0)],
             query: QueryKey::Similar(
                 EntityId::parse("a").unwrap(),
                 (&SearchOptions::default()).into(),

@@ -4,6 +4,7 @@
 //! can be transient.
 
 use crate::model::{Metric, TenantName};
+use crate::stamp::Stamp;
 
 /// Why an engine operation was refused. A refused operation changes nothing.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -48,9 +49,9 @@ pub enum EngineError {
         /// The tenant.
         tenant: TenantName,
         /// The stamp the change carried.
-        stamp: u64,
+        stamp: Stamp,
         /// The stamp the tenant expects next.
-        expected: u64,
+        expected: Stamp,
     },
     /// None of the examples of a recommendation exist, so there is nothing to rank against.
     #[error("none of the examples exist: {0}")]

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::model::{EntityId, Millis, UserId};
+use crate::stamp::{Generation, Stamp};
 
 /// Events per chunk of the trending log.
 const EVENTS_PER_CHUNK: usize = 4096;
@@ -86,9 +87,9 @@ pub(crate) struct Weighted {
 #[derive(Debug, Clone)]
 pub(crate) struct InteractionLog {
     /// Unique across the engine's life; cached answers carry it in their key.
-    pub generation: u64,
+    pub generation: Generation,
     /// The host's stamp of the last change written to this snapshot (see `Engine::record_at`).
-    pub stamp: u64,
+    pub stamp: Stamp,
     users: imbl::HashMap<UserId, Arc<UserProfile>>,
     /// Entity ids seen in events, interned to dense keys for the trending scan.
     keys: imbl::HashMap<EntityId, u32>,
@@ -98,10 +99,10 @@ pub(crate) struct InteractionLog {
 }
 
 impl InteractionLog {
-    pub fn new(generation: u64) -> Self {
+    pub fn new(generation: Generation) -> Self {
         Self {
             generation,
-            stamp: 0,
+            stamp: Stamp::ZERO,
             users: imbl::HashMap::new(),
             keys: imbl::HashMap::new(),
             names: imbl::Vector::new(),
@@ -227,7 +228,7 @@ mod tests {
 
     #[test]
     fn trending_sums_decayed_weights_inside_the_window() {
-        let mut log = InteractionLog::new(1);
+        let mut log = InteractionLog::new(Generation(1));
         let now = 100 * HOUR;
         log.record(
             vec![
@@ -260,7 +261,7 @@ mod tests {
 
     #[test]
     fn old_chunks_are_dropped_after_retention() {
-        let mut log = InteractionLog::new(1);
+        let mut log = InteractionLog::new(Generation(1));
         let events = (0..EVENTS_PER_CHUNK)
             .map(|_| weighted("u", "a", 1.0, 0))
             .collect();

@@ -64,6 +64,7 @@ mod interactions;
 mod mmr;
 mod model;
 mod query;
+mod stamp;
 mod topk;
 
 pub use cache::CacheTier;
@@ -82,3 +83,4 @@ pub use query::{
     Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, MAX_K, MAX_OFFSET, Ranking,
     RecommendRequest, SearchOptions, Strategy, TrendingQuery, Window,
 };
+pub use stamp::{ChangeId, Lineage, Stamp};

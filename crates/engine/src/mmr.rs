@@ -78,7 +78,11 @@ mod tests {
     #[test]
     fn near_duplicates_are_pushed_down() {
         let spec = TenantSpec::new(2, Metric::Cosine).unwrap();
-        let mut index = EntityIndex::new(spec, 1, crate::config::SearchConfig::default());
+        let mut index = EntityIndex::new(
+            spec,
+            crate::stamp::Generation(1),
+            crate::config::SearchConfig::default(),
+        );
         let entity = |id: &str, v: [f32; 2]| NewEntity {
             id: EntityId::parse(id).unwrap(),
             vector: v.to_vec(),

@@ -8,8 +8,8 @@ use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use rand::RngCore;
 use reco_engine::{
-    Answer, CacheStatus, CheckedInteractions, Created, EntityId, Strategy, TenantName, TenantSpec,
-    TrendingQuery, UserId, Window,
+    Answer, CacheStatus, CheckedInteractions, Created, EntityId, Stamp, Strategy, TenantName,
+    TenantSpec, TrendingQuery, UserId, Window,
 };
 use reco_storage::DbSearch;
 
@@ -80,7 +80,7 @@ pub async fn put_tenant(
             Created::Created if known.is_none() => {
                 state
                     .engine
-                    .create_tenant_at(tenant.clone(), spec, lineage, 0)?;
+                    .create_tenant_at(tenant.clone(), spec, lineage, Stamp::ZERO)?;
             }
             Created::Created | Created::Existed => sync::reload_tenant(&state, &tenant).await?,
         }
@@ -160,9 +160,9 @@ pub async fn put_entities(
         .check_entities(&tenant, body.into_inner().into_entities()?)?;
     let upserted = batch.len();
     committed(&state, move |state| async move {
-        let stamp = state.store.upsert_entities(&tenant, &batch).await?;
-        sync::apply_own(&state, &tenant, stamp, move |engine, tenant| {
-            engine.upsert_at(tenant, stamp, batch).map(drop)
+        let change = state.store.upsert_entities(&tenant, &batch).await?;
+        sync::apply_own(&state, &tenant, change, move |engine, tenant| {
+            engine.upsert_at(tenant, change, batch).map(drop)
         })
         .await?;
         Ok(())
@@ -196,11 +196,11 @@ pub async fn delete_entity(
     let id = EntityId::parse(&id)?;
     state.engine.tenant_info(&tenant)?;
     committed(&state, move |state| async move {
-        let Some(stamp) = state.store.delete_entity(&tenant, &id).await? else {
+        let Some(change) = state.store.delete_entity(&tenant, &id).await? else {
             return Err(ApiError::NotFound(format!("entity `{id}` does not exist")));
         };
-        sync::apply_own(&state, &tenant, stamp, move |engine, tenant| {
-            engine.delete_at(tenant, stamp, &id).map(drop)
+        sync::apply_own(&state, &tenant, change, move |engine, tenant| {
+            engine.delete_at(tenant, change, &id).map(drop)
         })
         .await?;
         Ok(())
@@ -222,14 +222,14 @@ pub async fn post_interactions(
     let batch = CheckedInteractions::new(body.into_inner().into_interactions(state.engine.now())?)?;
     let accepted = batch.len();
     committed(&state, move |state| async move {
-        let stamp = state
+        let change = state
             .store
             .record_interactions(&tenant, batch.clone())
             .await?;
         // An empty batch is no change: its "stamp" is the tenant's current version.
         if !batch.is_empty() {
-            sync::apply_own(&state, &tenant, stamp, move |engine, tenant| {
-                engine.record_at(tenant, stamp, batch).map(drop)
+            sync::apply_own(&state, &tenant, change, move |engine, tenant| {
+                engine.record_at(tenant, change, batch).map(drop)
             })
             .await?;
         }

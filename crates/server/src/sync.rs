@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use reco_engine::{
-    CheckedInteractions, Engine, EngineError, Installed, Interaction, NewEntity, StagedTenant,
-    TenantName,
+    ChangeId, CheckedInteractions, Engine, EngineError, Installed, Interaction, NewEntity,
+    StagedTenant, TenantName,
 };
 use reco_storage::{Change, ChangeFeed, LoadSink, PgStore, StorageError, Store, TenantRecord};
 
@@ -196,14 +196,17 @@ pub async fn reload_tenant(state: &AppState, tenant: &TenantName) -> Result<(), 
 pub async fn await_turn(
     state: &AppState,
     tenant: &TenantName,
-    stamp: u64,
+    change: ChangeId,
 ) -> Result<bool, EngineError> {
     let deadline = tokio::time::Instant::now() + TURN_TIMEOUT;
     loop {
         let notified = state.applied.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if state.engine.applied(tenant)? + 1 >= stamp {
+        // A change of another incarnation is not waited for: the engine will not apply it.
+        if state.engine.lineage(tenant)? != change.lineage
+            || state.engine.applied(tenant)?.next() >= change.stamp
+        {
             return Ok(true);
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -231,13 +234,13 @@ async fn blocking<T: Send + 'static>(
 pub async fn apply_own(
     state: &AppState,
     tenant: &TenantName,
-    stamp: u64,
+    change: ChangeId,
     apply: impl FnOnce(&Engine, &TenantName) -> Result<(), EngineError> + Send + 'static,
 ) -> Result<(), SyncError> {
-    if await_turn(state, tenant, stamp).await? {
+    if await_turn(state, tenant, change).await? {
         blocking(state, tenant, apply).await?;
     } else {
-        tracing::warn!(%tenant, stamp, "earlier changes did not arrive in time");
+        tracing::warn!(%tenant, stamp = %change.stamp, "earlier changes did not arrive in time");
         reload_tenant(state, tenant).await?;
     }
     state.applied.notify_waiters();
@@ -294,8 +297,13 @@ async fn resync(state: &AppState) {
 
 /// Whether the engine still needs change `stamp` of `tenant` (it may have it already, or not
 /// know the tenant at all, in which case there is nothing to apply it to).
-fn needs(engine: &Engine, tenant: &TenantName, stamp: u64) -> bool {
-    engine.applied(tenant).is_ok_and(|applied| stamp > applied)
+fn needs(engine: &Engine, tenant: &TenantName, change: ChangeId) -> bool {
+    engine
+        .lineage(tenant)
+        .is_ok_and(|lineage| lineage == change.lineage)
+        && engine
+            .applied(tenant)
+            .is_ok_and(|applied| change.stamp > applied)
 }
 
 async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), SyncError> {
@@ -312,28 +320,28 @@ async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), Syn
             }
             state.forget_keys();
         }
-        Change::Entities { tenant, stamp } => {
-            if needs(engine, &tenant, stamp) {
-                let rows = pg.entities_in_batch(&tenant, stamp).await?;
+        Change::Entities { tenant, change } => {
+            if needs(engine, &tenant, change) {
+                let rows = pg.entities_in_batch(&tenant, change).await?;
                 blocking(state, &tenant, move |engine, tenant| {
-                    engine.upsert_at(tenant, stamp, engine.check_entities(tenant, rows)?)
+                    engine.upsert_at(tenant, change, engine.check_entities(tenant, rows)?)
                 })
                 .await?;
             }
         }
-        Change::EntityDeleted { tenant, stamp, id } => {
-            if needs(engine, &tenant, stamp) {
+        Change::EntityDeleted { tenant, change, id } => {
+            if needs(engine, &tenant, change) {
                 blocking(state, &tenant, move |engine, tenant| {
-                    engine.delete_at(tenant, stamp, &id)
+                    engine.delete_at(tenant, change, &id)
                 })
                 .await?;
             }
         }
-        Change::Interactions { tenant, stamp } => {
-            if needs(engine, &tenant, stamp) {
-                let rows = pg.interactions_in_batch(&tenant, stamp).await?;
+        Change::Interactions { tenant, change } => {
+            if needs(engine, &tenant, change) {
+                let rows = pg.interactions_in_batch(&tenant, change).await?;
                 blocking(state, &tenant, move |engine, tenant| {
-                    engine.record_at(tenant, stamp, CheckedInteractions::new(rows)?)
+                    engine.record_at(tenant, change, CheckedInteractions::new(rows)?)
                 })
                 .await?;
             }

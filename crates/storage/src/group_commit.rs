@@ -9,7 +9,7 @@
 
 use std::future::Future;
 
-use reco_engine::TenantName;
+use reco_engine::{ChangeId, TenantName};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, StorageError};
@@ -19,7 +19,7 @@ use crate::error::{Result, StorageError};
 pub(crate) struct Pending<R> {
     pub tenant: TenantName,
     pub rows: Vec<R>,
-    done: oneshot::Sender<Result<u64>>,
+    done: oneshot::Sender<Result<ChangeId>>,
 }
 
 /// The most rows one shared commit takes.
@@ -45,7 +45,7 @@ impl<R: Clone + Send + 'static> GroupCommit<R> {
     pub fn start<F, Fut>(commit: F) -> Self
     where
         F: Fn(Vec<(TenantName, Vec<R>)>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<u64>>> + Send,
+        Fut: Future<Output = Result<Vec<ChangeId>>> + Send,
     {
         let (queue, mut rx) = mpsc::channel::<Pending<R>>(4096);
         tokio::spawn(async move {
@@ -94,7 +94,7 @@ impl<R: Clone + Send + 'static> GroupCommit<R> {
     }
 
     /// Queues a batch and waits until it is committed; returns its stamp.
-    pub async fn write(&self, tenant: TenantName, rows: Vec<R>) -> Result<u64> {
+    pub async fn write(&self, tenant: TenantName, rows: Vec<R>) -> Result<ChangeId> {
         let (done, answer) = oneshot::channel();
         self.queue
             .send(Pending { tenant, rows, done })
@@ -107,7 +107,7 @@ impl<R: Clone + Send + 'static> GroupCommit<R> {
 }
 
 /// The one stamp of a commit of one batch.
-fn only_stamp(stamps: &[u64]) -> Result<u64> {
+fn only_stamp(stamps: &[ChangeId]) -> Result<ChangeId> {
     match *stamps {
         [stamp] => Ok(stamp),
         _ => Err(StorageError::Corrupt(format!(
@@ -122,7 +122,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use reco_engine::{EntityId, Interaction, InteractionKind, UserId};
+    use reco_engine::{EntityId, Interaction, InteractionKind, Lineage, Stamp, UserId};
 
     use super::*;
 
@@ -159,7 +159,10 @@ mod tests {
                     ))
                 } else {
                     // Each batch's stamp is its place in the group, plus 100.
-                    Ok((100..).take(count).collect())
+                    Ok((100..)
+                        .take(count)
+                        .map(|n| ChangeId::new(Lineage::new(1), Stamp::new(n)))
+                        .collect())
                 }
             }
         });
@@ -220,7 +223,9 @@ mod tests {
             match (name, result.unwrap()) {
                 (&"bad", Err(StorageError::TenantNotFound(_))) => {}
                 (&"bad", other) => panic!("bad: {other:?}"),
-                (_, Ok(stamp)) => assert!(stamp >= 100, "{name} got stamp {stamp}"),
+                (_, Ok(change)) => {
+                    assert!(change.stamp.get() >= 100, "{name} got {change:?}");
+                }
                 (name, Err(e)) => panic!("{name} failed with the bad batch: {e}"),
             }
         }

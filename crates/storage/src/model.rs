@@ -3,7 +3,7 @@
 //! here, apart from [`crate::Store`], so that the backends depend on this module and not on the
 //! facade that depends on them.
 
-use reco_engine::{EntityId, Filter, Interaction, NewEntity, TenantSpec};
+use reco_engine::{EntityId, Filter, Interaction, Lineage, NewEntity, Stamp, TenantSpec};
 
 use crate::error::Result;
 
@@ -56,9 +56,9 @@ pub struct TenantRecord {
     /// Its dimension and metric.
     pub spec: TenantSpec,
     /// The random name of this incarnation of the tenant.
-    pub lineage: u64,
+    pub lineage: Lineage,
     /// How many changes it has had: the stamp of the last one.
-    pub version: u64,
+    pub version: Stamp,
 }
 
 /// Where [`Store::load_tenant`] puts what it reads.

@@ -3,10 +3,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use reco_engine::{EntityId, TenantName};
+use reco_engine::{ChangeId, EntityId, Lineage, Stamp, TenantName};
 
 use crate::error::Result;
-use crate::rows::corrupt;
+use crate::rows::{self, corrupt};
 
 /// The channel every notice goes to.
 pub(crate) const CHANNEL: &str = "reco_changes";
@@ -55,83 +55,92 @@ pub enum Change {
         /// The tenant.
         tenant: TenantName,
         /// The random name of this incarnation.
-        lineage: u64,
+        lineage: Lineage,
     },
     /// A tenant and all its data were removed.
     TenantDeleted {
         /// The tenant.
         tenant: TenantName,
         /// The incarnation removed.
-        lineage: u64,
+        lineage: Lineage,
     },
-    /// Entities were written by the change stamped `stamp`.
+    /// Entities were written by `change`.
     Entities {
         /// The tenant.
         tenant: TenantName,
-        /// The change's stamp; fetch its rows with [`PgStore::entities_in_batch`].
-        stamp: u64,
+        /// The change; fetch its rows with [`crate::PgStore::entities_in_batch`].
+        change: ChangeId,
     },
-    /// An entity was deleted by the change stamped `stamp`.
+    /// An entity was deleted by `change`.
     EntityDeleted {
         /// The tenant.
         tenant: TenantName,
-        /// The change's stamp.
-        stamp: u64,
+        /// The change.
+        change: ChangeId,
         /// The entity.
         id: EntityId,
     },
-    /// Interactions were recorded by the change stamped `stamp`.
+    /// Interactions were recorded by `change`.
     Interactions {
         /// The tenant.
         tenant: TenantName,
-        /// The change's stamp; fetch its rows with [`PgStore::interactions_in_batch`].
-        stamp: u64,
+        /// The change; fetch its rows with [`crate::PgStore::interactions_in_batch`].
+        change: ChangeId,
     },
     /// Notices may have been missed: reload everything.
     Resync,
 }
 
 /// Parses a notice. The origin is only for people reading notices: a server hears its own
-/// changes too, and applying a stamp twice changes nothing.
+/// changes too, and applying a change twice changes nothing. A change names its incarnation
+/// (`lineage stamp`), and a lineage travels as the database keeps it, a signed `bigint`.
 pub(crate) fn parse(payload: &str) -> Result<Change> {
+    let bad = || corrupt(format!("a change notice `{payload}`"));
     let mut parts = payload.splitn(4, ' ');
     let (Some(_origin), Some(kind), Some(tenant), Some(rest)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(corrupt(format!("a change notice `{payload}`")));
+        return Err(bad());
     };
     let tenant = TenantName::parse(tenant).map_err(corrupt)?;
-    let number = |text: &str| text.parse::<u64>().map_err(corrupt);
-    let change = match kind {
+    let lineage = |text: &str| text.parse::<i64>().map(rows::lineage_of).map_err(corrupt);
+    fn split_change(text: &str) -> Option<(&str, &str, Option<&str>)> {
+        let mut fields = text.splitn(3, ' ');
+        Some((fields.next()?, fields.next()?, fields.next()))
+    }
+    let change = |text| -> Result<(ChangeId, Option<&str>)> {
+        let (l, s, rest) = split_change(text).ok_or_else(bad)?;
+        let stamp = Stamp::new(s.parse::<u64>().map_err(corrupt)?);
+        Ok((ChangeId::new(lineage(l)?, stamp), rest))
+    };
+    let parsed = match kind {
         "tenant_created" => Change::TenantCreated {
             tenant,
-            lineage: number(rest)?,
+            lineage: lineage(rest)?,
         },
         "tenant_deleted" => Change::TenantDeleted {
             tenant,
-            lineage: number(rest)?,
+            lineage: lineage(rest)?,
         },
         "entities" => Change::Entities {
             tenant,
-            stamp: number(rest)?,
+            change: change(rest)?.0,
         },
         "interactions" => Change::Interactions {
             tenant,
-            stamp: number(rest)?,
+            change: change(rest)?.0,
         },
         "entity_deleted" => {
-            let (stamp, id) = rest
-                .split_once(' ')
-                .ok_or_else(|| corrupt(format!("a change notice `{payload}`")))?;
+            let (change, id) = change(rest)?;
             Change::EntityDeleted {
                 tenant,
-                stamp: number(stamp)?,
-                id: EntityId::parse(id).map_err(corrupt)?,
+                change,
+                id: EntityId::parse(id.ok_or_else(bad)?).map_err(corrupt)?,
             }
         }
         other => return Err(corrupt(format!("a change notice of kind `{other}`"))),
     };
-    Ok(change)
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -141,42 +150,44 @@ mod tests {
     #[test]
     fn notices_round_trip() {
         let t = TenantName::parse("shop").unwrap();
-        let n = notice("me", ChangeKind::Entities, &t, "") + "42";
+        let change =
+            |lineage: u64, stamp: u64| ChangeId::new(Lineage::new(lineage), Stamp::new(stamp));
+        let n = notice("me", ChangeKind::Entities, &t, "") + "5 42";
         assert_eq!(
             parse(&n).unwrap(),
             Change::Entities {
                 tenant: t.clone(),
-                stamp: 42
+                change: change(5, 42)
             }
         );
-        let d = notice("me", ChangeKind::EntityDeleted, &t, "") + "7 an id with spaces";
+        let d = notice("me", ChangeKind::EntityDeleted, &t, "") + "5 7 an id with spaces";
         assert_eq!(
             parse(&d).unwrap(),
             Change::EntityDeleted {
                 tenant: t.clone(),
-                stamp: 7,
+                change: change(5, 7),
                 id: EntityId::parse("an id with spaces").unwrap()
             }
         );
-        let c = notice("me", ChangeKind::TenantCreated, &t, "99");
+        // Lineages are random bigints: a negative one is its 64 bits.
+        let c = notice("me", ChangeKind::TenantCreated, &t, "-1");
         assert_eq!(
             parse(&c).unwrap(),
             Change::TenantCreated {
                 tenant: t.clone(),
-                lineage: 99
+                lineage: Lineage::new(u64::MAX)
             }
         );
-        let i = notice("me", ChangeKind::Interactions, &t, "3");
+        let i = notice("me", ChangeKind::Interactions, &t, "99 3");
         assert_eq!(
             parse(&i).unwrap(),
             Change::Interactions {
-                tenant: t,
-                stamp: 3
+                tenant: t.clone(),
+                change: change(99, 3)
             }
         );
         assert!(parse("garbage").is_err());
-        assert!(parse("me entities shop notanumber").is_err());
-        assert!(parse("me entity_deleted shop 5").is_err());
-        assert_ne!(new_origin(), new_origin());
+        assert!(parse(&(notice("me", ChangeKind::Entities, &t, "") + "42")).is_err());
+        assert!(parse(&(notice("me", ChangeKind::EntityDeleted, &t, "") + "5 7")).is_err());
     }
 }

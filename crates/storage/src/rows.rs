@@ -3,14 +3,24 @@
 use std::sync::Arc;
 
 use reco_engine::{
-    CheckedEntities, EntityId, Interaction, InteractionKind, Metric, NewEntity, TenantName,
-    TenantSpec, UserId,
+    ChangeId, CheckedEntities, EntityId, Interaction, InteractionKind, Lineage, Metric, NewEntity,
+    Stamp, TenantName, TenantSpec, UserId,
 };
 
 use crate::error::{Result, StorageError};
 
 /// Rows per page of a load, when the caller asks for none.
 pub(crate) const PAGE: i64 = 5_000;
+
+/// A change as the database numbers it: the tenant's lineage and its version after the change.
+pub(crate) fn change(lineage: i64, version: i64) -> ChangeId {
+    ChangeId::new(lineage_of(lineage), Stamp::new(version.unsigned_abs()))
+}
+
+/// A lineage as the database keeps it: a random `bigint`, read as its 64 bits.
+pub(crate) fn lineage_of(stored: i64) -> Lineage {
+    Lineage::new(u64::from_ne_bytes(stored.to_ne_bytes()))
+}
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt(what.to_string())

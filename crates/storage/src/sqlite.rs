@@ -5,8 +5,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use reco_engine::{
-    CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, NewEntity, TenantName,
-    TenantSpec,
+    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, Lineage,
+    NewEntity, Stamp, TenantName, TenantSpec,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool};
@@ -85,7 +85,7 @@ impl SqliteStore {
         &self,
         name: &TenantName,
         spec: TenantSpec,
-    ) -> Result<(Created, u64)> {
+    ) -> Result<(Created, Lineage)> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO tenants (name, dimension, metric, lineage) VALUES ($1, $2, $3, random()) \
@@ -98,7 +98,7 @@ impl SqliteStore {
         .await?;
         if let Some(lineage) = inserted {
             tx.commit().await?;
-            return Ok((Created::Created, lineage as u64));
+            return Ok((Created::Created, rows::lineage_of(lineage)));
         }
         let row = sqlx::query("SELECT dimension, metric, lineage FROM tenants WHERE name = $1")
             .bind(name.as_str())
@@ -106,7 +106,7 @@ impl SqliteStore {
             .await?;
         let (_, existing) = rows::tenant(name.as_str(), row.try_get(0)?, row.try_get(1)?)?;
         if existing == spec {
-            Ok((Created::Existed, row.try_get::<i64, _>(2)? as u64))
+            Ok((Created::Existed, rows::lineage_of(row.try_get(2)?)))
         } else {
             Err(StorageError::TenantConflict {
                 name: name.clone(),
@@ -149,7 +149,7 @@ impl SqliteStore {
         &self,
         tenant: &TenantName,
         batch: &CheckedEntities,
-    ) -> Result<u64> {
+    ) -> Result<ChangeId> {
         let spec = self
             .tenant(tenant)
             .await?
@@ -179,7 +179,11 @@ impl SqliteStore {
     }
 
     /// Deletes an entity and returns the change's stamp; `None` when it did not exist.
-    pub async fn delete_entity(&self, tenant: &TenantName, id: &EntityId) -> Result<Option<u64>> {
+    pub async fn delete_entity(
+        &self,
+        tenant: &TenantName,
+        id: &EntityId,
+    ) -> Result<Option<ChangeId>> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let deleted = sqlx::query("DELETE FROM entities WHERE tenant = $1 AND id = $2")
             .bind(tenant.as_str())
@@ -201,17 +205,17 @@ impl SqliteStore {
         &self,
         tenant: &TenantName,
         batch: CheckedInteractions,
-    ) -> Result<u64> {
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM tenants WHERE name = $1")
+    ) -> Result<ChangeId> {
+        let version: Option<(i64, i64)> =
+            sqlx::query_as("SELECT lineage, version FROM tenants WHERE name = $1")
                 .bind(tenant.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-        let Some(version) = version else {
+        let Some((lineage, version)) = version else {
             return Err(StorageError::TenantNotFound(tenant.clone()));
         };
         if batch.is_empty() {
-            return Ok(version as u64);
+            return Ok(rows::change(lineage, version));
         }
         self.interactions
             .write(tenant.clone(), batch.into_interactions())
@@ -271,15 +275,15 @@ impl SqliteStore {
 
 /// Moves a tenant to its next version in `tx` and returns it: the stamp of the change `tx`
 /// makes.
-async fn bump(tx: &mut sqlx::SqliteConnection, tenant: &TenantName) -> Result<u64> {
-    let version: Option<i64> = sqlx::query_scalar(
-        "UPDATE tenants SET version = version + 1 WHERE name = $1 RETURNING version",
+async fn bump(tx: &mut sqlx::SqliteConnection, tenant: &TenantName) -> Result<ChangeId> {
+    let version: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE tenants SET version = version + 1 WHERE name = $1 RETURNING lineage, version",
     )
     .bind(tenant.as_str())
     .fetch_optional(tx)
     .await?;
     version
-        .map(|v| v as u64)
+        .map(|(lineage, version)| rows::change(lineage, version))
         .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))
 }
 
@@ -287,7 +291,7 @@ async fn bump(tx: &mut sqlx::SqliteConnection, tenant: &TenantName) -> Result<u6
 async fn insert_interactions(
     pool: &SqlitePool,
     group: Vec<(TenantName, Vec<Interaction>)>,
-) -> Result<Vec<u64>> {
+) -> Result<Vec<ChangeId>> {
     let mut tx = pool.begin().await.map_err(unavailable)?;
     let mut stamps = Vec::with_capacity(group.len());
     for (tenant, batch) in &group {
@@ -341,8 +345,8 @@ impl Snapshot for SqliteSnapshot {
         row.map(|row| {
             Ok(TenantRecord {
                 spec: rows::tenant(tenant.as_str(), row.try_get(0)?, row.try_get(1)?)?.1,
-                lineage: row.try_get::<i64, _>(2)? as u64,
-                version: row.try_get::<i64, _>(3)? as u64,
+                lineage: rows::lineage_of(row.try_get(2)?),
+                version: Stamp::new(row.try_get::<i64, _>(3)?.unsigned_abs()),
             })
         })
         .transpose()

@@ -3,7 +3,8 @@
 
 use indicatif::ProgressBar;
 use reco_engine::{
-    CheckedEntities, CheckedInteractions, Created, EntityId, NewEntity, TenantName, TenantSpec,
+    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Lineage, NewEntity,
+    TenantName, TenantSpec,
 };
 
 use crate::error::{Result, StorageError};
@@ -85,7 +86,7 @@ impl Store {
         &self,
         name: &TenantName,
         spec: TenantSpec,
-    ) -> Result<(Created, u64)> {
+    ) -> Result<(Created, Lineage)> {
         each!(self, s => s.create_tenant(name, spec).await)
     }
 
@@ -111,13 +112,17 @@ impl Store {
         &self,
         tenant: &TenantName,
         batch: &CheckedEntities,
-    ) -> Result<u64> {
+    ) -> Result<ChangeId> {
         each!(self, s => s.upsert_entities(tenant, batch).await)
     }
 
     /// Deletes an entity and returns the change's stamp; `None` (and no change) when it did not
     /// exist.
-    pub async fn delete_entity(&self, tenant: &TenantName, id: &EntityId) -> Result<Option<u64>> {
+    pub async fn delete_entity(
+        &self,
+        tenant: &TenantName,
+        id: &EntityId,
+    ) -> Result<Option<ChangeId>> {
         each!(self, s => s.delete_entity(tenant, id).await)
     }
 
@@ -126,7 +131,7 @@ impl Store {
         &self,
         tenant: &TenantName,
         batch: CheckedInteractions,
-    ) -> Result<u64> {
+    ) -> Result<ChangeId> {
         each!(self, s => s.record_interactions(tenant, batch).await)
     }
 

@@ -37,6 +37,7 @@ use crate::model::{
     UserId,
 };
 use crate::query::{Answer, RecommendRequest, SearchOptions, TrendingQuery};
+use crate::stamp::{ChangeId, Generation, Lineage, Stamp};
 
 /// The in-memory recommendation engine. It is `Send + Sync`: share it behind an `Arc`.
 #[derive(Debug)]
@@ -71,8 +72,8 @@ impl Engine {
         &self.config
     }
 
-    fn next_generation(&self) -> u64 {
-        self.generations.fetch_add(1, Ordering::Relaxed)
+    fn next_generation(&self) -> Generation {
+        Generation(self.generations.fetch_add(1, Ordering::Relaxed))
     }
 
     fn tenant(&self, name: &TenantName) -> Result<Arc<Tenant>> {
@@ -85,7 +86,7 @@ impl Engine {
 
     /// Makes a tenant, or finds it when it exists with the same settings.
     pub fn create_tenant(&self, name: TenantName, spec: TenantSpec) -> Result<Created> {
-        self.create_tenant_at(name, spec, 0, 0)
+        self.create_tenant_at(name, spec, Lineage::NONE, Stamp::ZERO)
     }
 
     /// Whether a tenant's searches may use its graph (it has grown past the threshold, and
@@ -123,14 +124,16 @@ impl Engine {
     }
 
     /// The lineage a tenant was made with (see [`Engine::create_tenant_at`]).
-    pub fn lineage(&self, name: &TenantName) -> Result<u64> {
+    pub fn lineage(&self, name: &TenantName) -> Result<Lineage> {
         Ok(self.tenant(name)?.lineage)
     }
 
     /// The stamp of the last change applied to a tenant. It never waits for a write in
     /// progress (async hosts ask it while a graph build may hold the writer for seconds).
-    pub fn applied(&self, name: &TenantName) -> Result<u64> {
-        Ok(self.tenant(name)?.applied.load(Ordering::Acquire))
+    pub fn applied(&self, name: &TenantName) -> Result<Stamp> {
+        Ok(Stamp::new(
+            self.tenant(name)?.applied.load(Ordering::Acquire),
+        ))
     }
 
     /// An entity as it was stored.
@@ -180,8 +183,8 @@ impl Engine {
         &self,
         name: TenantName,
         spec: TenantSpec,
-        lineage: u64,
-        stamp: u64,
+        lineage: Lineage,
+        stamp: Stamp,
     ) -> Result<Created> {
         tenants::create(self, name, spec, lineage, stamp)
     }
@@ -209,8 +212,8 @@ impl Engine {
         &self,
         name: TenantName,
         spec: TenantSpec,
-        lineage: u64,
-        stamp: u64,
+        lineage: Lineage,
+        stamp: Stamp,
     ) -> Result<StagedTenant> {
         tenants::stage(self, name, spec, lineage, stamp)
     }
@@ -256,10 +259,10 @@ impl Engine {
     pub fn upsert_at(
         &self,
         name: &TenantName,
-        stamp: u64,
+        change: ChangeId,
         batch: CheckedEntities,
     ) -> Result<Applied<usize>> {
-        writes::upsert_at(self, name, stamp, batch)
+        writes::upsert_at(self, name, change, batch)
     }
 
     /// Deletes an entity; false when it did not exist.
@@ -269,8 +272,13 @@ impl Engine {
 
     /// [`Engine::delete`] as the change stamped `stamp` (see [`Engine::upsert_at`]). The stamp
     /// is taken even when the entity is not there.
-    pub fn delete_at(&self, name: &TenantName, stamp: u64, id: &EntityId) -> Result<Applied<bool>> {
-        writes::delete_at(self, name, stamp, id)
+    pub fn delete_at(
+        &self,
+        name: &TenantName,
+        change: ChangeId,
+        id: &EntityId,
+    ) -> Result<Applied<bool>> {
+        writes::delete_at(self, name, change, id)
     }
 
     /// Records a batch of interactions: all of them, or none when any is invalid.
@@ -282,10 +290,10 @@ impl Engine {
     pub fn record_at(
         &self,
         name: &TenantName,
-        stamp: u64,
+        change: ChangeId,
         batch: CheckedInteractions,
     ) -> Result<Applied<usize>> {
-        writes::record_at(self, name, stamp, batch)
+        writes::record_at(self, name, change, batch)
     }
 
     /// [`Engine::similar`], checked and bound to the current snapshot, not yet answered.

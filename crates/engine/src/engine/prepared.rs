@@ -13,6 +13,7 @@ use crate::index::EntityIndex;
 use crate::interactions::InteractionLog;
 use crate::model::{EntityId, TenantName, UserId};
 use crate::query::{Answer, CacheStatus, Ranking, RecommendRequest, SearchOptions, TrendingQuery};
+use crate::stamp::Generation;
 
 pub(super) fn bind(
     engine: &Engine,
@@ -88,7 +89,9 @@ impl Prepared {
             tenant: self.tenant.name.clone(),
             generations: [
                 self.index.generation,
-                self.log.as_ref().map_or(0, |log| log.generation),
+                self.log
+                    .as_ref()
+                    .map_or(Generation::default(), |log| log.generation),
             ],
             query: self.query_key(),
         }
@@ -103,9 +106,9 @@ impl Prepared {
     /// each other's answers. The tenant's name is not part of it.
     pub fn shared_key(&self) -> String {
         let mut key = SharedKey::new();
-        key.number(self.tenant.lineage)
-            .number(self.index.stamp)
-            .number(self.log.as_ref().map_or(0, |log| log.stamp));
+        key.number(self.tenant.lineage.get())
+            .number(self.index.stamp.get())
+            .number(self.log.as_ref().map_or(0, |log| log.stamp.get()));
         let config = &self.config;
         let search = &config.search;
         key.flag(search.exact)

@@ -13,6 +13,7 @@ use crate::error::{EngineError, Result};
 use crate::index::EntityIndex;
 use crate::interactions::InteractionLog;
 use crate::model::{Interaction, NewEntity, TenantInfo, TenantName, TenantSpec};
+use crate::stamp::{Lineage, Stamp};
 
 /// Whether [`Engine::create_tenant`] made the tenant or found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,12 +45,13 @@ pub enum Installed {
 pub(super) struct Tenant {
     pub(super) name: TenantName,
     pub(super) spec: TenantSpec,
-    /// The host's name for this incarnation of the tenant (0 for hosts that have none).
-    pub(super) lineage: u64,
+    /// The host's name for this incarnation of the tenant ([`Lineage::NONE`] for hosts that
+    /// have none).
+    pub(super) lineage: Lineage,
     pub(super) entities: ArcSwap<EntityIndex>,
     pub(super) interactions: ArcSwap<InteractionLog>,
     /// Held by the one writer; holds the stamp of the last change applied.
-    pub(super) writer: Mutex<u64>,
+    pub(super) writer: Mutex<Stamp>,
     /// The stamp `writer` holds, for readers that must not wait for a write in progress
     /// ([`Engine::applied`]): stored under the writer lock after each change.
     pub(super) applied: AtomicU64,
@@ -61,8 +63,8 @@ pub(super) fn create(
     engine: &Engine,
     name: TenantName,
     spec: TenantSpec,
-    lineage: u64,
-    stamp: u64,
+    lineage: Lineage,
+    stamp: Stamp,
 ) -> Result<Created> {
     let spec = TenantSpec::new(spec.dimension, spec.metric)?;
     let mut tenants = engine
@@ -120,8 +122,8 @@ pub(super) fn stage(
     engine: &Engine,
     name: TenantName,
     spec: TenantSpec,
-    lineage: u64,
-    stamp: u64,
+    lineage: Lineage,
+    stamp: Stamp,
 ) -> Result<StagedTenant> {
     let spec = TenantSpec::new(spec.dimension, spec.metric)?;
     Ok(StagedTenant(new_tenant(engine, name, spec, lineage, stamp)))
@@ -200,8 +202,8 @@ pub(super) fn new_tenant(
     engine: &Engine,
     name: TenantName,
     spec: TenantSpec,
-    lineage: u64,
-    stamp: u64,
+    lineage: Lineage,
+    stamp: Stamp,
 ) -> Tenant {
     let mut entities = EntityIndex::new(spec, engine.next_generation(), engine.config.search);
     entities.stamp = stamp;
@@ -214,7 +216,7 @@ pub(super) fn new_tenant(
         entities: ArcSwap::from_pointee(entities),
         interactions: ArcSwap::from_pointee(interactions),
         writer: Mutex::new(stamp),
-        applied: AtomicU64::new(stamp),
+        applied: AtomicU64::new(stamp.get()),
         retired: AtomicBool::new(false),
     }
 }

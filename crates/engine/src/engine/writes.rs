@@ -12,6 +12,7 @@ use crate::error::{EngineError, Result};
 use crate::index::EntityIndex;
 use crate::interactions::{InteractionLog, Weighted};
 use crate::model::{EntityId, Interaction, NewEntity, TenantName};
+use crate::stamp::{ChangeId, Stamp};
 
 /// Whether a stamped change was applied now or had been applied before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,9 @@ pub enum Applied<T> {
     Done(T),
     /// Its stamp was applied before: nothing changed.
     Already,
+    /// It was made in another incarnation of the tenant (deleted, or made again, since):
+    /// nothing changed, since the tenant it was made in is not here.
+    OtherLineage,
 }
 
 pub(super) fn upsert(engine: &Engine, name: &TenantName, batch: Vec<NewEntity>) -> Result<usize> {
@@ -30,10 +34,10 @@ pub(super) fn upsert(engine: &Engine, name: &TenantName, batch: Vec<NewEntity>) 
 pub(super) fn upsert_at(
     engine: &Engine,
     name: &TenantName,
-    stamp: u64,
+    change: ChangeId,
     batch: CheckedEntities,
 ) -> Result<Applied<usize>> {
-    upsert_stamped(engine, name, Some(stamp), batch)
+    upsert_stamped(engine, name, Some(change), batch)
 }
 
 pub(super) fn delete(engine: &Engine, name: &TenantName, id: &EntityId) -> Result<bool> {
@@ -52,10 +56,10 @@ pub(super) fn delete(engine: &Engine, name: &TenantName, id: &EntityId) -> Resul
 pub(super) fn delete_at(
     engine: &Engine,
     name: &TenantName,
-    stamp: u64,
+    change: ChangeId,
     id: &EntityId,
 ) -> Result<Applied<bool>> {
-    delete_stamped(engine, name, Some(stamp), id)
+    delete_stamped(engine, name, Some(change), id)
 }
 
 pub(super) fn record(engine: &Engine, name: &TenantName, batch: Vec<Interaction>) -> Result<usize> {
@@ -66,19 +70,19 @@ pub(super) fn record(engine: &Engine, name: &TenantName, batch: Vec<Interaction>
 pub(super) fn record_at(
     engine: &Engine,
     name: &TenantName,
-    stamp: u64,
+    change: ChangeId,
     batch: CheckedInteractions,
 ) -> Result<Applied<usize>> {
-    record_stamped(engine, name, Some(stamp), batch)
+    record_stamped(engine, name, Some(change), batch)
 }
 
 fn upsert_stamped(
     engine: &Engine,
     name: &TenantName,
-    stamp: Option<u64>,
+    change: Option<ChangeId>,
     batch: CheckedEntities,
 ) -> Result<Applied<usize>> {
-    ordered(engine, name, stamp, |tenant, stamp| {
+    ordered(engine, name, change, |tenant, stamp| {
         // Checked against another spec (the tenant was made again since): check it again.
         let batch = if batch.spec() == tenant.spec {
             batch
@@ -94,10 +98,10 @@ fn upsert_stamped(
 fn delete_stamped(
     engine: &Engine,
     name: &TenantName,
-    stamp: Option<u64>,
+    change: Option<ChangeId>,
     id: &EntityId,
 ) -> Result<Applied<bool>> {
-    ordered(engine, name, stamp, |tenant, stamp| {
+    ordered(engine, name, change, |tenant, stamp| {
         Ok(tenant.entities.load().slot_of(id.as_str()).is_some()
             && write_entities(engine, tenant, stamp, |index| index.delete(id.as_str())))
     })
@@ -106,12 +110,12 @@ fn delete_stamped(
 fn record_stamped(
     engine: &Engine,
     name: &TenantName,
-    stamp: Option<u64>,
+    change: Option<ChangeId>,
     batch: CheckedInteractions,
 ) -> Result<Applied<usize>> {
     let batch = weigh(engine, batch);
     let count = batch.len();
-    ordered(engine, name, stamp, |tenant, stamp| {
+    ordered(engine, name, change, |tenant, stamp| {
         write_interactions(engine, tenant, stamp, batch);
         Ok(count)
     })
@@ -124,8 +128,8 @@ fn record_stamped(
 fn ordered<T>(
     engine: &Engine,
     name: &TenantName,
-    stamp: Option<u64>,
-    write: impl FnOnce(&Tenant, u64) -> Result<T>,
+    change: Option<ChangeId>,
+    write: impl FnOnce(&Tenant, Stamp) -> Result<T>,
 ) -> Result<Applied<T>> {
     loop {
         let tenant = engine.tenant(name)?;
@@ -133,22 +137,25 @@ fn ordered<T>(
         if tenant.retired.load(Ordering::Acquire) {
             continue;
         }
-        let expected = *applied + 1;
-        let stamp = match stamp {
+        let expected = applied.next();
+        let stamp = match change {
             None => expected,
-            Some(s) if s < expected => return Ok(Applied::Already),
-            Some(s) if s == expected => s,
-            Some(stamp) => {
+            Some(change) if change.lineage != tenant.lineage => {
+                return Ok(Applied::OtherLineage);
+            }
+            Some(change) if change.stamp < expected => return Ok(Applied::Already),
+            Some(change) if change.stamp == expected => change.stamp,
+            Some(change) => {
                 return Err(EngineError::OutOfOrder {
                     tenant: tenant.name.clone(),
-                    stamp,
+                    stamp: change.stamp,
                     expected,
                 });
             }
         };
         let out = write(&tenant, stamp)?;
         *applied = stamp;
-        tenant.applied.store(stamp, Ordering::Release);
+        tenant.applied.store(stamp.get(), Ordering::Release);
         return Ok(Applied::Done(out));
     }
 }
@@ -158,7 +165,7 @@ fn ordered<T>(
 pub(super) fn write_entities<T>(
     engine: &Engine,
     tenant: &Tenant,
-    stamp: u64,
+    stamp: Stamp,
     change: impl FnOnce(&mut EntityIndex) -> T,
 ) -> T {
     let mut next = EntityIndex::clone(&tenant.entities.load());
@@ -189,7 +196,7 @@ pub(super) fn weigh(engine: &Engine, batch: CheckedInteractions) -> Vec<Weighted
 pub(super) fn write_interactions(
     engine: &Engine,
     tenant: &Tenant,
-    stamp: u64,
+    stamp: Stamp,
     batch: Vec<Weighted>,
 ) {
     let half_life = millis(engine.config.half_life);
@@ -206,6 +213,8 @@ pub(super) fn write_interactions(
 pub(super) fn done<T>(applied: Applied<T>) -> T {
     match applied {
         Applied::Done(out) => out,
-        Applied::Already => unreachable!("a write without a stamp takes the next one"),
+        Applied::Already | Applied::OtherLineage => {
+            unreachable!("a write without a stamp takes the next one")
+        }
     }
 }

@@ -24,6 +24,7 @@ pub use filters::Filter;
 use crate::config::SearchConfig;
 use crate::distance::prefetch;
 use crate::model::{EntityId, EntityView, TenantSpec};
+use crate::stamp::{Generation, Stamp};
 
 /// Rows per chunk. A write copies at most this many rows of each chunk it touches.
 pub(crate) const CHUNK_ROWS: usize = 512;
@@ -71,9 +72,9 @@ impl Chunk {
 pub(crate) struct EntityIndex {
     spec: TenantSpec,
     /// Unique across the engine's life; cached answers carry it in their key.
-    pub generation: u64,
+    pub generation: Generation,
     /// The host's stamp of the last change written to this snapshot (see `Engine::upsert_at`).
-    pub stamp: u64,
+    pub stamp: Stamp,
     /// How searches run, and the graph once the tenant is large enough: shared by every
     /// snapshot of the tenant (see `graph`).
     search: SearchConfig,
@@ -94,11 +95,11 @@ pub(crate) struct Row<'a> {
 }
 
 impl EntityIndex {
-    pub fn new(spec: TenantSpec, generation: u64, search: SearchConfig) -> Self {
+    pub fn new(spec: TenantSpec, generation: Generation, search: SearchConfig) -> Self {
         Self {
             spec,
             generation,
-            stamp: 0,
+            stamp: Stamp::ZERO,
             search,
             graph: None,
             chunks: Vec::new(),
@@ -245,7 +246,7 @@ mod tests {
     }
 
     fn index(entities: Vec<NewEntity>) -> EntityIndex {
-        let mut index = EntityIndex::new(spec(), 1, SearchConfig::default());
+        let mut index = EntityIndex::new(spec(), Generation(1), SearchConfig::default());
         index.upsert(CheckedEntities::new(spec(), entities).unwrap());
         index
     }

@@ -224,7 +224,14 @@ fn a_graph_grown_batch_by_batch_finds_what_exact_search_finds() {
     let engine = Engine::new(EngineConfig::default()).unwrap();
     let t = TenantName::parse("grown").unwrap();
     let spec = TenantSpec::new(DIM, Metric::Cosine).unwrap();
-    let staged = engine.stage_tenant(t.clone(), spec, 1, 0).unwrap();
+    let staged = engine
+        .stage_tenant(
+            t.clone(),
+            spec,
+            reco_engine::Lineage::new(1),
+            reco_engine::Stamp::ZERO,
+        )
+        .unwrap();
     for part in clustered(20_000, 5).chunks(5_000) {
         engine.restore_entities(&staged, part.to_vec()).unwrap();
     }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use reco_engine::{
-    Engine, EngineConfig, Installed, Metric, NewEntity, SearchOptions, TenantName, TenantSpec,
+    Engine, EngineConfig, Installed, Lineage, Metric, NewEntity, SearchOptions, Stamp, TenantName,
+    TenantSpec,
 };
 
 use crate::reference::{Model, assert_agrees};
@@ -161,7 +162,9 @@ fn installing_a_tenant_waits_for_its_writer_without_stalling_the_others() {
     let row = &sixteen;
     thread::scope(|s| {
         start_a_long_write(s, &engine, &busy);
-        let staged = engine.stage_tenant(busy.clone(), spec, 1, 0).unwrap();
+        let staged = engine
+            .stage_tenant(busy.clone(), spec, Lineage::new(1), Stamp::ZERO)
+            .unwrap();
         let install = s.spawn(|| engine.install(staged));
         thread::sleep(Duration::from_millis(50));
         // The other tenant's write takes microseconds; a second is far more than it needs and
@@ -180,7 +183,7 @@ fn installing_a_tenant_waits_for_its_writer_without_stalling_the_others() {
         );
         assert_eq!(install.join().unwrap(), Installed::Replaced);
     });
-    assert_eq!(engine.lineage(&busy).unwrap(), 1);
+    assert_eq!(engine.lineage(&busy).unwrap(), Lineage::new(1));
 }
 
 /// Which stamp a tenant has applied is read without waiting for a write in progress: an async
@@ -199,9 +202,9 @@ fn the_applied_stamp_is_read_without_waiting_for_a_write() {
         s.spawn(move || done.send(engine.applied(busy).unwrap()).unwrap());
         assert_eq!(
             finished.recv_timeout(Duration::from_secs(1)),
-            Ok(0),
+            Ok(Stamp::ZERO),
             "the stamp was read after the write, not before it"
         );
     });
-    assert_eq!(engine.applied(&busy).unwrap(), 1);
+    assert_eq!(engine.applied(&busy).unwrap(), Stamp::new(1));
 }

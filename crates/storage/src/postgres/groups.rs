@@ -2,7 +2,7 @@
 //! still a change of its own with its own version of its tenant and its own notice.
 
 use pgvector::Vector;
-use reco_engine::{Interaction, NewEntity, TenantName};
+use reco_engine::{ChangeId, Interaction, NewEntity, TenantName};
 use sqlx::PgPool;
 
 use crate::error::{Result, StorageError, unavailable};
@@ -63,7 +63,7 @@ pub(super) async fn upsert_group(
     pool: &PgPool,
     origin: &str,
     group: Vec<(TenantName, Vec<NewEntity>)>,
-) -> Result<Vec<u64>> {
+) -> Result<Vec<ChangeId>> {
     let fail = |e: sqlx::Error, tenant: &TenantName| {
         if group.len() == 1 {
             write_error(e, tenant)
@@ -85,9 +85,9 @@ pub(super) async fn upsert_group(
         let categories: Vec<Option<&str>> = batch.iter().map(|e| e.category.as_deref()).collect();
         let tags: Vec<String> = batch.iter().map(|e| rows::tags_to_json(&e.tags)).collect();
         let attributes: Vec<Option<&str>> = batch.iter().map(|e| e.attributes.as_deref()).collect();
-        let stamp: Option<i64> = sqlx::query_scalar(
+        let stamp: Option<(i64, i64)> = sqlx::query_as(
             "WITH b AS (UPDATE tenants SET version = version + 1 WHERE name = $1 \
-                        RETURNING version AS batch), \
+                        RETURNING lineage, version AS batch), \
              written AS ( \
                INSERT INTO entities (tenant, id, embedding, category, tags, attributes, batch, updated_at) \
                SELECT $1, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::jsonb, b.batch, now() \
@@ -98,8 +98,9 @@ pub(super) async fn upsert_group(
                  attributes = EXCLUDED.attributes, batch = EXCLUDED.batch, \
                  updated_at = EXCLUDED.updated_at \
                RETURNING 1) \
-             SELECT b.batch FROM b, \
-               LATERAL (SELECT pg_notify($7, $8 || b.batch), (SELECT count(*) FROM written)) n",
+             SELECT b.lineage, b.batch FROM b, \
+               LATERAL (SELECT pg_notify($7, $8 || b.lineage || ' ' || b.batch), \
+                               (SELECT count(*) FROM written)) n",
         )
         .bind(tenant.as_str())
         .bind(&ids)
@@ -112,8 +113,8 @@ pub(super) async fn upsert_group(
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| fail(e, tenant))?;
-        let stamp = stamp.ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
-        stamps.push(stamp as u64);
+        let (lineage, stamp) = stamp.ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
+        stamps.push(rows::change(lineage, stamp));
     }
     tx.commit().await.map_err(|e| fail(e, &group[0].0))?;
     Ok(stamps)
@@ -125,7 +126,7 @@ pub(super) async fn insert_interactions(
     pool: &PgPool,
     origin: &str,
     group: Vec<(TenantName, Vec<Interaction>)>,
-) -> Result<Vec<u64>> {
+) -> Result<Vec<ChangeId>> {
     let fail = |e: sqlx::Error| match &group[..] {
         [(tenant, _)] => write_error(e, tenant),
         _ => e.into(),
@@ -142,20 +143,20 @@ pub(super) async fn insert_interactions(
     lock_in_name_order(&mut tx, group.iter().map(|(t, _)| t))
         .await
         .map_err(fail)?;
-    let versions: Vec<(String, i64)> = sqlx::query_as(
+    let versions: Vec<(String, i64, i64)> = sqlx::query_as(
         "UPDATE tenants t SET version = t.version + c.n \
          FROM (SELECT * FROM UNNEST($1::text[], $2::bigint[]) AS c(name, n) ORDER BY name) c \
-         WHERE t.name = c.name RETURNING t.name, t.version",
+         WHERE t.name = c.name RETURNING t.name, t.lineage, t.version",
     )
     .bind(&names)
     .bind(&counts)
     .fetch_all(&mut *tx)
     .await
     .map_err(fail)?;
-    let mut next: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
-    for (name, version) in &versions {
+    let mut next: std::collections::HashMap<&str, (i64, i64)> = std::collections::HashMap::new();
+    for (name, lineage, version) in &versions {
         let n = per_tenant.get(name.as_str()).copied().unwrap_or_default();
-        next.insert(name.as_str(), version - n + 1);
+        next.insert(name.as_str(), (*lineage, version - n + 1));
     }
     let rows: usize = group.iter().map(|(_, b)| b.len()).sum();
     let mut tenants = Vec::with_capacity(rows);
@@ -168,17 +169,17 @@ pub(super) async fn insert_interactions(
     let mut notices = Vec::with_capacity(group.len());
     let mut stamps = Vec::with_capacity(group.len());
     for (tenant, batch) in &group {
-        let Some(stamp) = next.get_mut(tenant.as_str()) else {
+        let Some((lineage, stamp)) = next.get_mut(tenant.as_str()) else {
             return Err(StorageError::TenantNotFound(tenant.clone()));
         };
         let this = *stamp;
         *stamp += 1;
-        stamps.push(this as u64);
+        stamps.push(rows::change(*lineage, this));
         notices.push(notice(
             origin,
             ChangeKind::Interactions,
             tenant,
-            &this.to_string(),
+            &format!("{lineage} {this}"),
         ));
         for i in batch {
             tenants.push(tenant.as_str());

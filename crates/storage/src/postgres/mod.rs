@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use reco_engine::{
-    CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, Metric, NewEntity,
-    TenantName, TenantSpec,
+    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, Lineage,
+    Metric, NewEntity, Stamp, TenantName, TenantSpec,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -70,6 +70,16 @@ fn vector_index_ddl(tid: i64, name: &TenantName, spec: TenantSpec, if_missing: b
 
 /// A tenant name as an SQL literal. Names are `[a-z0-9_-]` by construction, so this cannot
 /// break out of the quotes; the doubling is a second guard.
+/// A stamp as the `batch` and `version` columns hold it.
+fn stored(stamp: Stamp) -> i64 {
+    i64::try_from(stamp.get()).unwrap_or(i64::MAX)
+}
+
+/// A lineage as the `lineage` column holds it: its 64 bits as a `bigint`.
+fn stored_lineage(lineage: Lineage) -> i64 {
+    i64::from_ne_bytes(lineage.get().to_ne_bytes())
+}
+
 pub(super) fn literal(tenant: &TenantName) -> String {
     format!("'{}'", tenant.as_str().replace('\'', "''"))
 }
@@ -178,7 +188,7 @@ impl PgStore {
         &self,
         name: &TenantName,
         spec: TenantSpec,
-    ) -> Result<(Created, u64)> {
+    ) -> Result<(Created, Lineage)> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let inserted: Option<(i64, i64)> = sqlx::query_as(
             "INSERT INTO tenants (name, dimension, metric) VALUES ($1, $2, $3) \
@@ -200,7 +210,7 @@ impl PgStore {
                 row.try_get(1)?,
             )?;
             return if existing == spec {
-                Ok((Created::Existed, row.try_get::<i64, _>(2)? as u64))
+                Ok((Created::Existed, rows::lineage_of(row.try_get(2)?)))
             } else {
                 Err(StorageError::TenantConflict {
                     name: name.clone(),
@@ -219,12 +229,12 @@ impl PgStore {
                 &self.origin,
                 ChangeKind::TenantCreated,
                 name,
-                &(lineage as u64).to_string(),
+                &lineage.to_string(),
             ),
         )
         .await?;
         tx.commit().await?;
-        Ok((Created::Created, lineage as u64))
+        Ok((Created::Created, rows::lineage_of(lineage)))
     }
 
     /// Removes a tenant and all its data; false when it did not exist.
@@ -249,7 +259,7 @@ impl PgStore {
                 &self.origin,
                 ChangeKind::TenantDeleted,
                 name,
-                &(lineage as u64).to_string(),
+                &lineage.to_string(),
             ),
         )
         .await?;
@@ -289,7 +299,7 @@ impl PgStore {
         &self,
         tenant: &TenantName,
         batch: &CheckedEntities,
-    ) -> Result<u64> {
+    ) -> Result<ChangeId> {
         let spec = self
             .tenant(tenant)
             .await?
@@ -303,14 +313,18 @@ impl PgStore {
     }
 
     /// Deletes an entity and returns the change's stamp; `None` when it did not exist.
-    pub async fn delete_entity(&self, tenant: &TenantName, id: &EntityId) -> Result<Option<u64>> {
+    pub async fn delete_entity(
+        &self,
+        tenant: &TenantName,
+        id: &EntityId,
+    ) -> Result<Option<ChangeId>> {
         let mut conn = self.conn().await?;
-        let stamp: Option<i64> = sqlx::query_scalar(
+        let stamp: Option<(i64, i64)> = sqlx::query_as(
             "WITH gone AS (DELETE FROM entities WHERE tenant = $1 AND id = $2 RETURNING 1), \
              v AS (UPDATE tenants SET version = version + 1 \
-                   WHERE name = $1 AND EXISTS (SELECT 1 FROM gone) RETURNING version) \
-             SELECT v.version FROM v, \
-               LATERAL (SELECT pg_notify($3, $4 || v.version || ' ' || $2)) n",
+                   WHERE name = $1 AND EXISTS (SELECT 1 FROM gone) RETURNING lineage, version) \
+             SELECT v.lineage, v.version FROM v, \
+               LATERAL (SELECT pg_notify($3, $4 || v.lineage || ' ' || v.version || ' ' || $2)) n",
         )
         .bind(tenant.as_str())
         .bind(id.as_str())
@@ -318,7 +332,7 @@ impl PgStore {
         .bind(notice(&self.origin, ChangeKind::EntityDeleted, tenant, ""))
         .fetch_optional(&mut *conn)
         .await?;
-        Ok(stamp.map(|s| s as u64))
+        Ok(stamp.map(|(lineage, version)| rows::change(lineage, version)))
     }
 
     /// Records interactions; returns once they are committed (shared with concurrent callers),
@@ -327,16 +341,16 @@ impl PgStore {
         &self,
         tenant: &TenantName,
         batch: CheckedInteractions,
-    ) -> Result<u64> {
+    ) -> Result<ChangeId> {
         if batch.is_empty() {
             let mut conn = self.conn().await?;
-            let version: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM tenants WHERE name = $1")
+            let version: Option<(i64, i64)> =
+                sqlx::query_as("SELECT lineage, version FROM tenants WHERE name = $1")
                     .bind(tenant.as_str())
                     .fetch_optional(&mut *conn)
                     .await?;
             return version
-                .map(|v| v as u64)
+                .map(|(lineage, version)| rows::change(lineage, version))
                 .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()));
         }
         self.interactions
@@ -374,38 +388,44 @@ impl PgStore {
         Ok((entities.unsigned_abs(), interactions.unsigned_abs()))
     }
 
-    /// The entities written by the change stamped `batch` that still carry it (a later change
-    /// may have written some of them again).
+    /// The entities written by `change` that still carry it (a later change may have written
+    /// some of them again); none when the tenant is another incarnation now.
     pub async fn entities_in_batch(
         &self,
         tenant: &TenantName,
-        batch: u64,
+        change: ChangeId,
     ) -> Result<Vec<NewEntity>> {
         let mut conn = self.conn().await?;
         let found = sqlx::query(
             "SELECT id, embedding, category, tags::text, attributes::text FROM entities \
-             WHERE tenant = $1 AND batch = $2",
+             WHERE tenant = $1 AND batch = $2 \
+               AND EXISTS (SELECT 1 FROM tenants WHERE name = $1 AND lineage = $3)",
         )
         .bind(tenant.as_str())
-        .bind(batch as i64)
+        .bind(stored(change.stamp))
+        .bind(stored_lineage(change.lineage))
         .fetch_all(&mut *conn)
         .await?;
         found.iter().map(entity_row).collect()
     }
 
-    /// The interactions of the change stamped `batch`, in the order they were recorded.
+    /// The interactions of `change`, in the order they were recorded; none when the tenant is
+    /// another incarnation now.
     pub async fn interactions_in_batch(
         &self,
         tenant: &TenantName,
-        batch: u64,
+        change: ChangeId,
     ) -> Result<Vec<Interaction>> {
         let mut conn = self.conn().await?;
         let found = sqlx::query(
             "SELECT user_id, entity_id, kind, weight, at_ms FROM interactions \
-             WHERE tenant = $1 AND batch = $2 ORDER BY seq",
+             WHERE tenant = $1 AND batch = $2 \
+               AND EXISTS (SELECT 1 FROM tenants WHERE name = $1 AND lineage = $3) \
+             ORDER BY seq",
         )
         .bind(tenant.as_str())
-        .bind(batch as i64)
+        .bind(stored(change.stamp))
+        .bind(stored_lineage(change.lineage))
         .fetch_all(&mut *conn)
         .await?;
         found.iter().map(interaction_row).collect()

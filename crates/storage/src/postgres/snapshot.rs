@@ -1,7 +1,7 @@
 //! Reading a tenant as of one moment, and turning rows back into the engine's types.
 
 use pgvector::Vector;
-use reco_engine::{Interaction, NewEntity, TenantName};
+use reco_engine::{Interaction, NewEntity, Stamp, TenantName};
 use sqlx::{Executor, Postgres, Row};
 
 use super::PgStore;
@@ -33,8 +33,8 @@ impl Snapshot for PgSnapshot {
             let dimension = i64::from(row.try_get::<i32, _>(0)?);
             Ok(TenantRecord {
                 spec: rows::tenant(tenant.as_str(), dimension, row.try_get(1)?)?.1,
-                lineage: row.try_get::<i64, _>(2)? as u64,
-                version: row.try_get::<i64, _>(3)? as u64,
+                lineage: rows::lineage_of(row.try_get(2)?),
+                version: Stamp::new(row.try_get::<i64, _>(3)?.unsigned_abs()),
             })
         })
         .transpose()

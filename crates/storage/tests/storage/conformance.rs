@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use reco_engine::{CheckedEntities, Created, Metric};
+use reco_engine::{CheckedEntities, Created, Metric, Stamp};
 use reco_storage::{StorageError, Store};
 
 use crate::helpers::{
@@ -224,7 +224,8 @@ async fn a_batch_checked_against_other_settings_is_refused(backend: Backend) {
     assert_eq!(store.counts(&t).await.unwrap(), (0, 0));
     let right =
         CheckedEntities::new(spec(2, Metric::Cosine), vec![entity(0, vec![1.0, 0.0])]).unwrap();
-    assert_eq!(store.upsert_entities(&t, &right).await.unwrap(), 1);
+    let change = store.upsert_entities(&t, &right).await.unwrap();
+    assert_eq!(change.stamp, Stamp::new(1));
 }
 
 async fn deleting_a_tenant_removes_all_its_data(backend: Backend) {
@@ -282,9 +283,9 @@ async fn concurrent_interactions_are_all_committed(backend: Backend) {
     let mut stamps = Vec::new();
     for (w, result) in results.into_iter().enumerate() {
         match result.unwrap() {
-            Ok(stamp) => {
+            Ok(change) => {
                 assert_ne!(w % 5, 4);
-                stamps.push(stamp);
+                stamps.push(change.stamp.get());
             }
             Err(StorageError::TenantNotFound(_)) => assert_eq!(w % 5, 4),
             Err(other) => panic!("writer {w}: {other:?}"),
@@ -405,7 +406,8 @@ async fn loading_reports_progress(backend: Backend) {
     .await;
     assert_eq!((loaded.entities, loaded.interactions), (250, 30));
     assert_eq!(
-        loaded.record.version, 3,
+        loaded.record.version,
+        Stamp::new(3),
         "three changes: the entities and two interaction batches"
     );
     assert_eq!(loaded.record.spec, spec(4, Metric::Cosine));

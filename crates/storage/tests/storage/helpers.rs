@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use rand::Rng;
 use reco_engine::{
-    CheckedEntities, CheckedInteractions, EngineError, EntityId, Interaction, InteractionKind,
-    Metric, NewEntity, TenantName, TenantSpec, UserId,
+    ChangeId, CheckedEntities, CheckedInteractions, EngineError, EntityId, Interaction,
+    InteractionKind, Metric, NewEntity, TenantName, TenantSpec, UserId,
 };
 use reco_storage::{PostgresSettings, SqliteSettings, StorageError, Store};
 use sqlx::Connection;
@@ -167,7 +167,7 @@ pub async fn upsert(
     store: &Store,
     tenant: &TenantName,
     batch: &[NewEntity],
-) -> reco_storage::Result<u64> {
+) -> reco_storage::Result<ChangeId> {
     let spec = store
         .tenant(tenant)
         .await?
@@ -181,7 +181,7 @@ pub async fn record(
     store: &Store,
     tenant: &TenantName,
     batch: Vec<Interaction>,
-) -> reco_storage::Result<u64> {
+) -> reco_storage::Result<ChangeId> {
     let checked = CheckedInteractions::new(batch).map_err(refused)?;
     store.record_interactions(tenant, checked).await
 }

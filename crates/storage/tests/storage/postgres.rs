@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use reco_engine::{Engine, EngineConfig, EntityId, Filter, Metric, SearchOptions, TenantName};
+use reco_engine::{
+    ChangeId, Engine, EngineConfig, EntityId, Filter, Metric, SearchOptions, Stamp, TenantName,
+};
 use reco_storage::{Change, DbSearch, PostgresSettings, Store};
 use sqlx::Row;
 
@@ -252,7 +254,8 @@ async fn the_change_feed_reaches_another_server_within_a_second() {
         .await
         .unwrap();
     let batch = random_entities(30, 4);
-    assert_eq!(upsert(&writer, &t, &batch).await.unwrap(), 1);
+    let at = |n: u64| ChangeId::new(lineage, Stamp::new(n));
+    assert_eq!(upsert(&writer, &t, &batch).await.unwrap(), at(1));
     let recorded = record(
         &writer,
         &t,
@@ -260,9 +263,9 @@ async fn the_change_feed_reaches_another_server_within_a_second() {
     )
     .await
     .unwrap();
-    assert_eq!(recorded, 2);
+    assert_eq!(recorded, at(2));
     let deleted = writer.delete_entity(&t, &batch[0].id).await.unwrap();
-    assert_eq!(deleted, Some(3));
+    assert_eq!(deleted, Some(at(3)));
     writer.delete_tenant(&t).await.unwrap();
 
     let mut heard = Vec::new();
@@ -277,15 +280,15 @@ async fn the_change_feed_reaches_another_server_within_a_second() {
         },
         Change::Entities {
             tenant: t.clone(),
-            stamp: 1,
+            change: at(1),
         },
         Change::Interactions {
             tenant: t.clone(),
-            stamp: 2,
+            change: at(2),
         },
         Change::EntityDeleted {
             tenant: t.clone(),
-            stamp: 3,
+            change: at(3),
             id: batch[0].id.clone(),
         },
         Change::TenantDeleted {
@@ -320,7 +323,7 @@ async fn a_notified_batch_can_be_fetched() {
     let sent = vec![interaction(1, 2, 3), interaction(4, 5, 6)];
     record(&writer, &t, sent.clone()).await.unwrap();
     let _created = feed.next().await.unwrap();
-    let Change::Entities { stamp: b, .. } = feed.next().await.unwrap() else {
+    let Change::Entities { change: b, .. } = feed.next().await.unwrap() else {
         panic!()
     };
     let mut got = pg.entities_in_batch(&t, b).await.unwrap();
@@ -329,10 +332,22 @@ async fn a_notified_batch_can_be_fetched() {
         got.iter().map(|e| &e.vector).collect::<Vec<_>>(),
         batch.iter().map(|e| &e.vector).collect::<Vec<_>>()
     );
-    let Change::Interactions { stamp: b, .. } = feed.next().await.unwrap() else {
+    let Change::Interactions { change: b, .. } = feed.next().await.unwrap() else {
         panic!()
     };
     assert_eq!(pg.interactions_in_batch(&t, b).await.unwrap(), sent);
+    // A change names its incarnation: made again, the tenant's change of the same stamp is
+    // another, and the old change's rows are gone with the old incarnation.
+    writer.delete_tenant(&t).await.unwrap();
+    writer
+        .create_tenant(&t, spec(4, Metric::Dot))
+        .await
+        .unwrap();
+    upsert(&writer, &t, &batch).await.unwrap();
+    record(&writer, &t, sent.clone()).await.unwrap();
+    assert!(pg.interactions_in_batch(&t, b).await.unwrap().is_empty());
+    let again = ChangeId::new(b.lineage, Stamp::new(1));
+    assert!(pg.entities_in_batch(&t, again).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -409,12 +424,16 @@ async fn a_load_during_writes_is_exactly_the_state_of_its_version() {
             .unwrap()
             .unwrap();
         let version = count.record.unwrap().version;
-        assert_eq!(count.entities as u64, version, "rows and version agree");
+        assert_eq!(
+            count.entities as u64,
+            version.get(),
+            "rows and version agree"
+        );
         seen.push(version);
     }
     writes.await.unwrap();
     assert!(
-        seen.iter().any(|v| (1..300).contains(v)),
+        seen.iter().any(|v| (1..300).contains(&v.get())),
         "some load ran while writes were landing: {seen:?}"
     );
 }
@@ -443,7 +462,7 @@ async fn concurrent_upserts_each_get_their_own_stamp_and_a_bad_one_fails_alone()
         .enumerate()
     {
         match result.unwrap() {
-            Ok(stamp) => stamps.push(stamp),
+            Ok(change) => stamps.push(change.stamp.get()),
             Err(reco_storage::StorageError::TenantNotFound(_)) => assert_eq!(w, 7),
             Err(other) => panic!("writer {w}: {other:?}"),
         }
