@@ -6,7 +6,6 @@
 
 use std::fmt;
 
-use crate::sync::SyncError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
@@ -193,15 +192,6 @@ impl From<EngineError> for ApiError {
             }
             // The server applies changes in order; this is its own mistake, not the client's.
             EngineError::OutOfOrder { .. } => ApiError::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<SyncError> for ApiError {
-    fn from(e: SyncError) -> Self {
-        match e {
-            SyncError::Storage(e) => e.into(),
-            SyncError::Engine(e) => e.into(),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
@@ -10,7 +10,6 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{Compress, Next, from_fn};
 use actix_web::{App, HttpMessage, HttpServer, ResponseError, web};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reco_engine::{Engine, EngineError};
 use reco_storage::{RedisCache, StorageError, Store};
 use tracing::Instrument;
@@ -306,18 +305,4 @@ async fn time_limit(
         }
         .into()),
     }
-}
-
-/// A progress bar on stderr when it is a terminal; hidden otherwise.
-pub(crate) fn progress_bar() -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {pos}/{len} rows ({per_sec}, {eta})",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }

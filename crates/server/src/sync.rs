@@ -16,7 +16,8 @@ use reco_engine::{
 };
 use reco_storage::{Change, ChangeFeed, LoadSink, PgStore, StorageError, Store, TenantRecord};
 
-use crate::startup::progress_bar;
+use crate::error::ApiError;
+use crate::progress::progress_bar;
 use crate::state::AppState;
 
 /// How long a write waits for the changes before it to reach the engine before it reloads the
@@ -32,6 +33,16 @@ pub enum SyncError {
     /// The engine refused what storage held.
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+/// A change that could not be applied answers as its cause would.
+impl From<SyncError> for ApiError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::Storage(e) => e.into(),
+            SyncError::Engine(e) => e.into(),
+        }
+    }
 }
 
 /// Subscribes to the change feed (PostgreSQL only), loads every tenant (retrying until storage

@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 
 use reco_engine::{CheckedEntities, Metric, TenantSpec};
 
-use crate::api::{EntityBody, InteractionBody};
+use reco_server::api::{self, EntityBody, InteractionBody};
+
+use super::client::{CliError as ImportError, Client};
 
 /// What the lines hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,26 +37,6 @@ pub enum Format {
     /// A header row, then one row a line. Vectors are numbers separated by spaces (or a JSON
     /// array); tags are separated by `|`; attributes are a JSON object.
     Csv,
-}
-
-/// Why an import did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {reason}")]
-    File { path: PathBuf, reason: String },
-    /// Some lines are bad; nothing was written.
-    #[error("{} bad line(s); nothing was written:\n{}", .0.len(), .0.join("\n"))]
-    BadLines(Vec<String>),
-    /// The service refused or failed a request.
-    #[error("the service answered {status}: {body}")]
-    Refused { status: u16, body: String },
-    /// The service could not be reached.
-    #[error("cannot reach the service: {0}")]
-    Unreachable(String),
-    /// The service described the tenant in a way this command cannot use.
-    #[error("the tenant's settings are unusable: {0}")]
-    Tenant(String),
 }
 
 /// Where and how to import.
@@ -156,7 +138,7 @@ pub async fn run(args: &ImportArgs, bar: &ProgressBar) -> Result<Imported, Impor
         ),
     };
     let mut sent = skipped;
-    for batch in rows[skipped..].chunks(args.batch_size.clamp(1, crate::api::MAX_BATCH)) {
+    for batch in rows[skipped..].chunks(args.batch_size.clamp(1, api::MAX_BATCH)) {
         let items: Vec<&Value> = batch.iter().map(|(_, row)| row).collect();
         let body = json!({ field: items });
         match args.kind {
@@ -315,65 +297,6 @@ fn vector_field(field: &str) -> Result<Value, String> {
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Value::from)
-}
-
-/// A small client of the service's API.
-#[derive(Debug)]
-pub struct Client {
-    http: reqwest::Client,
-    base: String,
-    key: Option<String>,
-}
-
-impl Client {
-    pub fn new(base: &str, key: Option<&str>) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: base.trim_end_matches('/').to_owned(),
-            key: key.map(str::to_owned),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, ImportError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(key) = &self.key {
-            request = request.bearer_auth(key);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ImportError::Unreachable(e.to_string()))?;
-        let status = response.status().as_u16();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| ImportError::Unreachable(e.to_string()))?;
-        if !(200..300).contains(&status) {
-            return Err(ImportError::Refused { status, body: text });
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    pub async fn get(&self, path: &str) -> Result<Value, ImportError> {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    pub async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: &Value,
-    ) -> Result<Value, ImportError> {
-        self.call(method, path, Some(body)).await
-    }
 }
 
 /// The progress bar of an import.

@@ -1,0 +1,154 @@
+//! The `reco` binary's commands. `serve` and `migrate` run the service's own code; `import`,
+//! `tenant` and `key` talk to a running service over its HTTP API, with the client in
+//! `client`. This module is the binary's, not the server library's: the library knows nothing
+//! of reqwest or CSV.
+
+mod client;
+pub mod import;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use reco_server::{Application, ServeArgs, Settings};
+use reco_storage::Store;
+use serde_json::json;
+
+use client::Client;
+use import::ImportArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "reco",
+    version,
+    about = "A high-throughput recommendation engine"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate(ServeArgs),
+    /// Import entities or interactions from JSON lines or CSV (checked whole, then batched;
+    /// a rerun resumes).
+    Import(ImportArgs),
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Tenant keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// Where the service is, and the key to use.
+#[derive(Args)]
+struct Remote {
+    /// The service.
+    #[arg(long, env = "RECO_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The admin key.
+    #[arg(long, env = "RECO_ADMIN_KEY", hide_env_values = true)]
+    key: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Make a tenant (or find it with the same settings).
+    Create {
+        /// Its name: 1 to 64 of a-z, 0-9, `_` and `-`.
+        name: String,
+        /// The length of its vectors.
+        #[arg(long)]
+        dimension: usize,
+        /// cosine, dot or euclidean.
+        #[arg(long, default_value = "cosine")]
+        metric: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make a key that opens one tenant; it is printed once.
+    Create {
+        /// The tenant.
+        tenant: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+impl Cli {
+    /// Runs the command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve(args) => {
+                // Logs first, so that what the settings say (an open server, say) is seen.
+                reco_server::telemetry::init();
+                let settings = Settings::resolve(args)?;
+                let app = Application::build(settings)
+                    .await
+                    .context("starting the service")?;
+                tracing::info!(port = app.port(), "listening");
+                app.run_until_stopped().await?;
+            }
+            Command::Migrate(args) => {
+                let mut settings = Settings::resolve(args)?;
+                settings.postgres.min_connections = 0;
+                let store = Store::open(
+                    settings.database_url.as_deref(),
+                    settings.postgres_for_ranking(),
+                    settings.sqlite,
+                )
+                .await
+                .context("opening the database")?;
+                store.migrate().await.context("applying the migrations")?;
+                println!("migrated the {} database", store.backend());
+            }
+            Command::Import(args) => {
+                let bar = import::bar();
+                let done = import::run(&args, &bar).await?;
+                bar.finish_and_clear();
+                println!(
+                    "imported {} line(s) into {}{}",
+                    done.written,
+                    args.tenant,
+                    if done.skipped > 0 {
+                        format!(" ({} sent by an earlier run)", done.skipped)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Command::Tenant(TenantCommand::Create {
+                name,
+                dimension,
+                metric,
+                remote,
+            }) => {
+                let client = Client::new(&remote.url, remote.key.as_deref());
+                let body = json!({ "dimension": dimension, "metric": metric });
+                let tenant = client
+                    .send(reqwest::Method::PUT, &format!("/v1/tenants/{name}"), &body)
+                    .await?;
+                println!("{tenant}");
+            }
+            Command::Key(KeyCommand::Create { tenant, remote }) => {
+                let client = Client::new(&remote.url, remote.key.as_deref());
+                let key = client
+                    .send(
+                        reqwest::Method::POST,
+                        &format!("/v1/tenants/{tenant}/keys"),
+                        &json!({}),
+                    )
+                    .await?;
+                println!("{}", key["key"].as_str().unwrap_or_default());
+            }
+        }
+        Ok(())
+    }
+}
