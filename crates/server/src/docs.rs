@@ -7,16 +7,19 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api;
-use crate::{health, routes};
+use crate::health;
+use crate::routes::{entities, interactions, recommendations, tenants};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "reco", description = "A high-throughput recommendation engine: HTTP API version 1."),
     paths(
-        routes::put_tenant, routes::get_tenant, routes::delete_tenant, routes::create_key,
-        routes::put_entities, routes::get_entity, routes::delete_entity, routes::post_interactions,
-        routes::similar, routes::user_recommendations, routes::recommend, routes::recommend_batch,
-        routes::trending, health::live, health::ready, health::metrics,
+        tenants::put_tenant, tenants::get_tenant, tenants::delete_tenant, tenants::create_key,
+        entities::put_entities, entities::get_entity, entities::delete_entity,
+        interactions::post_interactions, recommendations::similar,
+        recommendations::user_recommendations, recommendations::recommend,
+        recommendations::recommend_batch, recommendations::trending, health::live,
+        health::ready, health::metrics,
     ),
     components(schemas(
         api::TenantBody, api::TenantView, api::KeyView, api::EntityBody, api::EntitiesBody,
@@ -58,4 +61,37 @@ pub async fn docs_redirect() -> HttpResponse {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/docs", web::get().to(docs_redirect))
         .service(service());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Admission's refusals are declared once, and every tenant route documents all of them.
+    #[test]
+    fn every_tenant_route_documents_admissions_refusals() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let mut operations = 0;
+        for (path, item) in paths {
+            if !path.starts_with("/v1/tenants/{tenant}") {
+                continue;
+            }
+            for (method, operation) in item.as_object().unwrap() {
+                operations += 1;
+                let responses = &operation["responses"];
+                for status in ["400", "401", "403", "429"] {
+                    assert!(
+                        responses.get(status).is_some(),
+                        "{method} {path} lacks {status}"
+                    );
+                }
+                assert!(
+                    responses["400"]["content"]["application/json"].is_object(),
+                    "{method} {path}: a 400 carries the error body"
+                );
+            }
+        }
+        assert_eq!(operations, 13);
+    }
 }

@@ -12,6 +12,7 @@
 //! Only this crate knows HTTP and JSON ([`api`] converts), and [`error::ApiError`] is the one
 //! place errors become status codes.
 
+pub mod admission;
 mod answers;
 pub mod api;
 mod batch;

@@ -14,10 +14,11 @@ use reco_engine::{Engine, EngineError};
 use reco_storage::{RedisCache, StorageError, Store};
 use tracing::Instrument;
 
+use crate::admission;
 use crate::error::ApiError;
-use crate::routes;
+use crate::routes::{entities, interactions, recommendations, tenants};
 use crate::settings::Settings;
-use crate::state::{AppState, Budget};
+use crate::state::AppState;
 use crate::{health, sync};
 
 /// Why the service could not start.
@@ -146,22 +147,32 @@ fn configure(cfg: &mut web::ServiceConfig) {
         .configure(crate::docs::configure)
         .service(
             web::scope("/v1/tenants/{tenant}")
-                .route("", web::put().to(routes::put_tenant))
-                .route("", web::get().to(routes::get_tenant))
-                .route("", web::delete().to(routes::delete_tenant))
-                .route("/keys", web::post().to(routes::create_key))
-                .route("/entities", web::put().to(routes::put_entities))
-                .route("/entities/{id}", web::get().to(routes::get_entity))
-                .route("/entities/{id}", web::delete().to(routes::delete_entity))
-                .route("/entities/{id}/similar", web::get().to(routes::similar))
-                .route("/interactions", web::post().to(routes::post_interactions))
+                .wrap(from_fn(admission::admit))
+                .route("", web::put().to(tenants::put_tenant))
+                .route("", web::get().to(tenants::get_tenant))
+                .route("", web::delete().to(tenants::delete_tenant))
+                .route("/keys", web::post().to(tenants::create_key))
+                .route("/entities", web::put().to(entities::put_entities))
+                .route("/entities/{id}", web::get().to(entities::get_entity))
+                .route("/entities/{id}", web::delete().to(entities::delete_entity))
+                .route(
+                    "/entities/{id}/similar",
+                    web::get().to(recommendations::similar),
+                )
+                .route(
+                    "/interactions",
+                    web::post().to(interactions::post_interactions),
+                )
                 .route(
                     "/users/{user}/recommendations",
-                    web::get().to(routes::user_recommendations),
+                    web::get().to(recommendations::user_recommendations),
                 )
-                .route("/recommend", web::post().to(routes::recommend))
-                .route("/recommend/batch", web::post().to(routes::recommend_batch))
-                .route("/trending", web::get().to(routes::trending)),
+                .route("/recommend", web::post().to(recommendations::recommend))
+                .route(
+                    "/recommend/batch",
+                    web::post().to(recommendations::recommend_batch),
+                )
+                .route("/trending", web::get().to(recommendations::trending)),
         );
 }
 
@@ -249,8 +260,6 @@ async fn envelope(
         }
     };
     let status = res.status().as_u16();
-    let budget = res.request().extensions().get::<Budget>().copied();
-    routes::budget_headers(res.headers_mut(), status, budget, state.settings.rate_limit);
     res.headers_mut()
         .insert(HeaderName::from_static("x-request-id"), id);
     let route = res

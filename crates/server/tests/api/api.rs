@@ -121,6 +121,29 @@ async fn keys_open_one_tenant_only(backend: Backend) {
         error_code(get("/v1/tenants/shop", Some("made-up")).await.unwrap(), 401).await,
         "unauthorized"
     );
+    // Admission comes before the body is read: without a key, a malformed body is refused as
+    // unauthorized, not as bad input, and a tenant key's write to another tenant is forbidden
+    // whatever it carries.
+    let r = app
+        .request(Method::PUT, "/v1/tenants/shop/entities", None)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 401).await, "unauthorized");
+    let r = app
+        .request(
+            Method::POST,
+            "/v1/tenants/blog/interactions",
+            Some(&shop_key),
+        )
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 403).await, "forbidden");
     // A tenant key cannot do what needs the admin key.
     let r = app
         .request(Method::POST, "/v1/tenants/shop/keys", Some(&shop_key))

@@ -1,0 +1,38 @@
+//! Interactions: recorded in checked batches, durable when acknowledged.
+
+use actix_web::{HttpResponse, web};
+use reco_engine::CheckedInteractions;
+
+use super::{Data, committed};
+use crate::admission::{Admitted, Refusals};
+use crate::api::{Accepted, InteractionsBody};
+use crate::error::ApiError;
+use crate::sync;
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/interactions", tag = "interactions", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), request_body = InteractionsBody, responses((status = 200, description = "Durable", body = Accepted), (status = 503, description = "Storage is down; retry"), Refusals))]
+pub async fn post_interactions(
+    state: Data,
+    admitted: Admitted,
+    body: web::Json<InteractionsBody>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = admitted.tenant;
+    state.engine.tenant_info(&tenant)?;
+    let batch = CheckedInteractions::new(body.into_inner().into_interactions(state.engine.now())?)?;
+    let accepted = batch.len();
+    committed(&state, move |state| async move {
+        let change = state
+            .store
+            .record_interactions(&tenant, batch.clone())
+            .await?;
+        // An empty batch is no change: its "stamp" is the tenant's current version.
+        if !batch.is_empty() {
+            sync::apply_own(&state, &tenant, change, move |engine, tenant| {
+                engine.record_at(tenant, change, batch).map(drop)
+            })
+            .await?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(Accepted { accepted }))
+}

@@ -1,0 +1,175 @@
+//! The questions: similar entities, a user's recommendations, recommendations by example (one
+//! or a batch) and trending.
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpResponse, web};
+use reco_engine::{EntityId, Strategy, TenantName, TrendingQuery, UserId, Window};
+use reco_storage::DbSearch;
+
+use super::{Data, cached};
+use crate::admission::{Admitted, Refusals};
+use crate::answers;
+use crate::api::{
+    BatchBody, BatchItem, BatchOut, ErrorOut, RecommendBody, RecommendOut, Results, SearchQuery,
+    TrendingParams, UserResults, batch_limit_check,
+};
+use crate::error::ApiError;
+use crate::settings::RankingMode;
+use crate::state::AppState;
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/entities/{id}/similar", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]"), ("id" = String, Path, description = "The entity id"), SearchQuery), responses((status = 200, description = "Most similar first; never the entity itself", body = Results), (status = 404, description = "No such entity"), Refusals))]
+pub async fn similar(
+    state: Data,
+    admitted: Admitted,
+    path: web::Path<(String, String)>,
+    query: web::Query<SearchQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = admitted.tenant;
+    let (_, id) = path.into_inner();
+    let id = EntityId::parse(&id)?;
+    let options = query.options()?;
+    if state.settings.ranking == RankingMode::Database {
+        return similar_in_database(&state, &tenant, &id, &options).await;
+    }
+    let prepared = state.engine.prepare_similar(&tenant, &id, &options)?;
+    let answer = answers::answer(&state, &tenant, prepared).await?;
+    let response = HttpResponse::Ok().json(Results::from_ranking(&answer.ranking));
+    Ok(cached(&answer, response))
+}
+
+/// The reference design: the query vector from memory, the ranking by pgvector.
+async fn similar_in_database(
+    state: &AppState,
+    tenant: &TenantName,
+    id: &EntityId,
+    options: &reco_engine::SearchOptions,
+) -> Result<HttpResponse, ApiError> {
+    let info = state.engine.tenant_info(tenant)?;
+    let entity = state.engine.get(tenant, id)?;
+    let search = DbSearch {
+        vector: &entity.vector,
+        k: options.k,
+        offset: options.offset,
+        filter: &options.filter,
+        exclude: std::slice::from_ref(id),
+        score_threshold: options.score_threshold,
+        exact: options.exact,
+    };
+    // The same limits as the engine's, checked before the database is asked.
+    options.validate()?;
+    let found = state.store.search(tenant, info.spec, &search).await?;
+    let results = found
+        .into_iter()
+        .map(|(id, score)| crate::api::ScoredOut {
+            id: id.to_string(),
+            score,
+        })
+        .collect();
+    let mut response = HttpResponse::Ok().json(Results { results });
+    response.headers_mut().insert(
+        HeaderName::from_static("x-cache"),
+        HeaderValue::from_static("miss"),
+    );
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/users/{user}/recommendations", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]"), ("user" = String, Path, description = "The user id"), SearchQuery), responses((status = 200, description = "Personalized, or trending for a user with no history", body = UserResults), Refusals))]
+pub async fn user_recommendations(
+    state: Data,
+    admitted: Admitted,
+    path: web::Path<(String, String)>,
+    query: web::Query<SearchQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = admitted.tenant;
+    let (_, user) = path.into_inner();
+    let user = UserId::parse(&user)?;
+    let prepared = state
+        .engine
+        .prepare_user(&tenant, &user, &query.options()?)?;
+    let answer = answers::answer(&state, &tenant, prepared).await?;
+    let response = HttpResponse::Ok().json(UserResults::from_ranking(&answer.ranking));
+    Ok(cached(&answer, response))
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/recommend", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), request_body = RecommendBody, responses((status = 200, description = "Results and missing example ids", body = RecommendOut), (status = 404, description = "No example exists"), Refusals))]
+pub async fn recommend(
+    state: Data,
+    admitted: Admitted,
+    body: web::Json<RecommendBody>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = admitted.tenant;
+    let request = body.into_inner().into_request()?;
+    let prepared = state.engine.prepare_recommend(&tenant, &request)?;
+    let answer = answers::answer(&state, &tenant, prepared).await?;
+    let response = HttpResponse::Ok().json(RecommendOut::from_ranking(&answer.ranking));
+    Ok(cached(&answer, response))
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/recommend/batch", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), request_body = BatchBody, responses((status = 200, description = "One answer or error per request, in order", body = BatchOut), Refusals))]
+pub async fn recommend_batch(
+    state: Data,
+    admitted: Admitted,
+    body: web::Json<BatchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = admitted.tenant;
+    state.engine.tenant_info(&tenant)?;
+    let body = body.into_inner();
+    batch_limit_check(body.requests.len())?;
+    // A batch can hold thousands of rankings: it runs on the blocking pool, so that it neither
+    // holds up this worker's other requests nor escapes the time limit.
+    let worker = state.clone();
+    let responses = web::block(move || {
+        body.requests
+            .into_iter()
+            .map(|r| {
+                let answer = r.into_request().and_then(|request| {
+                    worker
+                        .engine
+                        .recommend(&tenant, &request)
+                        .map_err(ApiError::from)
+                });
+                match answer {
+                    Ok(answer) => {
+                        worker
+                            .metrics
+                            .observe_cache("recommendations", "memory", answer.cache);
+                        BatchItem::Answer(RecommendOut::from_ranking(&answer.ranking))
+                    }
+                    Err(e) => BatchItem::Error {
+                        error: ErrorOut {
+                            code: e.parts().1,
+                            message: e.message(),
+                        },
+                    },
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the batch worker failed: {e}")))?;
+    Ok(HttpResponse::Ok().json(BatchOut { responses }))
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/trending", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]"), TrendingParams), responses((status = 200, description = "Time-decayed interaction weight, best first", body = Results), Refusals))]
+pub async fn trending(
+    state: Data,
+    admitted: Admitted,
+    query: web::Query<TrendingParams>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = admitted.tenant;
+    let window = match query.window.as_deref() {
+        Some(w) => Window::parse(w)?,
+        None => Window::DEFAULT,
+    };
+    let trending = TrendingQuery {
+        k: query.k.unwrap_or(10),
+        offset: query.offset.unwrap_or(0),
+        category: query.category.clone(),
+        window,
+    };
+    let prepared = state.engine.prepare_trending(&tenant, &trending)?;
+    let answer = answers::answer(&state, &tenant, prepared).await?;
+    debug_assert_eq!(answer.ranking.strategy, Strategy::Trending);
+    let response = HttpResponse::Ok().json(Results::from_ranking(&answer.ranking));
+    Ok(cached(&answer, response))
+}

@@ -1,0 +1,79 @@
+//! A tenant: made (or found), read, deleted, and its keys.
+
+use actix_web::{HttpResponse, web};
+use rand::RngCore;
+use reco_engine::{Created, Stamp, TenantSpec};
+
+use super::Data;
+use crate::admission::{Admitted, Refusals};
+use crate::api::{KeyView, TenantBody, TenantView, metric};
+use crate::error::ApiError;
+use crate::state::hash_key;
+use crate::sync;
+
+#[utoipa::path(put, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), request_body = TenantBody, responses((status = 201, description = "Made", body = TenantView), (status = 200, description = "Exists with these settings", body = TenantView), (status = 409, description = "Exists with other settings"), Refusals))]
+pub async fn put_tenant(
+    state: Data,
+    admitted: Admitted,
+    body: web::Json<TenantBody>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = admitted.tenant;
+    let spec = TenantSpec::new(body.dimension, metric(&body.metric)?)?;
+    let (created, lineage) = state.store.create_tenant(&tenant, spec).await?;
+    // The engine may know it already (made by another server, heard through the feed); when it
+    // knows another incarnation, storage's is loaded in its place.
+    let known = state.engine.lineage(&tenant).ok();
+    if known != Some(lineage) {
+        match created {
+            Created::Created if known.is_none() => {
+                state
+                    .engine
+                    .create_tenant_at(tenant.clone(), spec, lineage, Stamp::ZERO)?;
+            }
+            Created::Created | Created::Existed => sync::reload_tenant(&state, &tenant).await?,
+        }
+    }
+    let view = TenantView::from(state.engine.tenant_info(&tenant)?);
+    Ok(match created {
+        Created::Created => HttpResponse::Created().json(view),
+        Created::Existed => HttpResponse::Ok().json(view),
+    })
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 200, description = "The tenant", body = TenantView), (status = 404, description = "No such tenant"), Refusals))]
+pub async fn get_tenant(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
+    let tenant = admitted.tenant;
+    Ok(HttpResponse::Ok().json(TenantView::from(state.engine.tenant_info(&tenant)?)))
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 204, description = "Gone, with all its data"), (status = 404, description = "No such tenant"), Refusals))]
+pub async fn delete_tenant(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
+    let tenant = admitted.tenant;
+    if !state.store.delete_tenant(&tenant).await? {
+        return Err(ApiError::NotFound(format!(
+            "tenant `{tenant}` does not exist"
+        )));
+    }
+    // Gone from storage; the engine may already have dropped it on another path.
+    let _ = state.engine.drop_tenant(&tenant);
+    state.forget_keys();
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/keys", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 201, description = "A new key, shown once", body = KeyView), (status = 404, description = "No such tenant"), Refusals))]
+pub async fn create_key(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
+    let tenant = admitted.tenant;
+    let mut secret = [0u8; 24];
+    rand::rng().fill_bytes(&mut secret);
+    let key = format!(
+        "reco_{}",
+        secret
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let hash = hash_key(&key);
+    state.store.add_api_key(&tenant, hash).await?;
+    state.remember_key(hash, tenant);
+    Ok(HttpResponse::Created().json(KeyView { key }))
+}
