@@ -17,16 +17,25 @@ struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
+/// An allocation's size as the signed counter takes it.
+#[expect(
+    clippy::cast_possible_wrap,
+    reason = "a Layout's size never exceeds isize::MAX (Layout checks it)"
+)]
+fn signed(size: usize) -> isize {
+    size as isize
+}
+
 // SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(signed(layout.size()), Ordering::Relaxed);
         // SAFETY: the caller upholds `alloc`'s contract, which `System` shares.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_sub(signed(layout.size()), Ordering::Relaxed);
         // SAFETY: `ptr` was allocated by `System` with `layout`.
         unsafe { System.dealloc(ptr, layout) }
     }

@@ -107,7 +107,7 @@ pub fn similar_requests(n: usize, count: usize, draw: Draw, exact: bool, seed: u
         .map(|_| {
             let i = match &zipf {
                 // Ranks 1..=n; which entity holds which rank does not matter.
-                Some(z) => z.sample(&mut rng) as usize - 1,
+                Some(z) => rank(z.sample(&mut rng)) - 1,
                 None => rng.random_range(0..n),
             };
             ("GET", similar_path(i.min(n - 1), exact), String::new())
@@ -152,6 +152,16 @@ pub fn to_file_text(lines: &[Line]) -> String {
         let _ = writeln!(text, "{method}\t{path}\t{body}");
     }
     text
+}
+
+/// A Zipf draw (a whole number from 1 to the population) as a rank.
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "rand_distr's Zipf yields whole numbers from 1 to n, n a usize"
+)]
+fn rank(draw: f64) -> usize {
+    draw as usize
 }
 
 #[cfg(test)]

@@ -12,19 +12,30 @@ use simsimd::SpatialSimilarity;
 
 use crate::model::Metric;
 
+/// An `f64` sum or score as the `f32` the engine ranks by: the nearest `f32`, and infinite
+/// where it is out of range (the callers that accumulate in `f64` check for that).
+#[inline]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "narrowing to the nearest f32 is the point: sums run in f64, scores are f32"
+)]
+pub(crate) fn narrow(x: f64) -> f32 {
+    x as f32
+}
+
 /// The dot product of two slices of equal length.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     // simsimd returns None only for slices of different lengths, which callers rule out.
-    f32::dot(a, b).unwrap_or(f64::NAN) as f32
+    narrow(f32::dot(a, b).unwrap_or(f64::NAN))
 }
 
 /// The squared Euclidean distance of two slices of equal length.
 #[inline]
 pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
-    f32::l2sq(a, b).unwrap_or(f64::NAN) as f32
+    narrow(f32::l2sq(a, b).unwrap_or(f64::NAN))
 }
 
 /// The dot product of two int8 codes of equal length, exactly (it fits in an `f32` for any
@@ -32,7 +43,7 @@ pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
-    i8::dot(a, b).unwrap_or(f64::NAN) as f32
+    narrow(i8::dot(a, b).unwrap_or(f64::NAN))
 }
 
 /// Asks the CPU to start loading every cache line of `data`, for a read a little later; a hint
@@ -60,7 +71,12 @@ pub fn quantize(v: &[f32], code: &mut [i8]) -> f32 {
     let inverse = 127.0 / largest;
     for (c, x) in code.iter_mut().zip(v) {
         // In range by construction: |x| * 127 / largest is at most 127.
-        *c = (x * inverse).round().clamp(-127.0, 127.0) as i8;
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "rounded and clamped to -127..=127 first"
+        )]
+        let q = (x * inverse).round().clamp(-127.0, 127.0) as i8;
+        *c = q;
     }
     largest / 127.0
 }

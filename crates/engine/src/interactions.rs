@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::distance::narrow;
 use crate::model::{EntityId, Millis, UserId};
 use crate::stamp::{Generation, Stamp};
 
@@ -140,7 +141,7 @@ impl InteractionLog {
             self.push(Event {
                 at: event.at,
                 key,
-                weight: event.weight as f32,
+                weight: narrow(event.weight),
             });
             self.total += 1;
         }
@@ -152,7 +153,8 @@ impl InteractionLog {
         if let Some(&key) = self.keys.get(&entity) {
             return key;
         }
-        let key = self.names.len() as u32;
+        let key = u32::try_from(self.names.len())
+            .expect("a tenant has fewer than 2^32 entities with interactions");
         self.names.push_back(entity.clone());
         self.keys.insert(entity, key);
         key

@@ -48,6 +48,8 @@
 //! # Ok::<(), reco_engine::EngineError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

@@ -115,8 +115,8 @@ mod tests {
         let ids = ["e", "d", "c", "b", "a", "f"];
         let goodness = [1.0, 3.0, 3.0, 0.5, 3.0, 2.0];
         let mut top = TopK::new(3);
-        for (slot, (id, g)) in ids.iter().zip(goodness).enumerate() {
-            top.offer(g, slot as u32, || id);
+        for (slot, (id, g)) in (0u32..).zip(ids.iter().zip(goodness)) {
+            top.offer(g, slot, || id);
         }
         let kept: Vec<&str> = top.into_sorted().iter().map(|c| c.id).collect();
         assert_eq!(kept, ["a", "c", "d"]);

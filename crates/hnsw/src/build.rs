@@ -149,7 +149,14 @@ impl Graph {
         // A uniform draw in (0, 1].
         let uniform = ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
         let scale = 1.0 / (self.shape.connectivity as f64).ln();
-        ((-uniform.ln() * scale) as usize).min(TOP_LAYER - 1)
+        let level = -uniform.ln() * scale;
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "the level is finite and at least 0 (uniform is in (0, 1]); the cast floors it"
+        )]
+        let level = level as usize;
+        level.min(TOP_LAYER - 1)
     }
 
     /// Puts `nodes` in the graph with the vectors `vectors` holds for them now, in place of
@@ -204,12 +211,14 @@ impl Graph {
                 let w = self.width(1) + 1;
                 let at = segment.upper_used.fetch_add(level * w, Ordering::Relaxed);
                 if at + level * w <= segment.upper.len() {
-                    segment.upper_at[r].store(at as u32, Ordering::Release);
+                    let at = u32::try_from(at).expect("a segment's upper lists fit in u32");
+                    segment.upper_at[r].store(at, Ordering::Release);
                 } else {
                     level = 0;
                 }
             }
-            segment.state[r].store((level as u8 + 1) | LINKING, Ordering::Release);
+            let top = u8::try_from(level + 1).expect("levels are below TOP_LAYER");
+            segment.state[r].store(top | LINKING, Ordering::Release);
             level
         } else {
             if state & DELETED != 0 {

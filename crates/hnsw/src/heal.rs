@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use crate::build::FromNode;
 use crate::links::Links;
-use crate::{DELETED, EMPTY, Graph, LEVEL_MASK, Near, SEGMENT, Vectors};
+use crate::{DELETED, EMPTY, Graph, LEVEL_MASK, Near, SEGMENT, Vectors, nodes, unpack};
 
 impl Links<'_> {
     /// Marks in `reached` every node a walk from `from` reaches, through links on any layer.
@@ -61,15 +61,15 @@ impl Graph {
         let slots = links.segments.len() * SEGMENT;
         let mut incoming = vec![0u32; slots];
         let mut buffer = Vec::new();
-        for node in 0..slots as u32 {
+        for node in nodes(slots) {
             links.neighbours(node, 0, &mut buffer);
             for &n in &buffer {
                 incoming[n as usize] += 1;
             }
         }
         let mut reached = vec![false; slots];
-        links.reach(entry as u32, &mut reached);
-        for node in 0..slots as u32 {
+        links.reach(unpack(entry).1, &mut reached);
+        for node in nodes(slots) {
             let state = links.state(node);
             if reached[node as usize] || state & LEVEL_MASK == 0 || state & DELETED != 0 {
                 continue;

@@ -148,6 +148,29 @@ pub(crate) fn entry_of(layer: usize, node: u32) -> u64 {
     ((layer as u64) << 32) | u64::from(node)
 }
 
+/// The layer and node of a packed entry (not [`EMPTY`]), as [`entry_of`] packed them.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the low 32 bits are the node and the high ones a layer below TOP_LAYER"
+)]
+pub(crate) fn unpack(entry: u64) -> (usize, u32) {
+    ((entry >> 32) as usize, entry as u32)
+}
+
+/// A list's length as its first slot holds it: at most the list's width, far below `u32::MAX`.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "a list holds at most 2 * connectivity + 1 slots, and connectivity is at most 256"
+)]
+pub(crate) fn list_length(length: usize) -> u32 {
+    length as u32
+}
+
+/// Every node id of `slots` slots: node ids are `u32` by design.
+pub(crate) fn nodes(slots: usize) -> std::ops::Range<u32> {
+    0..u32::try_from(slots).expect("a graph holds fewer than 2^32 slots")
+}
+
 /// A list: its length, then its links.
 pub(crate) type List = [AtomicU32];
 

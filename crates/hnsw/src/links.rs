@@ -2,7 +2,9 @@
 
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
 
-use crate::{DELETED, Graph, LEVEL_MASK, LINKING, List, Near, SEGMENT, SEGMENT_SHIFT, TOP_LAYER};
+use crate::{
+    DELETED, Graph, LEVEL_MASK, LINKING, List, Near, SEGMENT, SEGMENT_SHIFT, TOP_LAYER, list_length,
+};
 
 /// The links of [`SEGMENT`] slots.
 pub(crate) struct Segment {
@@ -96,7 +98,7 @@ impl<'g> Links<'g> {
             for (slot, near) in list[1..].iter().zip(&links[..length]) {
                 slot.store(near.node, Ordering::Relaxed);
             }
-            list[0].store(length as u32, Ordering::Release);
+            list[0].store(list_length(length), Ordering::Release);
         }
     }
 
@@ -124,7 +126,7 @@ impl<'g> Links<'g> {
         }
         if length < links.len() {
             links[length].store(node, Ordering::Relaxed);
-            list[0].store(length as u32 + 1, Ordering::Release);
+            list[0].store(list_length(length + 1), Ordering::Release);
             return true;
         }
         full(links)

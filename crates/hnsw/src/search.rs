@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use crate::links::Links;
 use crate::visited::VISITED;
-use crate::{EMPTY, Graph, Near, SEGMENT, Space};
+use crate::{EMPTY, Graph, Near, SEGMENT, Space, unpack};
 
 impl Links<'_> {
     /// Moves greedily towards the query on one layer.
@@ -101,8 +101,7 @@ impl Links<'_> {
         if entry == EMPTY {
             return None;
         }
-        // Unpacked as `entry_of` packs it.
-        let (layer, node) = ((entry >> 32) as usize, entry as u32);
+        let (layer, node) = unpack(entry);
         if let Some(distance) = space.distance(node) {
             return Some((Near { distance, node }, layer));
         }

@@ -44,7 +44,7 @@ impl Rows {
     }
 
     fn exact(&self, query: &[f32], k: usize, skip: impl Fn(u32) -> bool) -> Vec<u32> {
-        let mut all: Vec<(f32, u32)> = (0..self.rows.len() as u32)
+        let mut all: Vec<(f32, u32)> = nodes(self.rows.len())
             .filter(|&n| !skip(n))
             .map(|n| (l2(query, &self.rows[n as usize]), n))
             .collect();
@@ -115,7 +115,7 @@ fn recall(graph: &Graph, rows: &Rows, skip: impl Fn(u32) -> bool + Copy) -> f64 
 
 /// How many nodes a search for their own vector does not find first.
 fn unreachable(graph: &Graph, rows: &Rows) -> usize {
-    (0..rows.rows.len() as u32)
+    nodes(rows.rows.len())
         .filter(|&n| graph.search(&Query::of(rows, n), 1, None).first() != Some(&n))
         .count()
 }
@@ -125,8 +125,8 @@ fn unreached(graph: &Graph) -> Vec<u32> {
     graph.with_links(|links| {
         let slots = links.segments.len() * SEGMENT;
         let mut reached = vec![false; slots];
-        links.reach(graph.entry.load(Ordering::Relaxed) as u32, &mut reached);
-        (0..slots as u32)
+        links.reach(unpack(graph.entry.load(Ordering::Relaxed)).1, &mut reached);
+        nodes(slots)
             .filter(|&n| links.state(n) != 0 && !reached[n as usize])
             .collect()
     })
@@ -216,7 +216,7 @@ fn a_reader_that_lacks_the_newest_nodes_searches_what_it_has() {
     let (rows, graph) = built(4_000, 4, 1);
     // The reader's snapshot lacks the graph's entry and the last thousand nodes, as a
     // reader's does while a writer adds.
-    let entry = graph.entry.load(Ordering::Relaxed) as u32;
+    let entry = unpack(graph.entry.load(Ordering::Relaxed)).1;
     rows.hidden.store(entry, Ordering::Relaxed);
     rows.visible.store(3_000, Ordering::Relaxed);
     let r = recall(&graph, &rows, |n| n >= 3_000 || n == entry);

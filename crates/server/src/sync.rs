@@ -103,7 +103,7 @@ async fn load_all(state: &AppState) -> Result<(), SyncError> {
         tenants = tenants.len(),
         entities,
         interactions,
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "indexes loaded"
     );
     Ok(())

@@ -5,7 +5,7 @@ use roaring::RoaringBitmap;
 
 use super::prepared::Question;
 use super::{Engine, Prepared, plans, prepared};
-use crate::distance::{Probe, inverse_norm};
+use crate::distance::{Probe, inverse_norm, narrow};
 use crate::error::{EngineError, Result};
 use crate::index::EntityIndex;
 use crate::model::{Embedding, EntityId, Metric, TenantName, TenantSpec};
@@ -197,7 +197,7 @@ fn average(positive: &[Resolved], negative: &[Resolved], dim: usize, metric: Met
             }
         }
     }
-    query.into_iter().map(|x| x as f32).collect()
+    query.into_iter().map(narrow).collect()
 }
 
 #[cfg(test)]

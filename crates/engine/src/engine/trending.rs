@@ -7,6 +7,7 @@ use roaring::RoaringBitmap;
 use super::prepared::Question;
 use super::{Engine, Prepared, prepared};
 use crate::config::millis;
+use crate::distance::narrow;
 use crate::error::Result;
 use crate::index::{Candidates, EntityIndex, Filter};
 use crate::interactions::InteractionLog;
@@ -95,7 +96,7 @@ impl Trend {
         let mut heap: BinaryHeap<ByScore<'_>> = log
             .trending(self.now, self.window.millis(), self.half_life)
             .into_iter()
-            .map(|(id, score)| ByScore(score as f32, id))
+            .map(|(id, score)| ByScore(narrow(score), id))
             .collect();
         while let Some(ByScore(score, id)) = heap.pop() {
             if top.is_full() && score < top.bar() {

@@ -10,7 +10,7 @@ use super::trending::Trend;
 use super::{Engine, Prepared, plans, prepared};
 use crate::cache::PreferenceKey;
 use crate::config::millis;
-use crate::distance::Probe;
+use crate::distance::{Probe, narrow};
 use crate::error::Result;
 use crate::index::EntityIndex;
 use crate::interactions::UserProfile;
@@ -131,7 +131,7 @@ fn preference(
     } else {
         1.0
     };
-    let vector: Vec<f32> = sum.into_iter().map(|s| (s / divisor) as f32).collect();
+    let vector: Vec<f32> = sum.into_iter().map(|s| narrow(s / divisor)).collect();
     let usable = vector.iter().all(|x| x.is_finite())
         && !(metric == Metric::Cosine && vector.iter().all(|x| *x == 0.0));
     usable.then_some(vector)

@@ -26,6 +26,17 @@ use crate::distance::prefetch;
 use crate::model::{EntityId, EntityView, TenantSpec};
 use crate::stamp::{Generation, Stamp};
 
+/// The slot of row `r` of chunk `c`, for a row that exists: `allocate` hands out only slots
+/// that fit in a `u32`.
+#[inline]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "every allocated slot fits in u32; allocate checks it"
+)]
+pub(crate) fn slot_at(c: usize, r: usize) -> u32 {
+    ((c << CHUNK_SHIFT) + r) as u32
+}
+
 /// Rows per chunk. A write copies at most this many rows of each chunk it touches.
 pub(crate) const CHUNK_ROWS: usize = 512;
 const CHUNK_SHIFT: u32 = CHUNK_ROWS.trailing_zeros();

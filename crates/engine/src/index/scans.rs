@@ -6,7 +6,7 @@ use ndarray::{Array2, ArrayView1, ArrayView2, s};
 use reco_hnsw::Space;
 use roaring::RoaringBitmap;
 
-use super::{CHUNK_ROWS, CHUNK_SHIFT, Candidates, Chunk, EntityIndex, Record};
+use super::{CHUNK_ROWS, Candidates, Chunk, EntityIndex, Record, slot_at};
 use crate::distance::{CodeProbe, Probe, dot, squared_norm};
 use crate::model::Metric;
 use crate::topk::TopK;
@@ -55,7 +55,7 @@ impl EntityIndex {
             // No filter but a few exclusions (the query's own entity, say): a walk asked for
             // that many more needs no filter at all.
             Candidates::All { excluded } if excluded.len() <= 64 => {
-                graph.search(&space, count + excluded.len() as usize, None)
+                graph.search(&space, count + bitmap_len(excluded), None)
             }
             Candidates::All { .. } | Candidates::Only(_) => {
                 graph.search(&space, count, Some(&allowed))
@@ -83,8 +83,8 @@ impl EntityIndex {
     /// How many slots `candidates` allows.
     pub(super) fn count(&self, candidates: &Candidates) -> usize {
         match candidates {
-            Candidates::All { excluded } => self.len().saturating_sub(excluded.len() as usize),
-            Candidates::Only(slots) => slots.len() as usize,
+            Candidates::All { excluded } => self.len().saturating_sub(bitmap_len(excluded)),
+            Candidates::Only(slots) => bitmap_len(slots),
         }
     }
     /// Scans the int8 codes of `candidates`, keeps the best `want` times the oversampling by
@@ -115,10 +115,9 @@ impl EntityIndex {
         match candidates {
             Candidates::All { excluded } => {
                 for (c, chunk) in self.chunks.iter().enumerate() {
-                    let base = (c << CHUNK_SHIFT) as u32;
                     for (r, record) in chunk.records.iter().enumerate() {
                         let Some(record) = record else { continue };
-                        let slot = base + r as u32;
+                        let slot = slot_at(c, r);
                         if excluded.is_empty() || !excluded.contains(slot) {
                             offer(chunk, slot, r, record);
                         }
@@ -157,11 +156,10 @@ impl EntityIndex {
         match candidates {
             Candidates::All { excluded } => {
                 for (c, chunk) in self.chunks.iter().enumerate() {
-                    let base = (c << CHUNK_SHIFT) as u32;
                     let rows = chunk.vectors.chunks_exact(dim);
                     for (r, (row, record)) in rows.zip(&chunk.records).enumerate() {
                         let Some(record) = record else { continue };
-                        let slot = base + r as u32;
+                        let slot = slot_at(c, r);
                         if !excluded.is_empty() && excluded.contains(slot) {
                             continue;
                         }
@@ -213,7 +211,6 @@ impl EntityIndex {
             };
             let mut out = products.slice_mut(s![.., ..rows]);
             general_mat_mul(1.0, &queries, &block.t(), 0.0, &mut out);
-            let base = (c << CHUNK_SHIFT) as u32;
             for (i, (probe, top)) in probes.iter().zip(tops.iter_mut()).enumerate() {
                 let line = out.row(i);
                 for (r, (&d, record)) in line.iter().zip(&chunk.records).enumerate() {
@@ -227,7 +224,7 @@ impl EntityIndex {
                             .sqrt(),
                     };
                     // The exclusions are looked up only for rows good enough to keep.
-                    let slot = base + r as u32;
+                    let slot = slot_at(c, r);
                     if g >= top.bar() && !excluded[i].contains(slot) {
                         top.offer(g, slot, || record.id.as_str());
                     }
@@ -275,4 +272,9 @@ impl Space for QuerySpace<'_> {
     fn prefetch(&self, node: u32) {
         self.index.prefetch(node);
     }
+}
+
+/// How many slots a bitmap holds, as a count of rows (a tenant's slots fit in `usize`).
+fn bitmap_len(bitmap: &RoaringBitmap) -> usize {
+    usize::try_from(bitmap.len()).unwrap_or(usize::MAX)
 }

@@ -112,7 +112,6 @@ impl EntityIndex {
         {
             self.chunks.push(Arc::new(Chunk::default()));
         }
-        let base = ((self.chunks.len() - 1) << CHUNK_SHIFT) as u32;
         let chunk = Arc::make_mut(self.chunks.last_mut().expect("a chunk was just ensured"));
         let rows = chunk.records.len();
         if rows == chunk.records.capacity() {
@@ -136,7 +135,9 @@ impl EntityIndex {
             chunk.codes.resize(chunk.codes.len() + dim, 0);
             chunk.code_scales.push(0.0);
         }
-        base + (chunk.records.len() - 1) as u32
+        let (c, r) = (self.chunks.len() - 1, rows);
+        u32::try_from((c << CHUNK_SHIFT) + r)
+            .expect("a tenant holds fewer than 2^32 entities: slots are u32")
     }
     pub(super) fn write_row(&mut self, slot: u32, vector: &[f32], record: Record) {
         let dim = self.spec.dimension;

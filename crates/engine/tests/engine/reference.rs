@@ -1,6 +1,11 @@
 //! A naive reference model of the engine: every query is a full scan with a full sort, filters
 //! are string comparisons, sums are in f64. The engine must agree with it.
 
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "the model sums in f64 and rounds to f32 where the engine does"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use reco_engine::distance::inverse_norm;

@@ -66,7 +66,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 }
 
 fn millis(d: std::time::Duration) -> i64 {
-    d.as_millis() as i64
+    i64::try_from(d.as_millis()).expect("test durations are short")
 }
 
 proptest! {

@@ -231,11 +231,11 @@ fn parse(text: &str, format: Format, kind: Kind) -> Parsed {
             for record in reader.records() {
                 match record {
                     Ok(record) => {
-                        let line = record.position().map_or(0, |p| p.line() as usize);
+                        let line = record.position().map_or(0, |p| line_number(p.line()));
                         check(line, csv_row(&headers, &record, kind));
                     }
                     Err(e) => {
-                        let line = e.position().map_or(0, |p| p.line() as usize);
+                        let line = e.position().map_or(0, |p| line_number(p.line()));
                         check(line, Err(e.to_string()));
                     }
                 }
@@ -283,6 +283,11 @@ fn csv_row(
         object.insert(name.to_owned(), value);
     }
     Ok(Value::Object(object))
+}
+
+/// A CSV reader's line number as the report counts lines.
+fn line_number(line: u64) -> usize {
+    usize::try_from(line).unwrap_or(usize::MAX)
 }
 
 fn vector_field(field: &str) -> Result<Value, String> {

@@ -70,7 +70,12 @@ impl PgStore {
                     Metric::Dot => -d,
                     Metric::Euclidean => d,
                 };
-                Ok((id, score as f32))
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "pgvector answers distances in f64; the API's scores are f32"
+                )]
+                let score = score as f32;
+                Ok((id, score))
             })
             .collect::<Result<Vec<_>>>()?;
         let higher = spec.metric.higher_is_better();

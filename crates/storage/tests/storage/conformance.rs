@@ -243,7 +243,7 @@ async fn deleting_a_tenant_removes_all_its_data(backend: Backend) {
             .await
             .unwrap();
         store
-            .add_api_key(name, [name.as_str().len() as u8; 32])
+            .add_api_key(name, [u8::try_from(name.as_str().len()).unwrap(); 32])
             .await
             .unwrap();
     }
@@ -274,7 +274,7 @@ async fn concurrent_interactions_are_all_committed(backend: Backend) {
             // Every fifth writer names a tenant that does not exist: it alone must fail.
             let target = if w % 5 == 4 { ghost } else { t };
             let batch = (0..25)
-                .map(|i| interaction(w, i, (w * 100 + i) as i64))
+                .map(|i| interaction(w, i, i64::try_from(w * 100 + i).unwrap()))
                 .collect();
             record(&store, &target, batch).await
         })
@@ -299,7 +299,7 @@ async fn concurrent_interactions_are_all_committed(backend: Backend) {
     let stored: Vec<_> = read_back(&store, &t, 0).await.1;
     let mut expected: Vec<_> = (0..40)
         .filter(|w| w % 5 != 4)
-        .flat_map(|w| (0..25).map(move |i| interaction(w, i, (w * 100 + i) as i64)))
+        .flat_map(|w| (0..25).map(move |i| interaction(w, i, i64::try_from(w * 100 + i).unwrap())))
         .collect();
     let key = |i: &reco_engine::Interaction| (i.user.to_string(), i.timestamp);
     let mut got = stored.clone();
@@ -329,7 +329,9 @@ async fn a_restart_keeps_all_data(backend: Backend) {
         .unwrap();
     let batch = random_entities(300, 8);
     upsert(&store, &t, &batch).await.unwrap();
-    let interactions: Vec<_> = (0..50).map(|i| interaction(i % 7, i, i as i64)).collect();
+    let interactions: Vec<_> = (0..50)
+        .map(|i| interaction(i % 7, i, i64::try_from(i).unwrap()))
+        .collect();
     record(&store, &t, interactions.clone()).await.unwrap();
     store.add_api_key(&t, [7; 32]).await.unwrap();
     drop(store);
@@ -389,7 +391,7 @@ async fn loading_reports_progress(backend: Backend) {
     upsert(&store, &t, &random_entities(250, 4)).await.unwrap();
     let old = (0..10).map(|i| interaction(1, i, 10)).collect();
     let new: Vec<_> = (0..30)
-        .map(|i| interaction(2, i, 1_000 + i as i64))
+        .map(|i| interaction(2, i, 1_000 + i64::try_from(i).unwrap()))
         .collect();
     record(&store, &t, old).await.unwrap();
     record(&store, &t, new.clone()).await.unwrap();
