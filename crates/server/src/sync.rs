@@ -145,17 +145,28 @@ impl LoadSink for Restore<'_> {
     }
 
     fn entities(&mut self, batch: Vec<NewEntity>) -> reco_storage::Result<()> {
-        self.engine
-            .restore_entities(self.staged()?, batch)
+        let staged = self.staged()?;
+        blocking_here(|| self.engine.restore_entities(staged, batch))
             .map(drop)
             .map_err(|e| refused(&e))
     }
 
     fn interactions(&mut self, batch: Vec<Interaction>) -> reco_storage::Result<()> {
-        self.engine
-            .restore_interactions(self.staged()?, batch)
+        let staged = self.staged()?;
+        blocking_here(|| self.engine.restore_interactions(staged, batch))
             .map(drop)
             .map_err(|e| refused(&e))
+    }
+}
+
+/// Runs engine work that may take seconds (a graph build while a tenant loads) from inside the
+/// load's async loop: on a multi-threaded runtime the worker hands its other tasks to the
+/// others first (`block_in_place`), so writes waiting on that runtime are not held up. A
+/// single-threaded runtime (some tests) has no other worker to hand them to, and runs it as is.
+fn blocking_here<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        Ok(_) | Err(_) => work(),
     }
 }
 
