@@ -107,6 +107,7 @@ pub(crate) struct Near {
 impl Eq for Near {}
 
 impl Ord for Near {
+    #[inline]
     fn cmp(&self, other: &Self) -> Order {
         self.distance
             .total_cmp(&other.distance)
@@ -115,6 +116,7 @@ impl Ord for Near {
 }
 
 impl PartialOrd for Near {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<Order> {
         Some(self.cmp(other))
     }
@@ -149,6 +151,7 @@ pub(crate) fn entry_of(layer: usize, node: u32) -> u64 {
 }
 
 /// The layer and node of a packed entry (not [`EMPTY`]), as [`entry_of`] packed them.
+#[inline]
 #[expect(
     clippy::cast_possible_truncation,
     reason = "the low 32 bits are the node and the high ones a layer below TOP_LAYER"
@@ -199,6 +202,7 @@ impl Graph {
     }
 
     /// How many candidates a search considers now.
+    #[inline]
     pub fn expansion_search(&self) -> usize {
         self.expansion_search.load(Ordering::Relaxed)
     }
@@ -210,11 +214,13 @@ impl Graph {
             + self.stripes.len() * size_of::<Mutex<()>>()
     }
 
+    #[inline]
     pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Segment>> {
         self.segments.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` on the graph's storage, under the segments' read lock.
+    #[inline]
     pub(crate) fn with_links<R>(&self, f: impl FnOnce(&Links<'_>) -> R) -> R {
         let segments = self.read();
         f(&Links {
@@ -239,6 +245,7 @@ impl Graph {
     }
 
     /// Links per node on `layer`.
+    #[inline]
     pub(crate) fn width(&self, layer: usize) -> usize {
         if layer == 0 {
             2 * self.shape.connectivity

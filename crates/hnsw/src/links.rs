@@ -47,26 +47,31 @@ pub(crate) struct Links<'g> {
 }
 
 impl<'g> Links<'g> {
+    #[inline]
     pub(crate) fn segment(&self, node: u32) -> Option<(&'g Segment, usize)> {
         let segment = self.segments.get((node >> SEGMENT_SHIFT) as usize)?;
         Some((segment, node as usize & (SEGMENT - 1)))
     }
 
     /// The node's top layer plus one (0 when it is not in the graph), and its deleted mark.
+    #[inline]
     pub(crate) fn state(&self, node: u32) -> u8 {
         self.segment(node)
             .map_or(0, |(s, r)| s.state[r].load(Ordering::Acquire))
     }
 
+    #[inline]
     pub(crate) fn is_deleted(&self, node: u32) -> bool {
         self.state(node) & DELETED != 0
     }
 
+    #[inline]
     pub(crate) fn is_linking(&self, node: u32) -> bool {
         self.state(node) & LINKING != 0
     }
 
     /// The node's list on `layer`, when it reaches that layer.
+    #[inline]
     pub(crate) fn list(&self, node: u32, layer: usize) -> Option<&'g List> {
         let (segment, r) = self.segment(node)?;
         let level = segment.state[r].load(Ordering::Acquire) & LEVEL_MASK;
@@ -83,6 +88,7 @@ impl<'g> Links<'g> {
     }
 
     /// Copies the node's links on `layer` to `out`.
+    #[inline]
     pub(crate) fn neighbours(&self, node: u32, layer: usize, out: &mut Vec<u32>) {
         out.clear();
         if let Some(list) = self.list(node, layer) {

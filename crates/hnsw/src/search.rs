@@ -10,6 +10,7 @@ use crate::{EMPTY, Graph, Near, SEGMENT, Space, unpack};
 
 impl Links<'_> {
     /// Moves greedily towards the query on one layer.
+    #[inline]
     pub(crate) fn greedy(
         &self,
         space: &impl Space,
@@ -96,6 +97,7 @@ impl Links<'_> {
 
     /// The entry node, as a point of the query's space: the graph's entry, or when the reader's
     /// snapshot lacks it (it was just added), one of its links that the snapshot has.
+    #[inline]
     pub(crate) fn entry(&self, space: &impl Space) -> Option<(Near, usize)> {
         let entry = self.graph.entry.load(Ordering::Acquire);
         if entry == EMPTY {
@@ -117,6 +119,7 @@ impl Links<'_> {
 
     /// The entry, then a greedy descent through the layers above `layer`: where a walk on
     /// `layer` starts, and the graph's top layer.
+    #[inline]
     pub(crate) fn descend(&self, space: &impl Space, layer: usize) -> Option<(Near, usize)> {
         let (mut at, top) = self.entry(space)?;
         let mut buffer = Vec::new();

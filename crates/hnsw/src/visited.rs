@@ -14,6 +14,7 @@ pub(crate) struct Visited {
 }
 
 impl Visited {
+    #[inline]
     pub(crate) fn start(&mut self, slots: usize) {
         if self.marks.len() < slots {
             self.marks.resize(slots, 0);
