@@ -10,11 +10,18 @@
 //! batch and never waits for a writer, and every snapshot carries a generation that makes the
 //! cache's keys exact: no cached answer can outlive the data it came from.
 //!
+//! # Layout
+//!
+//! [`Engine`] is a thin facade over one module per feature (the `engine` module's own docs list
+//! them); what a question reads of a snapshot lives in `index`, and the one check of a write in
+//! [`CheckedEntities`].
+//!
 //! # Exact and approximate search
 //!
-//! A tenant past a few thousand entities also gets an HNSW graph of its own making (`graph`),
-//! shared by its snapshots. The graph holds links only and scores the nodes it walks from the
-//! reader's snapshot's int8 codes. It only proposes candidates; each is checked
+//! A tenant past a few thousand entities also gets an HNSW graph of its own making (the
+//! `reco-hnsw` crate, which knows nothing of the engine), shared by its snapshots. The graph
+//! holds links only and scores the nodes it walks from the reader's snapshot's int8 codes. It
+//! only proposes candidates; each is checked
 //! against the reader's snapshot and the filter, and scored exactly from the f32 row, so scores
 //! are always exact and only recall is approximate (0.99 or more at the default settings).
 //! `SearchOptions::exact`, or `SearchConfig::exact` for every query, scans every candidate.
