@@ -86,8 +86,14 @@ impl Default for CacheConfig {
 pub struct EngineConfig {
     /// Weights of the interaction kinds.
     pub kind_weights: KindWeights,
-    /// A user's interactions count half as much after this long. Default 7 days.
+    /// A user's interaction counts half as much for every half-life between it and the user's
+    /// newest interaction (not the clock: a log imported from years ago ranks as a fresh one).
+    /// Default 7 days.
     pub half_life: Duration,
+    /// The least part of its weight an interaction keeps however old it is next to the user's
+    /// newest, so a returning user's history still counts. From 0 (pure decay) to 1 (no
+    /// decay). Default 1/20.
+    pub history_floor: f64,
     /// Trending weight halves after this long. Default 1 day.
     pub trending_half_life: Duration,
     /// Events older than this are dropped from trending; also the longest window. Default 30 days.
@@ -154,6 +160,7 @@ impl Default for EngineConfig {
         Self {
             kind_weights: KindWeights::default(),
             half_life: 7 * DAY,
+            history_floor: 0.05,
             trending_half_life: DAY,
             trending_retention: 30 * DAY,
             cold_start_window: 7 * DAY,
@@ -186,6 +193,9 @@ impl EngineConfig {
             if millis(d) < 1 {
                 return bad(&format!("{name} must be at least a millisecond"));
             }
+        }
+        if !(0.0..=1.0).contains(&self.history_floor) {
+            return bad("history_floor is from 0 to 1");
         }
         if self.cold_start_window > self.trending_retention {
             return bad("cold_start_window must not exceed trending_retention");

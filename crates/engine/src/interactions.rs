@@ -25,16 +25,22 @@ pub(crate) fn decay(age: Millis, half_life: Millis) -> f64 {
     }
 }
 
-/// A weight that halves every half-life: its value at `at`.
+/// A weight that halves every half-life: its value at `at`, and every weight given to it
+/// undecayed (`mass`), for the floor.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Decayed {
     value: f64,
     at: Millis,
+    mass: f64,
 }
 
 impl Decayed {
     fn new(weight: f64, at: Millis) -> Self {
-        Self { value: weight, at }
+        Self {
+            value: weight,
+            at,
+            mass: weight,
+        }
     }
 
     /// Adds `weight`, given at time `t`.
@@ -45,19 +51,30 @@ impl Decayed {
         } else {
             self.value += weight * decay(self.at - t, half_life);
         }
+        self.mass += weight;
     }
 
-    /// The value at `now`.
-    pub fn value_at(&self, now: Millis, half_life: Millis) -> f64 {
-        self.value * decay(now - self.at, half_life)
+    /// The value at `t`, and never less in size than `floor` times the weight given: decay
+    /// fades an interaction, the floor keeps it counting. Computed in `f64`, where no age a log
+    /// can have underflows to zero before the floor takes over.
+    pub fn value_at(&self, t: Millis, half_life: Millis, floor: f64) -> f64 {
+        let decayed = self.value * decay(t - self.at, half_life);
+        let least = floor * self.mass;
+        if decayed.abs() < least.abs() {
+            least
+        } else {
+            decayed
+        }
     }
 }
 
 /// What one user did, folded per entity. Kept in id order, so that a preference vector sums in
 /// the same order on every server and comes out bit for bit the same.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct UserProfile {
     pub items: BTreeMap<EntityId, Decayed>,
+    /// The time of the user's newest interaction: what their history decays towards.
+    pub newest: Millis,
     /// Grows with every interaction of this user; part of the preference cache key.
     pub version: u64,
 }
@@ -73,6 +90,16 @@ struct Event {
 struct EventChunk {
     events: Vec<Event>,
     newest: Millis,
+}
+
+impl Default for UserProfile {
+    fn default() -> Self {
+        Self {
+            items: BTreeMap::new(),
+            newest: Millis::MIN,
+            version: 0,
+        }
+    }
 }
 
 /// An interaction checked and weighted, ready to apply.
@@ -137,6 +164,7 @@ impl InteractionLog {
                 .and_modify(|d| d.add(event.weight, event.at, half_life))
                 .or_insert_with(|| Decayed::new(event.weight, event.at));
             profile.version += 1;
+            profile.newest = profile.newest.max(event.at);
             let key = self.intern(event.entity);
             self.push(Event {
                 at: event.at,
@@ -222,10 +250,25 @@ mod tests {
         let mut reversed = Decayed::new(2.0, HOUR);
         reversed.add(4.0, 0, HOUR);
         for d in [in_order, reversed] {
-            assert!((d.value_at(HOUR, HOUR) - 4.0).abs() < 1e-12);
-            assert!((d.value_at(2 * HOUR, HOUR) - 2.0).abs() < 1e-12);
+            assert!((d.value_at(HOUR, HOUR, 0.0) - 4.0).abs() < 1e-12);
+            assert!((d.value_at(2 * HOUR, HOUR, 0.0) - 2.0).abs() < 1e-12);
         }
         assert_eq!(decay(-5, HOUR), 1.0, "the future counts as now");
+    }
+
+    #[test]
+    fn the_floor_keeps_an_old_weight_counting_at_any_age() {
+        let mut d = Decayed::new(4.0, 0);
+        d.add(4.0, 0, HOUR);
+        // 8 given; after two half-lives 2 is left, above a floor of 1/20 (0.4).
+        assert!((d.value_at(2 * HOUR, HOUR, 0.05) - 2.0).abs() < 1e-12);
+        // Thirty years of hourly half-lives would underflow any float: the floor holds.
+        let ancient = 30 * 365 * 24 * HOUR;
+        assert_eq!(d.value_at(ancient, HOUR, 0.0), 0.0, "pure decay underflows");
+        assert!((d.value_at(ancient, HOUR, 0.05) - 0.4).abs() < 1e-12);
+        // A dislike keeps its sign under the floor.
+        let dislike = Decayed::new(-4.0, 0);
+        assert!((dislike.value_at(ancient, HOUR, 0.05) + 0.2).abs() < 1e-12);
     }
 
     #[test]

@@ -57,8 +57,10 @@ impl Prepared {
                     user_version: profile.version,
                 };
                 let half_life = millis(self.config.half_life);
-                self.caches
-                    .preference(key, || Arc::new(preference(index, profile, now, half_life)))
+                let floor = self.config.history_floor;
+                self.caches.preference(key, || {
+                    Arc::new(preference(index, profile, half_life, floor))
+                })
             },
         );
         if let Some(vector) = preference.as_ref() {
@@ -92,15 +94,17 @@ impl Prepared {
     }
 }
 
-/// A user's preference vector at `now`: the time-decayed, weighted sum of the vectors of the
-/// entities they touched (unit vectors under cosine), negatives subtracting. Under euclidean it
-/// is divided by the total positive weight, so that it is a point among the entities. `None`
-/// when no entity with a positive weight is left.
+/// A user's preference vector: the weighted sum of the vectors of the entities they touched
+/// (unit vectors under cosine), negatives subtracting, each weight decayed from the user's
+/// newest interaction and held above `floor` of what was given. Under euclidean it is divided by
+/// the total positive weight, so that it is a point among the entities. `None` when no entity
+/// with a positive weight is left. It depends on the user's history and the entities only, not
+/// on the clock, so it is cached exactly by the user's version and the entities' generation.
 fn preference(
     index: &EntityIndex,
     profile: &UserProfile,
-    now: Millis,
     half_life: Millis,
+    floor: f64,
 ) -> Option<Vec<f32>> {
     let metric = index.spec().metric;
     let mut sum = vec![0.0f64; index.spec().dimension];
@@ -109,7 +113,7 @@ fn preference(
         let Some(row) = index.slot_of(entity.as_str()).and_then(|s| index.row(s)) else {
             continue;
         };
-        let weight = decayed.value_at(now, half_life);
+        let weight = decayed.value_at(profile.newest, half_life, floor);
         if weight > 0.0 {
             positive_total += weight;
         }

@@ -309,4 +309,14 @@ fn bad_engine_settings_are_refused() {
         Engine::new(config),
         Err(EngineError::InvalidArgument(_))
     ));
+    for floor in [-0.1, 1.5, f64::NAN] {
+        let config = EngineConfig {
+            history_floor: floor,
+            ..EngineConfig::default()
+        };
+        assert!(
+            matches!(Engine::new(config), Err(EngineError::InvalidArgument(_))),
+            "history_floor {floor}"
+        );
+    }
 }

@@ -173,31 +173,40 @@ impl Model {
 
     /// Each (user, entity) pair folds its events in arrival order: the documented semantics of a
     /// decayed weight (a later event decays the sum up to its own time, an earlier one is decayed
-    /// to the sum's time). Entities sum in id order.
-    pub fn preference(&self, user: &str, now: Millis, half_life: Millis) -> Option<Vec<f32>> {
-        let mut per_entity: BTreeMap<&str, (f64, Millis)> = BTreeMap::new();
+    /// to the sum's time). Each sum then decays to the user's newest event, and keeps at least
+    /// `floor` of the weights given. Entities sum in id order.
+    pub fn preference(&self, user: &str, half_life: Millis, floor: f64) -> Option<Vec<f32>> {
+        let mut per_entity: BTreeMap<&str, (f64, Millis, f64)> = BTreeMap::new();
+        let mut newest = Millis::MIN;
         for e in self.events.iter().filter(|e| e.user == user) {
             let weight = e.weight;
+            newest = newest.max(e.at);
             per_entity
                 .entry(&e.entity)
-                .and_modify(|(value, at)| {
+                .and_modify(|(value, at, mass)| {
                     if e.at >= *at {
                         *value = *value * decay(e.at - *at, half_life) + weight;
                         *at = e.at;
                     } else {
                         *value += weight * decay(*at - e.at, half_life);
                     }
+                    *mass += weight;
                 })
-                .or_insert((weight, e.at));
+                .or_insert((weight, e.at, weight));
         }
         let dim = self.items.values().next()?.vector.len();
         let mut sum = vec![0.0f64; dim];
         let mut positive = 0.0;
-        for (entity, (value, at)) in per_entity {
+        for (entity, (value, at, mass)) in per_entity {
             let Some(item) = self.items.get(entity) else {
                 continue;
             };
-            let w = value * decay(now - at, half_life);
+            let decayed = value * decay(newest - at, half_life);
+            let w = if decayed.abs() < (floor * mass).abs() {
+                floor * mass
+            } else {
+                decayed
+            };
             if w > 0.0 {
                 positive += w;
             }

@@ -93,7 +93,7 @@ proptest! {
             let user = format!("u{u}");
             let answer = engine.recommend_for_user(&tenant, &UserId::parse(&user).unwrap(), &spec.options(metric)).unwrap();
             let conditions = spec.conditions.and_exclude(model.interacted(&user));
-            match model.preference(&user, now, half_life) {
+            match model.preference(&user, half_life, config.history_floor) {
                 Some(q) => {
                     prop_assert_eq!(answer.ranking.strategy, Made::Personalized);
                     let expected = model.rank(&conditions, spec.threshold(metric), spec.k, spec.offset, |item| model.score(&q, &item.vector));
@@ -118,4 +118,123 @@ proptest! {
         prop_assert_eq!(answer.ranking.strategy, Made::Trending);
         assert_agrees(&answer.ranking.results, &expected, &Default::default(), 0.0);
     }
+}
+
+const YEAR: i64 = 365 * 24 * HOUR;
+
+fn entity(n: usize, vector: [f32; 2]) -> reco_engine::NewEntity {
+    reco_engine::NewEntity {
+        id: id(n),
+        vector: vector.to_vec(),
+        category: None,
+        tags: Vec::new(),
+        attributes: None,
+    }
+}
+
+fn event(user: &str, n: usize, kind: InteractionKind, at: i64) -> Interaction {
+    Interaction {
+        user: UserId::parse(user).unwrap(),
+        entity: id(n),
+        kind,
+        weight: None,
+        timestamp: at,
+    }
+}
+
+/// A history ranks the same whatever its age: decay runs from the user's newest interaction,
+/// not from the clock. The same interactions made 28 years ago (a log imported from 1998) and
+/// made this week give the same answer with the same scores. Decay from the clock once left
+/// such a user with nothing (every weight underflowed), and the answer fell back to an empty
+/// trending list.
+#[test]
+fn a_log_from_decades_ago_personalizes_like_a_fresh_one() {
+    for metric in [Metric::Cosine, Metric::Dot, Metric::Euclidean] {
+        let (engine, t, _) = engine(metric, 2, false);
+        let rows = [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0], [-0.7, 0.7]];
+        let entities = rows
+            .iter()
+            .enumerate()
+            .map(|(n, v)| entity(n, *v))
+            .collect();
+        engine.upsert(&t, entities).unwrap();
+        let history = |user: &str, newest: i64| {
+            vec![
+                event(user, 0, InteractionKind::Like, newest - 3 * 24 * HOUR),
+                event(user, 3, InteractionKind::View, newest - 40 * 24 * HOUR),
+                event(user, 1, InteractionKind::Click, newest),
+            ]
+        };
+        engine.record(&t, history("fresh", START)).unwrap();
+        engine
+            .record(&t, history("ancient", START - 28 * YEAR))
+            .unwrap();
+        let options = reco_engine::SearchOptions::top(3);
+        let answer = |user: &str| {
+            engine
+                .recommend_for_user(&t, &UserId::parse(user).unwrap(), &options)
+                .unwrap()
+        };
+        let (fresh, ancient) = (answer("fresh"), answer("ancient"));
+        assert_eq!(ancient.ranking.strategy, Made::Personalized, "{metric:?}");
+        assert_eq!(ancient.ranking.results.len(), 2, "{metric:?}");
+        assert_eq!(fresh.ranking.results, ancient.ranking.results, "{metric:?}");
+        assert!(
+            ancient.ranking.results.iter().all(|r| r.score != 0.0),
+            "{metric:?}: {:?}",
+            ancient.ranking.results
+        );
+    }
+}
+
+/// An interaction years older than the user's newest still counts, by the history floor
+/// (1/20 of its weight): a user who liked an entity two years ago and came back for another one
+/// today is not treated as if the old like had never happened.
+#[test]
+fn a_returning_users_old_history_still_counts() {
+    let (engine, t, _) = engine(Metric::Dot, 2, false);
+    let rows = [[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0]];
+    let entities = rows
+        .iter()
+        .enumerate()
+        .map(|(n, v)| entity(n, *v))
+        .collect();
+    engine.upsert(&t, entities).unwrap();
+    engine
+        .record(
+            &t,
+            vec![
+                event("back", 0, InteractionKind::Like, START - 2 * YEAR),
+                event("back", 1, InteractionKind::View, START),
+                event("new", 1, InteractionKind::View, START),
+            ],
+        )
+        .unwrap();
+    let score_of_2 = |user: &str| {
+        let answer = engine
+            .recommend_for_user(
+                &t,
+                &UserId::parse(user).unwrap(),
+                &reco_engine::SearchOptions::top(4),
+            )
+            .unwrap();
+        answer
+            .ranking
+            .results
+            .iter()
+            .find(|r| r.id == id(2))
+            .map(|r| r.score)
+            .unwrap()
+    };
+    // The like (weight 4) keeps 1/20 of itself: the preference is [0.2, 1], against [0, 1].
+    assert!(
+        (score_of_2("back") - 0.3).abs() < 1e-6,
+        "{}",
+        score_of_2("back")
+    );
+    assert!(
+        (score_of_2("new") - 0.1).abs() < 1e-6,
+        "{}",
+        score_of_2("new")
+    );
 }
