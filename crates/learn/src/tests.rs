@@ -1,0 +1,160 @@
+//! The learner's unit tests: determinism, fold-in against training, structure learnt, dislikes.
+
+use super::*;
+
+/// Users 0..20 like items 0..10, users 20..40 items 10..20: each user has interacted with
+/// about four in five items of their group, a different selection for each user.
+fn two_groups() -> Vec<Observation> {
+    let mut observations = Vec::new();
+    for user in 0..40u32 {
+        let group = user / 20;
+        for item in (group * 10)..(group * 10 + 10) {
+            if seen(user as usize, item as usize) {
+                observations.push(Observation {
+                    user,
+                    item,
+                    weight: 1.0 + f32::from(u8::try_from(item % 3).unwrap()),
+                });
+            }
+        }
+    }
+    observations
+}
+
+/// Whether `user` interacted with `item` of their group.
+fn seen(user: usize, item: usize) -> bool {
+    !(user * 7 + item * 3).is_multiple_of(5)
+}
+
+fn params(threads: usize) -> Params {
+    Params {
+        factors: 8,
+        iterations: 15,
+        regularization: 0.01,
+        threads,
+        ..Params::default()
+    }
+}
+
+fn score(model: &Model, user: &[f32], item: usize) -> f32 {
+    model
+        .item(item)
+        .unwrap()
+        .iter()
+        .zip(user)
+        .map(|(a, b)| a * b)
+        .sum()
+}
+
+#[test]
+fn training_is_deterministic_for_a_seed_whatever_the_threads() {
+    let data = two_groups();
+    let one = train(40, 20, &data, &params(1), |_| {}).unwrap();
+    let again = train(40, 20, &data, &params(1), |_| {}).unwrap();
+    let three = train(40, 20, &data, &params(3), |_| {}).unwrap();
+    assert_eq!(one, again);
+    assert_eq!(one.users, three.users);
+    assert_eq!(one.items, three.items);
+    let other_seed = Params {
+        seed: 7,
+        ..params(1)
+    };
+    assert_ne!(
+        one.items,
+        train(40, 20, &data, &other_seed, |_| {}).unwrap().items
+    );
+}
+
+#[test]
+fn a_fold_in_equals_the_trained_user_factors() {
+    let data = two_groups();
+    let model = train(40, 20, &data, &params(2), |_| {}).unwrap();
+    for user in [0usize, 7, 21, 39] {
+        let history: Vec<(u32, f32)> = data
+            .iter()
+            .filter(|o| o.user as usize == user)
+            .map(|o| (o.item, o.weight))
+            .collect();
+        let folded = model.fold_in(&history);
+        let trained = model.user(user).unwrap();
+        for (a, b) in folded.iter().zip(trained) {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "user {user}: {a} against {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn users_are_steered_to_the_unseen_items_of_their_group() {
+    let data = two_groups();
+    let model = train(40, 20, &data, &params(2), |_| {}).unwrap();
+    for user in 0..40usize {
+        let factors = model.user(user).unwrap();
+        let group = user / 20;
+        let unseen = |item: usize| item / 10 != group || !seen(user, item);
+        let best = (0..20)
+            .filter(|&i| unseen(i))
+            .max_by(|&a, &b| score(&model, factors, a).total_cmp(&score(&model, factors, b)))
+            .unwrap();
+        assert_eq!(best / 10, group, "user {user} was steered to item {best}");
+    }
+    // A user the model never saw, folded in from one item, is steered to that item's group.
+    let newcomer = model.fold_in(&[(12, 4.0)]);
+    let best = (0..20)
+        .filter(|&i| i != 12)
+        .max_by(|&a, &b| score(&model, &newcomer, a).total_cmp(&score(&model, &newcomer, b)))
+        .unwrap();
+    assert_eq!(best / 10, 1, "steered to {best}");
+}
+
+#[test]
+fn a_dislike_is_a_confident_zero_and_repeats_add_up() {
+    let data = two_groups();
+    let model = train(40, 20, &data, &params(1), |_| {}).unwrap();
+    let liked = model.fold_in(&[(2, 1.0), (4, 1.0)]);
+    let disliking = model.fold_in(&[(2, 1.0), (4, 1.0), (6, -8.0)]);
+    assert!(score(&model, &liked, 6) > 0.0);
+    assert!(
+        score(&model, &disliking, 6) < score(&model, &liked, 6),
+        "{} against {}",
+        score(&model, &disliking, 6),
+        score(&model, &liked, 6)
+    );
+    // The same item given twice counts as its summed weight.
+    assert_eq!(
+        model.fold_in(&[(2, 1.0), (2, 3.0)]),
+        model.fold_in(&[(2, 4.0)])
+    );
+    // Items the model does not know, and empty histories, give zeros.
+    assert_eq!(model.fold_in(&[(99, 1.0)]), vec![0.0; 8]);
+}
+
+#[test]
+fn bad_input_is_refused() {
+    let p = params(1);
+    let bad = [Observation {
+        user: 3,
+        item: 0,
+        weight: 1.0,
+    }];
+    assert!(matches!(
+        train(3, 1, &bad, &p, |_| {}),
+        Err(LearnError::OutOfRange { index: 0, .. })
+    ));
+    let nan = [Observation {
+        user: 0,
+        item: 0,
+        weight: f32::NAN,
+    }];
+    assert_eq!(train(1, 1, &nan, &p, |_| {}), Err(LearnError::NotFinite(0)));
+    let zero = Params { factors: 0, ..p };
+    assert!(matches!(
+        train(1, 1, &[], &zero, |_| {}),
+        Err(LearnError::InvalidParams(_))
+    ));
+    let mut iterations = Vec::new();
+    train(1, 1, &[], &p, |done| iterations.push(done)).unwrap();
+    assert_eq!(iterations, (1..=15).collect::<Vec<_>>());
+}
