@@ -262,7 +262,7 @@ impl Engine {
         change: ChangeId,
         batch: CheckedEntities,
     ) -> Result<Applied<usize>> {
-        writes::upsert_at(self, name, change, batch)
+        writes::upsert_stamped(self, name, Some(change), batch)
     }
 
     /// Deletes an entity; false when it did not exist.
@@ -278,7 +278,7 @@ impl Engine {
         change: ChangeId,
         id: &EntityId,
     ) -> Result<Applied<bool>> {
-        writes::delete_at(self, name, change, id)
+        writes::delete_stamped(self, name, Some(change), id)
     }
 
     /// Records a batch of interactions: all of them, or none when any is invalid.
@@ -293,7 +293,7 @@ impl Engine {
         change: ChangeId,
         batch: CheckedInteractions,
     ) -> Result<Applied<usize>> {
-        writes::record_at(self, name, change, batch)
+        writes::record_stamped(self, name, Some(change), batch)
     }
 
     /// [`Engine::similar`], checked and bound to the current snapshot, not yet answered.

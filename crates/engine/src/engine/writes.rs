@@ -31,15 +31,6 @@ pub(super) fn upsert(engine: &Engine, name: &TenantName, batch: Vec<NewEntity>) 
     upsert_stamped(engine, name, None, batch).map(done)
 }
 
-pub(super) fn upsert_at(
-    engine: &Engine,
-    name: &TenantName,
-    change: ChangeId,
-    batch: CheckedEntities,
-) -> Result<Applied<usize>> {
-    upsert_stamped(engine, name, Some(change), batch)
-}
-
 pub(super) fn delete(engine: &Engine, name: &TenantName, id: &EntityId) -> Result<bool> {
     if engine
         .tenant(name)?
@@ -53,30 +44,13 @@ pub(super) fn delete(engine: &Engine, name: &TenantName, id: &EntityId) -> Resul
     delete_stamped(engine, name, None, id).map(done)
 }
 
-pub(super) fn delete_at(
-    engine: &Engine,
-    name: &TenantName,
-    change: ChangeId,
-    id: &EntityId,
-) -> Result<Applied<bool>> {
-    delete_stamped(engine, name, Some(change), id)
-}
-
 pub(super) fn record(engine: &Engine, name: &TenantName, batch: Vec<Interaction>) -> Result<usize> {
     let batch = CheckedInteractions::new(batch)?;
     record_stamped(engine, name, None, batch).map(done)
 }
 
-pub(super) fn record_at(
-    engine: &Engine,
-    name: &TenantName,
-    change: ChangeId,
-    batch: CheckedInteractions,
-) -> Result<Applied<usize>> {
-    record_stamped(engine, name, Some(change), batch)
-}
-
-fn upsert_stamped(
+/// An upsert as the host's `change` (see `Engine::upsert_at`), or as the next change.
+pub(super) fn upsert_stamped(
     engine: &Engine,
     name: &TenantName,
     change: Option<ChangeId>,
@@ -95,7 +69,8 @@ fn upsert_stamped(
     })
 }
 
-fn delete_stamped(
+/// A delete as the host's `change`, or as the next change.
+pub(super) fn delete_stamped(
     engine: &Engine,
     name: &TenantName,
     change: Option<ChangeId>,
@@ -107,7 +82,8 @@ fn delete_stamped(
     })
 }
 
-fn record_stamped(
+/// Interactions as the host's `change`, or as the next change.
+pub(super) fn record_stamped(
     engine: &Engine,
     name: &TenantName,
     change: Option<ChangeId>,
