@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::index::Filter;
 use crate::model::{EntityId, TenantName, UserId};
 use crate::query::{
-    Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, Ranking, SearchOptions,
+    Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, Ranking, SearchOptions, Space,
     TrendingQuery,
 };
 use crate::stamp::Generation;
@@ -34,8 +34,9 @@ pub enum CacheTier {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
     pub tenant: TenantName,
-    /// Generations of the entity and interaction snapshots it depends on (0 for none).
-    pub generations: [Generation; 2],
+    /// Generations of the snapshots it depends on (0 for none): the entities searched, the
+    /// interactions, and the collaborative model a user's factors were folded in against.
+    pub generations: [Generation; 3],
     pub query: QueryKey,
 }
 
@@ -66,6 +67,7 @@ pub(crate) struct OptionsKey {
     score_threshold: Option<u32>,
     diversity: u32,
     exact: bool,
+    collaborative: bool,
 }
 
 impl From<&SearchOptions> for OptionsKey {
@@ -88,6 +90,7 @@ impl From<&SearchOptions> for OptionsKey {
             score_threshold: o.score_threshold.map(f32::to_bits),
             diversity: o.diversity.to_bits(),
             exact: o.exact,
+            collaborative: o.space == Space::Collaborative,
         }
     }
 }
@@ -244,7 +247,8 @@ impl OptionsKey {
             .flag(self.score_threshold.is_some())
             .number(u64::from(self.score_threshold.unwrap_or_default()))
             .number(u64::from(self.diversity))
-            .flag(self.exact);
+            .flag(self.exact)
+            .flag(self.collaborative);
     }
 }
 
@@ -396,7 +400,7 @@ mod tests {
     fn key(generation: u64) -> Key {
         Key {
             tenant: TenantName::parse("t").unwrap(),
-            generations: [Generation(generation), Generation(0)],
+            generations: [Generation(generation), Generation(0), Generation(0)],
             query: QueryKey::Similar(
                 EntityId::parse("a").unwrap(),
                 (&SearchOptions::default()).into(),

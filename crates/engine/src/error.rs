@@ -53,6 +53,9 @@ pub enum EngineError {
         /// The stamp the tenant expects next.
         expected: Stamp,
     },
+    /// The tenant has no collaborative model yet: it has not been trained.
+    #[error("tenant `{0}` has no collaborative model yet")]
+    NoModel(TenantName),
     /// None of the examples of a recommendation exist, so there is nothing to rank against.
     #[error("none of the examples exist: {0}")]
     NoUsableExamples(String),

@@ -148,6 +148,14 @@ impl InteractionLog {
         self.users.get(user)
     }
 
+    /// Every user and their history, in id order (so that whatever numbers them, numbers them
+    /// alike on every run).
+    pub fn users(&self) -> Vec<(&UserId, &Arc<UserProfile>)> {
+        let mut users: Vec<_> = self.users.iter().collect();
+        users.sort_by(|a, b| a.0.cmp(b.0));
+        users
+    }
+
     /// Records a batch, then drops trending chunks with nothing newer than `now - retention`.
     pub fn record(
         &mut self,

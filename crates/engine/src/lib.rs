@@ -81,7 +81,7 @@ pub use checked::{CheckedEntities, CheckedInteractions};
 pub use config::{
     CacheConfig, Clock, EngineConfig, KindWeights, ManualClock, SearchConfig, SystemClock,
 };
-pub use engine::{Applied, Created, Engine, Installed, Prepared, StagedTenant};
+pub use engine::{Applied, Created, Engine, Installed, ModelInfo, Prepared, StagedTenant};
 pub use error::{EngineError, Result};
 pub use index::Filter;
 pub use model::{
@@ -90,6 +90,8 @@ pub use model::{
 };
 pub use query::{
     Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, MAX_K, MAX_OFFSET, Ranking,
-    RecommendRequest, SearchOptions, Strategy, TrendingQuery, Window,
+    RecommendRequest, SearchOptions, Space, Strategy, TrendingQuery, Window,
 };
+/// How a collaborative model is trained (see [`Engine::train_collaborative`]).
+pub use reco_learn::Params as LearnParams;
 pub use stamp::{ChangeId, Lineage, Stamp};

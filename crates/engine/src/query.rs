@@ -27,6 +27,19 @@ pub struct SearchOptions {
     pub diversity: f32,
     /// Scan every candidate exactly, even where an approximate index could answer.
     pub exact: bool,
+    /// The vectors searched: the entities' own (content) or the collaborative model's item
+    /// factors ("also liked").
+    pub space: Space,
+}
+
+/// A tenant's two vector spaces over its entities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Space {
+    /// The entities' own vectors.
+    #[default]
+    Content,
+    /// The item factors of the tenant's collaborative model.
+    Collaborative,
 }
 
 impl Default for SearchOptions {
@@ -38,6 +51,7 @@ impl Default for SearchOptions {
             score_threshold: None,
             diversity: 0.0,
             exact: false,
+            space: Space::Content,
         }
     }
 }
@@ -247,6 +261,8 @@ pub enum Strategy {
     BestScore,
     /// Nearest neighbours of the user's preference vector.
     Personalized,
+    /// Nearest item factors to the user's factors, folded in from their history.
+    Collaborative,
     /// Time-decayed interaction weight.
     Trending,
 }

@@ -33,6 +33,7 @@ fn strategy_name(strategy: Strategy) -> &'static str {
         Strategy::BestScore => "best_score",
         Strategy::Personalized => "personalized",
         Strategy::Trending => "trending",
+        Strategy::Collaborative => "collaborative",
     }
 }
 
@@ -43,6 +44,7 @@ fn strategy_of(name: &str) -> Option<Strategy> {
         "best_score" => Strategy::BestScore,
         "personalized" => Strategy::Personalized,
         "trending" => Strategy::Trending,
+        "collaborative" => Strategy::Collaborative,
         _ => return None,
     })
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use reco_engine::{
     EntityId, EntityView, Example, ExampleStrategy, Filter, Interaction, InteractionKind, Metric,
-    NewEntity, Ranking, RecommendRequest, Scored, SearchOptions, Strategy, TenantInfo, UserId,
+    NewEntity, Ranking, RecommendRequest, Scored, SearchOptions, Space, Strategy, TenantInfo,
+    UserId,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -258,6 +259,7 @@ impl SearchQuery {
             score_threshold: self.score_threshold,
             diversity: 0.0,
             exact: self.exact.unwrap_or(false),
+            space: Space::Content,
         })
     }
 }
@@ -305,6 +307,7 @@ impl UserResults {
     pub fn from_ranking(r: &Ranking) -> Self {
         let strategy = match r.strategy {
             Strategy::Trending => "trending",
+            Strategy::Collaborative => "collaborative",
             Strategy::Personalized
             | Strategy::Similar
             | Strategy::AverageVector
@@ -429,6 +432,7 @@ impl RecommendBody {
                 score_threshold: self.score_threshold,
                 diversity: self.diversity.unwrap_or(0.0),
                 exact: self.exact.unwrap_or(false),
+                space: Space::Content,
             },
         })
     }

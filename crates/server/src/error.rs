@@ -177,6 +177,7 @@ impl From<EngineError> for ApiError {
                     | EngineError::TenantConflict { .. }
                     | EngineError::EntityNotFound(_)
                     | EngineError::OutOfOrder { .. }
+                    | EngineError::NoModel(_)
                     | EngineError::NoUsableExamples(_) => ApiError::BadRequest(message),
                 }
             }
@@ -187,6 +188,7 @@ impl From<EngineError> for ApiError {
             EngineError::EntityNotFound(id) => {
                 ApiError::NotFound(format!("entity `{id}` does not exist"))
             }
+            EngineError::NoModel(_) => ApiError::NotFound(e.to_string()),
             EngineError::NoUsableExamples(m) => {
                 ApiError::NotFound(format!("none of the examples exist: {m}"))
             }

@@ -8,7 +8,9 @@
 //! - `plans`: the chain of search plans (graph, int8 scan, exact) and the page.
 //! - `similar`, `recommend`, `users`, `trending`: one query mode each.
 //! - `shared`: many exact similar questions answered in one pass over the rows.
+//! - `collaborative`: the model learnt from interactions, its space, and the fold-in.
 
+mod collaborative;
 mod plans;
 mod prepared;
 mod recommend;
@@ -23,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
+pub use collaborative::ModelInfo;
 pub use prepared::Prepared;
 use tenants::Tenant;
 pub use tenants::{Created, Installed, StagedTenant};
@@ -329,6 +332,24 @@ impl Engine {
     /// [`Engine::trending`], checked and bound to the current snapshots, not yet answered.
     pub fn prepare_trending(&self, name: &TenantName, query: &TrendingQuery) -> Result<Prepared> {
         trending::prepare(self, name, query)
+    }
+
+    /// Trains the tenant's collaborative model on its interactions as they are now (see
+    /// `reco_learn`), and serves it in place of the last one: `similar` and user
+    /// recommendations in [`Space::Collaborative`](crate::Space) search its item factors. It
+    /// computes for as long as the training takes, on the calling thread: call it off the
+    /// request path.
+    pub fn train_collaborative(
+        &self,
+        name: &TenantName,
+        params: &reco_learn::Params,
+    ) -> Result<ModelInfo> {
+        collaborative::train(self, name, params)
+    }
+
+    /// The tenant's collaborative model, when it has been trained.
+    pub fn model_info(&self, name: &TenantName) -> Result<Option<ModelInfo>> {
+        collaborative::model_info(self, name)
     }
 }
 

@@ -4,25 +4,44 @@
 
 use std::sync::Arc;
 
+use super::collaborative::Collaborative;
 use super::tenants::Tenant;
 use super::{Engine, recommend, similar};
 use crate::cache::{CacheTier, Caches, Key, QueryKey, SharedKey};
 use crate::config::{Clock, EngineConfig, millis};
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::index::EntityIndex;
 use crate::interactions::InteractionLog;
 use crate::model::{EntityId, TenantName, UserId};
-use crate::query::{Answer, CacheStatus, Ranking, RecommendRequest, SearchOptions, TrendingQuery};
+use crate::query::{
+    Answer, CacheStatus, Ranking, RecommendRequest, SearchOptions, Space, TrendingQuery,
+};
 use crate::stamp::Generation;
 
+/// Binds a question to the tenant's current snapshots. In [`Space::Collaborative`] it binds the
+/// model too (refused when there is none): a similar question then searches the model's item
+/// factors, and a user's question folds the user in against them.
 pub(super) fn bind(
     engine: &Engine,
     name: &TenantName,
     with_log: bool,
+    space: Space,
     question: Question,
 ) -> Result<Prepared> {
     let tenant = engine.tenant(name)?;
-    let index = tenant.entities.load_full();
+    let collaborative = match space {
+        Space::Content => None,
+        Space::Collaborative => Some(
+            tenant
+                .collaborative
+                .load_full()
+                .ok_or_else(|| EngineError::NoModel(name.clone()))?,
+        ),
+    };
+    let index = match (&collaborative, &question) {
+        (Some(model), Question::Similar(..)) => model.index.clone(),
+        (Some(_) | None, _) => tenant.entities.load_full(),
+    };
     let log = with_log.then(|| tenant.interactions.load_full());
     Ok(Prepared {
         config: engine.config.clone(),
@@ -31,6 +50,7 @@ pub(super) fn bind(
         tenant,
         index,
         log,
+        collaborative,
         question,
     })
 }
@@ -59,6 +79,8 @@ pub struct Prepared {
     pub(super) tenant: Arc<Tenant>,
     pub(super) index: Arc<EntityIndex>,
     pub(super) log: Option<Arc<InteractionLog>>,
+    /// The collaborative model the question is asked of, in that space.
+    pub(super) collaborative: Option<Arc<Collaborative>>,
     pub(super) question: Question,
 }
 
@@ -92,6 +114,9 @@ impl Prepared {
                 self.log
                     .as_ref()
                     .map_or(Generation::default(), |log| log.generation),
+                self.collaborative
+                    .as_ref()
+                    .map_or(Generation::default(), |model| model.index.generation),
             ],
             query: self.query_key(),
         }
@@ -108,7 +133,12 @@ impl Prepared {
         let mut key = SharedKey::new();
         key.number(self.tenant.lineage.get())
             .number(self.index.stamp.get())
-            .number(self.log.as_ref().map_or(0, |log| log.stamp.get()));
+            .number(self.log.as_ref().map_or(0, |log| log.stamp.get()))
+            .number(
+                self.collaborative
+                    .as_ref()
+                    .map_or(0, |model| model.info.version),
+            );
         let config = &self.config;
         let search = &config.search;
         key.flag(search.exact)

@@ -9,7 +9,9 @@ use crate::distance::{Probe, inverse_norm, narrow};
 use crate::error::{EngineError, Result};
 use crate::index::EntityIndex;
 use crate::model::{Embedding, EntityId, Metric, TenantName, TenantSpec};
-use crate::query::{Example, ExampleStrategy, ExampleTarget, Ranking, RecommendRequest, Strategy};
+use crate::query::{
+    Example, ExampleStrategy, ExampleTarget, Ranking, RecommendRequest, Space, Strategy,
+};
 
 pub(super) fn prepare(
     engine: &Engine,
@@ -17,8 +19,15 @@ pub(super) fn prepare(
     request: &RecommendRequest,
 ) -> Result<Prepared> {
     request.options.validate()?;
+    if request.options.space == Space::Collaborative {
+        return Err(EngineError::InvalidArgument(
+            "recommendations by example search the content vectors; the collaborative space \
+             answers similar and user recommendations"
+                .into(),
+        ));
+    }
     let question = Question::Recommend(request.clone());
-    let prepared = prepared::bind(engine, name, false, question)?;
+    let prepared = prepared::bind(engine, name, false, Space::Content, question)?;
     check_examples(request, prepared.tenant.spec)?;
     Ok(prepared)
 }

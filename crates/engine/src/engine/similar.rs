@@ -21,6 +21,7 @@ pub(super) fn prepare(
         engine,
         name,
         false,
+        options.space,
         Question::Similar(id.clone(), options.clone()),
     )?;
     // Refused before any cache is asked: there is no answer to look for.

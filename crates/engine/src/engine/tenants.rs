@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use super::collaborative::Collaborative;
 
 use super::Engine;
 use super::writes;
@@ -57,6 +59,8 @@ pub(super) struct Tenant {
     pub(super) applied: AtomicU64,
     /// Set, under the writer lock, when [`Engine::install`] replaces this tenant.
     pub(super) retired: AtomicBool,
+    /// The collaborative model and its space, once trained.
+    pub(super) collaborative: ArcSwapOption<Collaborative>,
 }
 
 pub(super) fn create(
@@ -218,5 +222,6 @@ pub(super) fn new_tenant(
         writer: Mutex::new(stamp),
         applied: AtomicU64::new(stamp.get()),
         retired: AtomicBool::new(false),
+        collaborative: ArcSwapOption::empty(),
     }
 }

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::index::{Candidates, EntityIndex, Filter};
 use crate::interactions::InteractionLog;
 use crate::model::{EntityId, Millis, Scored, TenantName};
-use crate::query::{Ranking, Strategy, TrendingQuery, Window};
+use crate::query::{Ranking, Space, Strategy, TrendingQuery, Window};
 use crate::topk::TopK;
 
 pub(super) fn prepare(
@@ -21,7 +21,13 @@ pub(super) fn prepare(
     query: &TrendingQuery,
 ) -> Result<Prepared> {
     query.validate(millis(engine.config.trending_retention))?;
-    prepared::bind(engine, name, true, Question::Trending(query.clone()))
+    prepared::bind(
+        engine,
+        name,
+        true,
+        Space::Content,
+        Question::Trending(query.clone()),
+    )
 }
 
 impl Prepared {

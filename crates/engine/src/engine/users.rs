@@ -28,6 +28,7 @@ pub(super) fn prepare(
         engine,
         name,
         true,
+        options.space,
         Question::User(user.clone(), options.clone()),
     )
 }
@@ -46,6 +47,28 @@ impl Prepared {
                     .keys()
                     .filter_map(|e| index.slot_of(e.as_str())),
             );
+        }
+        if let (Some(model), Some(profile)) = (&self.collaborative, profile) {
+            let half_life = millis(self.config.half_life);
+            if let Some(factors) = model.fold_in(profile, half_life, self.config.history_floor) {
+                // What the user touched is left out of the model's space by id, as above.
+                let space = &model.index;
+                let mut touched = RoaringBitmap::new();
+                touched.extend(
+                    profile
+                        .items
+                        .keys()
+                        .filter_map(|e| space.slot_of(e.as_str())),
+                );
+                let probe = Probe::new(&factors, Metric::Dot);
+                return Ok(Ranking {
+                    results: plans::rank(space, options, touched, Some(&factors), |v, n| {
+                        probe.goodness(v, n)
+                    }),
+                    missing: Vec::new(),
+                    strategy: Strategy::Collaborative,
+                });
+            }
         }
         let preference = profile.map_or_else(
             || Arc::new(None),

@@ -3,6 +3,7 @@
 
 mod approximate;
 mod cache;
+mod collaborative;
 mod concurrency;
 mod errors;
 mod recommend;

@@ -187,6 +187,7 @@ impl QuerySpec {
             score_threshold: self.threshold(metric),
             diversity: 0.0,
             exact: true,
+            ..SearchOptions::default()
         }
     }
 }

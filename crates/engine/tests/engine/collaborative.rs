@@ -1,0 +1,213 @@
+//! The collaborative space: a model learnt from interactions, searched by the same engine, with
+//! users folded in at request time.
+
+use reco_engine::{
+    EngineError, Filter, Interaction, InteractionKind, LearnParams as Params, Metric, NewEntity,
+    SearchOptions, Space, Strategy, UserId,
+};
+
+use crate::support::{START, engine, id};
+
+/// Entities 0..10 are liked by the users of group `a`, 10..20 by those of group `b`; their
+/// content vectors say nothing of that (they alternate between two directions), and their
+/// categories are the parity of their number.
+fn entities() -> Vec<NewEntity> {
+    (0..20)
+        .map(|n| NewEntity {
+            id: id(n),
+            vector: if n % 2 == 0 {
+                vec![1.0, 0.1]
+            } else {
+                vec![0.1, 1.0]
+            },
+            category: Some(if n % 2 == 0 { "even" } else { "odd" }.to_owned()),
+            tags: Vec::new(),
+            attributes: None,
+        })
+        .collect()
+}
+
+fn like(user: &str, n: usize) -> Interaction {
+    Interaction {
+        user: UserId::parse(user).unwrap(),
+        entity: id(n),
+        kind: InteractionKind::Like,
+        weight: None,
+        timestamp: START,
+    }
+}
+
+/// Fifteen users in each group, each with about four in five of their group's entities.
+fn history() -> Vec<Interaction> {
+    let mut out = Vec::new();
+    for u in 0..30usize {
+        let (group, base) = if u < 15 { ("a", 0) } else { ("b", 10) };
+        for n in base..base + 10 {
+            if !(u * 7 + n * 3).is_multiple_of(5) {
+                out.push(like(&format!("{group}{u}"), n));
+            }
+        }
+    }
+    out
+}
+
+fn params() -> Params {
+    Params {
+        factors: 8,
+        iterations: 15,
+        regularization: 0.01,
+        unobserved_weight: 0.1,
+        threads: 2,
+        ..Params::default()
+    }
+}
+
+fn collaborative(k: usize) -> SearchOptions {
+    SearchOptions {
+        space: Space::Collaborative,
+        ..SearchOptions::top(k)
+    }
+}
+
+fn numbers(results: &[reco_engine::Scored]) -> Vec<usize> {
+    results
+        .iter()
+        .map(|r| r.id.as_str()[1..].parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn similar_in_the_collaborative_space_answers_also_liked() {
+    let (engine, t, _) = engine(Metric::Dot, 2, true);
+    engine.upsert(&t, entities()).unwrap();
+    engine.record(&t, history()).unwrap();
+    assert!(matches!(
+        engine.similar(&t, &id(0), &collaborative(5)),
+        Err(EngineError::NoModel(_))
+    ));
+    assert_eq!(engine.model_info(&t).unwrap(), None);
+    let info = engine.train_collaborative(&t, &params()).unwrap();
+    assert_eq!(
+        (info.version, info.users, info.items, info.factors),
+        (1, 30, 20, 8)
+    );
+    assert_eq!(engine.model_info(&t).unwrap(), Some(info));
+    for item in [0usize, 13] {
+        let group = item / 10;
+        let answer = engine.similar(&t, &id(item), &collaborative(5)).unwrap();
+        let found = numbers(&answer.ranking.results);
+        assert_eq!(found.len(), 5);
+        assert!(
+            found.iter().all(|n| n / 10 == group && *n != item),
+            "entity {item}: {found:?}"
+        );
+    }
+    // The content space still answers by the vectors: entity 0's neighbours are the even ones.
+    let content = engine.similar(&t, &id(0), &SearchOptions::top(5)).unwrap();
+    assert!(numbers(&content.ranking.results).iter().all(|n| n % 2 == 0));
+    // Filters apply in the collaborative space as in the content one.
+    let mut odd = collaborative(3);
+    odd.filter = Filter {
+        category: Some("odd".into()),
+        ..Filter::default()
+    };
+    let found = numbers(&engine.similar(&t, &id(0), &odd).unwrap().ranking.results);
+    assert!(found.iter().all(|n| n % 2 == 1 && *n < 10), "{found:?}");
+}
+
+#[test]
+fn users_are_folded_in_at_request_time() {
+    let (engine, t, _) = engine(Metric::Dot, 2, true);
+    engine.upsert(&t, entities()).unwrap();
+    engine.record(&t, history()).unwrap();
+    let user = |name: &str| UserId::parse(name).unwrap();
+    assert!(matches!(
+        engine.recommend_for_user(&t, &user("a0"), &collaborative(2)),
+        Err(EngineError::NoModel(_))
+    ));
+    engine.train_collaborative(&t, &params()).unwrap();
+    // A trained user gets the unseen entities of their group.
+    let answer = engine
+        .recommend_for_user(&t, &user("a0"), &collaborative(2))
+        .unwrap();
+    assert_eq!(answer.ranking.strategy, Strategy::Collaborative);
+    let found = numbers(&answer.ranking.results);
+    assert_eq!(found.len(), 2);
+    assert!(found.iter().all(|n| *n < 10), "{found:?}");
+    // A user the model never saw is steered by their first interaction, with no training.
+    engine.record(&t, vec![like("newcomer", 12)]).unwrap();
+    let answer = engine
+        .recommend_for_user(&t, &user("newcomer"), &collaborative(5))
+        .unwrap();
+    assert_eq!(answer.ranking.strategy, Strategy::Collaborative);
+    let found = numbers(&answer.ranking.results);
+    assert!(found.iter().all(|n| *n >= 10 && *n != 12), "{found:?}");
+    // A new interaction changes the next answer (and the cache does not hide it).
+    engine
+        .record(
+            &t,
+            vec![
+                like("newcomer", 3),
+                like("newcomer", 4),
+                like("newcomer", 5),
+            ],
+        )
+        .unwrap();
+    let after = engine
+        .recommend_for_user(&t, &user("newcomer"), &collaborative(5))
+        .unwrap();
+    assert_ne!(numbers(&after.ranking.results), found);
+    // A user with nothing the model knows falls back as before (here: trending).
+    let answer = engine
+        .recommend_for_user(&t, &user("nobody"), &collaborative(2))
+        .unwrap();
+    assert_eq!(answer.ranking.strategy, Strategy::Trending);
+}
+
+#[test]
+fn training_again_serves_the_new_model_and_is_deterministic() {
+    let (one, t, _) = engine(Metric::Dot, 2, true);
+    let (two, _, _) = engine(Metric::Dot, 2, true);
+    for e in [&one, &two] {
+        e.upsert(&t, entities()).unwrap();
+        e.record(&t, history()).unwrap();
+        e.train_collaborative(&t, &params()).unwrap();
+    }
+    let similar =
+        |e: &reco_engine::Engine| e.similar(&t, &id(0), &collaborative(5)).unwrap().ranking;
+    assert_eq!(
+        similar(&one),
+        similar(&two),
+        "the same data and seed, the same model"
+    );
+    // Cached, then retrained: the answer comes from the new model (version 2, other seed).
+    let before = similar(&one);
+    let other = Params {
+        seed: 7,
+        ..params()
+    };
+    assert_eq!(one.train_collaborative(&t, &other).unwrap().version, 2);
+    let after = similar(&one);
+    assert_ne!(
+        before.results, after.results,
+        "an answer of the old model was served"
+    );
+}
+
+/// A tenant with no interactions trains an empty model without failing; its entities are not in
+/// the collaborative space, which says so as for any entity it lacks.
+#[test]
+fn a_model_of_no_interactions_is_empty() {
+    let (engine, t, _) = engine(Metric::Dot, 2, false);
+    engine.upsert(&t, entities()).unwrap();
+    let info = engine.train_collaborative(&t, &params()).unwrap();
+    assert_eq!((info.users, info.items, info.interactions), (0, 0, 0));
+    assert!(matches!(
+        engine.similar(&t, &id(0), &collaborative(3)),
+        Err(EngineError::EntityNotFound(_))
+    ));
+    let answer = engine
+        .recommend_for_user(&t, &UserId::parse("u").unwrap(), &collaborative(3))
+        .unwrap();
+    assert_eq!(answer.ranking.strategy, Strategy::Trending);
+}
