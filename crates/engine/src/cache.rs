@@ -17,7 +17,7 @@ use crate::index::Filter;
 use crate::model::{EntityId, TenantName, UserId};
 use crate::query::{
     Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, Ranking, SearchOptions, Space,
-    TrendingQuery,
+    TrendingQuery, UserStrategy,
 };
 use crate::stamp::Generation;
 
@@ -49,7 +49,7 @@ pub(crate) enum QueryKey {
         best_score: bool,
         options: OptionsKey,
     },
-    User(UserId, OptionsKey),
+    User(UserId, OptionsKey, UserStrategy),
     Trending {
         k: usize,
         offset: usize,
@@ -215,9 +215,15 @@ impl QueryKey {
                 }
                 options.encode(key);
             }
-            QueryKey::User(user, options) => {
+            QueryKey::User(user, options, strategy) => {
                 key.text("user").text(user.as_str());
                 options.encode(key);
+                key.text(match strategy {
+                    UserStrategy::Auto => "auto",
+                    UserStrategy::Collaborative => "collaborative",
+                    UserStrategy::Content => "content",
+                    UserStrategy::Trending => "trending",
+                });
             }
             QueryKey::Trending {
                 k,

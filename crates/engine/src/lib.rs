@@ -90,7 +90,7 @@ pub use model::{
 };
 pub use query::{
     Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, MAX_K, MAX_OFFSET, Ranking,
-    RecommendRequest, SearchOptions, Space, Strategy, TrendingQuery, Window,
+    RecommendRequest, SearchOptions, Space, Strategy, TrendingQuery, UserStrategy, Window,
 };
 /// How a collaborative model is trained (see [`Engine::train_collaborative`]).
 pub use reco_learn::Params as LearnParams;

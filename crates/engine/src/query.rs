@@ -32,6 +32,21 @@ pub struct SearchOptions {
     pub space: Space,
 }
 
+/// How a user's recommendations are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum UserStrategy {
+    /// The collaborative model when the tenant has one and it knows the user's entities, else
+    /// the content vectors of the user's history, else what is trending.
+    #[default]
+    Auto,
+    /// The collaborative model (refused when there is none), falling back as `Auto` does.
+    Collaborative,
+    /// The content vectors of the user's history, else what is trending.
+    Content,
+    /// What is trending (over the cold-start window), without what the user touched.
+    Trending,
+}
+
 /// A tenant's two vector spaces over its entities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Space {

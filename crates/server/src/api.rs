@@ -5,14 +5,15 @@ use std::sync::Arc;
 
 use reco_engine::{
     EntityId, EntityView, Example, ExampleStrategy, Filter, Interaction, InteractionKind, Metric,
-    NewEntity, Ranking, RecommendRequest, Scored, SearchOptions, Space, Strategy, TenantInfo,
-    UserId,
+    ModelInfo, NewEntity, Ranking, RecommendRequest, Scored, SearchOptions, Space, Strategy,
+    TenantInfo, UserId, UserStrategy,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::state::Training;
 
 /// The most items one batch may hold.
 pub const MAX_BATCH: usize = 10_000;
@@ -206,6 +207,59 @@ fn parse_rfc3339(text: &str) -> Result<i64, String> {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(|e| e.to_string())
 }
 
+/// The collaborative model's status: `GET /v1/tenants/{tenant}/model`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelStatus {
+    /// Counts the tenant's trainings, from 1; null before the first ends.
+    pub version: Option<u64>,
+    /// `training`, `ready` or `failed`.
+    pub state: &'static str,
+    /// When the served model was trained (RFC 3339).
+    pub trained_at: Option<String>,
+    pub interactions: Option<usize>,
+    pub users: Option<usize>,
+    pub items: Option<usize>,
+    pub factors: Option<usize>,
+    /// How long its training took.
+    pub seconds: Option<f64>,
+    /// Why the last training failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ModelStatus {
+    /// The status from the served model (if any) and the training state (if any).
+    pub fn new(model: Option<&ModelInfo>, training: Option<&Training>) -> Self {
+        let state = match (training, model) {
+            (Some(Training::Running), _) => "training",
+            (Some(Training::Failed(_)), _) => "failed",
+            (None, _) => "ready",
+        };
+        let trained_at = model.and_then(|m| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m.trained_at) * 1_000_000)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+        });
+        Self {
+            version: model.map(|m| m.version),
+            state,
+            trained_at,
+            interactions: model.map(|m| m.interactions),
+            users: model.map(|m| m.users),
+            items: model.map(|m| m.items),
+            factors: model.map(|m| m.factors),
+            seconds: model.map(|m| m.seconds),
+            error: match training {
+                Some(Training::Failed(e)) => Some(e.clone()),
+                Some(Training::Running) | None => None,
+            },
+        }
+    }
+}
+
 /// `200` from recording interactions.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
@@ -228,6 +282,37 @@ pub struct SearchQuery {
     pub score_threshold: Option<f32>,
     /// `true` scans every candidate exactly.
     pub exact: Option<bool>,
+    /// `content` (the default: the entities' vectors) or `collaborative` (the tenant's model:
+    /// "people who liked this also liked").
+    pub space: Option<String>,
+    /// User recommendations only: `auto` (the default), `collaborative`, `content` or
+    /// `trending`.
+    pub strategy: Option<String>,
+}
+
+impl SearchQuery {
+    /// The strategy of a user's recommendations.
+    pub fn user_strategy(&self) -> Result<UserStrategy, ApiError> {
+        match self.strategy.as_deref() {
+            None | Some("auto") => Ok(UserStrategy::Auto),
+            Some("collaborative") => Ok(UserStrategy::Collaborative),
+            Some("content") => Ok(UserStrategy::Content),
+            Some("trending") => Ok(UserStrategy::Trending),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "strategy is auto, collaborative, content or trending, not `{other}`"
+            ))),
+        }
+    }
+
+    fn space(&self) -> Result<Space, ApiError> {
+        match self.space.as_deref() {
+            None | Some("content") => Ok(Space::Content),
+            Some("collaborative") => Ok(Space::Collaborative),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "space is content or collaborative, not `{other}`"
+            ))),
+        }
+    }
 }
 
 fn comma_list(text: Option<&str>) -> Vec<String> {
@@ -259,7 +344,7 @@ impl SearchQuery {
             score_threshold: self.score_threshold,
             diversity: 0.0,
             exact: self.exact.unwrap_or(false),
-            space: Space::Content,
+            space: self.space()?,
         })
     }
 }

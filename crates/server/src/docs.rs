@@ -8,7 +8,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api;
 use crate::health;
-use crate::routes::{entities, interactions, recommendations, tenants};
+use crate::routes::{entities, interactions, model, recommendations, tenants};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -18,7 +18,8 @@ use crate::routes::{entities, interactions, recommendations, tenants};
         entities::put_entities, entities::get_entity, entities::delete_entity,
         interactions::post_interactions, recommendations::similar,
         recommendations::user_recommendations, recommendations::recommend,
-        recommendations::recommend_batch, recommendations::trending, health::live,
+        recommendations::recommend_batch, recommendations::trending, model::get_model,
+        model::train_model, health::live,
         health::ready, health::metrics,
     ),
     components(schemas(
@@ -26,7 +27,7 @@ use crate::routes::{entities, interactions, recommendations, tenants};
         api::Upserted, api::EntityOut, api::InteractionBody, api::InteractionsBody, api::Accepted,
         api::ScoredOut, api::Results, api::UserResults, api::ExampleBody, api::ExampleObject,
         api::FilterBody, api::RecommendBody, api::RecommendOut, api::BatchBody, api::BatchItem,
-        api::ErrorOut, api::BatchOut,
+        api::ErrorOut, api::BatchOut, api::ModelStatus,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),
@@ -92,6 +93,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 13);
+        assert_eq!(operations, 15);
     }
 }

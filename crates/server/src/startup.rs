@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::admission;
 use crate::error::ApiError;
-use crate::routes::{entities, interactions, recommendations, tenants};
+use crate::routes::{entities, interactions, model, recommendations, tenants};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::{health, sync};
@@ -172,7 +172,9 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     "/recommend/batch",
                     web::post().to(recommendations::recommend_batch),
                 )
-                .route("/trending", web::get().to(recommendations::trending)),
+                .route("/trending", web::get().to(recommendations::trending))
+                .route("/model", web::get().to(model::get_model))
+                .route("/model/train", web::post().to(model::train_model)),
         );
 }
 

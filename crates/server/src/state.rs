@@ -47,12 +47,23 @@ pub struct AppState {
     pub writer: tokio::runtime::Handle,
     /// Answers exact similar questions together (see `batch`); none when batching is off.
     pub batcher: Option<Batcher>,
+    /// Collaborative trainings running, or failed last, per tenant (see `routes::model`).
+    pub trainings: std::sync::Mutex<std::collections::HashMap<TenantName, Training>>,
     /// Key hash to tenant; `None` remembers briefly that a key opens nothing.
     keys: moka::sync::Cache<[u8; 32], Option<TenantName>>,
     admin_hash: Option<[u8; 32]>,
     limiter: Limiter,
     clock: DefaultClock,
     ready: AtomicBool,
+}
+
+/// A tenant's collaborative training, while it runs or after it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Training {
+    /// Running now.
+    Running,
+    /// The last one failed, and why.
+    Failed(String),
 }
 
 impl std::fmt::Debug for AppState {
@@ -101,6 +112,7 @@ impl AppState {
             metrics,
             batcher,
             applied: tokio::sync::Notify::new(),
+            trainings: std::sync::Mutex::new(std::collections::HashMap::new()),
             writer: tokio::runtime::Handle::current(),
             keys: moka::sync::Cache::builder()
                 .max_capacity(100_000)

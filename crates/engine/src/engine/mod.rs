@@ -39,7 +39,7 @@ use crate::model::{
     EntityId, EntityView, Interaction, Millis, NewEntity, TenantInfo, TenantName, TenantSpec,
     UserId,
 };
-use crate::query::{Answer, RecommendRequest, SearchOptions, TrendingQuery};
+use crate::query::{Answer, RecommendRequest, SearchOptions, Space, TrendingQuery, UserStrategy};
 use crate::stamp::{ChangeId, Generation, Lineage, Stamp};
 
 /// The in-memory recommendation engine. It is `Send + Sync`: share it behind an `Arc`.
@@ -326,7 +326,22 @@ impl Engine {
         user: &UserId,
         options: &SearchOptions,
     ) -> Result<Prepared> {
-        users::prepare(self, name, user, options)
+        let strategy = match options.space {
+            Space::Content => UserStrategy::Content,
+            Space::Collaborative => UserStrategy::Collaborative,
+        };
+        users::prepare(self, name, user, options, strategy)
+    }
+
+    /// [`Engine::prepare_user`] by `strategy` (the `space` of `options` is then not read).
+    pub fn prepare_user_by(
+        &self,
+        name: &TenantName,
+        user: &UserId,
+        options: &SearchOptions,
+        strategy: UserStrategy,
+    ) -> Result<Prepared> {
+        users::prepare(self, name, user, options, strategy)
     }
 
     /// [`Engine::trending`], checked and bound to the current snapshots, not yet answered.

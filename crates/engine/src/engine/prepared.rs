@@ -15,6 +15,7 @@ use crate::interactions::InteractionLog;
 use crate::model::{EntityId, TenantName, UserId};
 use crate::query::{
     Answer, CacheStatus, Ranking, RecommendRequest, SearchOptions, Space, TrendingQuery,
+    UserStrategy,
 };
 use crate::stamp::Generation;
 
@@ -60,7 +61,7 @@ pub(super) fn bind(
 pub(super) enum Question {
     Similar(EntityId, SearchOptions),
     Recommend(RecommendRequest),
-    User(UserId, SearchOptions),
+    User(UserId, SearchOptions, UserStrategy),
     Trending(TrendingQuery),
 }
 
@@ -101,7 +102,9 @@ impl Prepared {
             Question::Recommend(r) => {
                 QueryKey::recommend(&r.positive, &r.negative, r.strategy, &r.options)
             }
-            Question::User(user, options) => QueryKey::User(user.clone(), options.into()),
+            Question::User(user, options, strategy) => {
+                QueryKey::User(user.clone(), options.into(), *strategy)
+            }
             Question::Trending(query) => QueryKey::trending(query),
         }
     }
@@ -213,7 +216,7 @@ impl Prepared {
         match &self.question {
             Question::Similar(id, options) => similar::rank(index, id, options),
             Question::Recommend(request) => recommend::rank(index, request),
-            Question::User(user, options) => self.rank_user(user, options),
+            Question::User(user, options, strategy) => self.rank_user(user, options, *strategy),
             Question::Trending(query) => self.rank_trending(query),
         }
     }

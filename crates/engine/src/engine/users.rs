@@ -15,30 +15,45 @@ use crate::error::Result;
 use crate::index::EntityIndex;
 use crate::interactions::UserProfile;
 use crate::model::{Metric, Millis, TenantName, UserId};
-use crate::query::{Ranking, SearchOptions, Strategy, Window};
+use crate::query::{Ranking, SearchOptions, Space, Strategy, UserStrategy, Window};
 
 pub(super) fn prepare(
     engine: &Engine,
     name: &TenantName,
     user: &UserId,
     options: &SearchOptions,
+    strategy: UserStrategy,
 ) -> Result<Prepared> {
     options.validate()?;
+    let space = match strategy {
+        UserStrategy::Auto if engine.tenant(name)?.collaborative.load().is_some() => {
+            Space::Collaborative
+        }
+        UserStrategy::Collaborative => Space::Collaborative,
+        UserStrategy::Auto | UserStrategy::Content | UserStrategy::Trending => Space::Content,
+    };
     prepared::bind(
         engine,
         name,
         true,
-        options.space,
-        Question::User(user.clone(), options.clone()),
+        space,
+        Question::User(user.clone(), options.clone(), strategy),
     )
 }
 
 impl Prepared {
-    pub(super) fn rank_user(&self, user: &UserId, options: &SearchOptions) -> Result<Ranking> {
+    pub(super) fn rank_user(
+        &self,
+        user: &UserId,
+        options: &SearchOptions,
+        strategy: UserStrategy,
+    ) -> Result<Ranking> {
         let index = &self.index;
         let log = self.log.as_ref().expect("user questions read the log");
         let now = self.clock.now();
+        // Trending asked for: the history only says what to leave out.
         let profile = log.user(user);
+        let steering = profile.filter(|_| strategy != UserStrategy::Trending);
         let mut interacted = RoaringBitmap::new();
         if let Some(profile) = profile {
             interacted.extend(
@@ -48,7 +63,7 @@ impl Prepared {
                     .filter_map(|e| index.slot_of(e.as_str())),
             );
         }
-        if let (Some(model), Some(profile)) = (&self.collaborative, profile) {
+        if let (Some(model), Some(profile)) = (&self.collaborative, steering) {
             let half_life = millis(self.config.half_life);
             if let Some(factors) = model.fold_in(profile, half_life, self.config.history_floor) {
                 // What the user touched is left out of the model's space by id, as above.
@@ -70,7 +85,7 @@ impl Prepared {
                 });
             }
         }
-        let preference = profile.map_or_else(
+        let preference = steering.map_or_else(
             || Arc::new(None),
             |profile| {
                 let key = || PreferenceKey {

@@ -211,3 +211,56 @@ fn a_model_of_no_interactions_is_empty() {
         .unwrap();
     assert_eq!(answer.ranking.strategy, Strategy::Trending);
 }
+
+/// `Auto` takes the model when there is one and it knows the user's entities, the content
+/// vectors before any training, and trending for a user with nothing usable; `Trending` leaves
+/// out what the user touched.
+#[test]
+fn user_strategies_choose_as_documented() {
+    use reco_engine::UserStrategy;
+    let (engine, t, _) = engine(Metric::Dot, 2, true);
+    engine.upsert(&t, entities()).unwrap();
+    engine.record(&t, history()).unwrap();
+    let ask = |user: &str, strategy| {
+        engine
+            .prepare_user_by(
+                &t,
+                &UserId::parse(user).unwrap(),
+                &SearchOptions::top(3),
+                strategy,
+            )
+            .and_then(reco_engine::Prepared::answer)
+    };
+    let strategy_of = |user: &str, strategy| ask(user, strategy).unwrap().ranking.strategy;
+    assert_eq!(
+        strategy_of("a0", UserStrategy::Auto),
+        Strategy::Personalized
+    );
+    assert!(matches!(
+        ask("a0", UserStrategy::Collaborative),
+        Err(EngineError::NoModel(_))
+    ));
+    engine.train_collaborative(&t, &params()).unwrap();
+    assert_eq!(
+        strategy_of("a0", UserStrategy::Auto),
+        Strategy::Collaborative
+    );
+    assert_eq!(
+        strategy_of("a0", UserStrategy::Content),
+        Strategy::Personalized
+    );
+    assert_eq!(
+        strategy_of("nobody", UserStrategy::Auto),
+        Strategy::Trending
+    );
+    let trending = ask("a0", UserStrategy::Trending).unwrap();
+    assert_eq!(trending.ranking.strategy, Strategy::Trending);
+    let touched: Vec<usize> = history()
+        .iter()
+        .filter(|i| i.user.as_str() == "a0")
+        .map(|i| i.entity.as_str()[1..].parse().unwrap())
+        .collect();
+    let found = numbers(&trending.ranking.results);
+    assert!(!found.is_empty());
+    assert!(found.iter().all(|n| !touched.contains(n)), "{found:?}");
+}

@@ -1,5 +1,5 @@
 //! The handlers of `../shared/API.md`, one module per resource: `tenants`, `entities`,
-//! `interactions` and `recommendations`. Every one of them is reached only through admission
+//! `interactions`, `recommendations` and `model`. Every one of them is reached only through admission
 //! (`crate::admission`), which has authenticated the request and charged its tenant's budget.
 //!
 //! Writes go to storage first and to the engine after the commit, so what the engine serves was
@@ -8,6 +8,7 @@
 
 pub mod entities;
 pub mod interactions;
+pub mod model;
 pub mod recommendations;
 pub mod tenants;
 

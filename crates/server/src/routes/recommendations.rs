@@ -3,7 +3,7 @@
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpResponse, web};
-use reco_engine::{EntityId, Strategy, TenantName, TrendingQuery, UserId, Window};
+use reco_engine::{EntityId, Space, Strategy, TenantName, TrendingQuery, UserId, Window};
 use reco_storage::DbSearch;
 
 use super::{Data, cached};
@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::settings::RankingMode;
 use crate::state::AppState;
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/entities/{id}/similar", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]"), ("id" = String, Path, description = "The entity id"), SearchQuery), responses((status = 200, description = "Most similar first; never the entity itself", body = Results), (status = 404, description = "No such entity"), Refusals))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/entities/{id}/similar", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]"), ("id" = String, Path, description = "The entity id"), SearchQuery), responses((status = 200, description = "Most similar first; never the entity itself", body = Results), (status = 404, description = "No such entity (in the collaborative space: not learnt by the model), or no model yet"), Refusals))]
 pub async fn similar(
     state: Data,
     admitted: Admitted,
@@ -27,8 +27,15 @@ pub async fn similar(
     let tenant = admitted.tenant;
     let (_, id) = path.into_inner();
     let id = EntityId::parse(&id)?;
+    if query.strategy.is_some() {
+        return Err(ApiError::BadRequest(
+            "strategy applies to user recommendations; similar takes a space".into(),
+        ));
+    }
     let options = query.options()?;
-    if state.settings.ranking == RankingMode::Database {
+    // The database mode ranks content vectors in PostgreSQL; the collaborative space is the
+    // engine's alone.
+    if state.settings.ranking == RankingMode::Database && options.space == Space::Content {
         return similar_in_database(&state, &tenant, &id, &options).await;
     }
     let prepared = state.engine.prepare_similar(&tenant, &id, &options)?;
@@ -73,7 +80,7 @@ async fn similar_in_database(
     Ok(response)
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/users/{user}/recommendations", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]"), ("user" = String, Path, description = "The user id"), SearchQuery), responses((status = 200, description = "Personalized, or trending for a user with no history", body = UserResults), Refusals))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/users/{user}/recommendations", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]"), ("user" = String, Path, description = "The user id"), SearchQuery), responses((status = 200, description = "Collaborative, personalized from content vectors, or trending, as the strategy and the user's history allow", body = UserResults), (status = 404, description = "strategy=collaborative, and the tenant has no model yet"), Refusals))]
 pub async fn user_recommendations(
     state: Data,
     admitted: Admitted,
@@ -83,9 +90,15 @@ pub async fn user_recommendations(
     let tenant = admitted.tenant;
     let (_, user) = path.into_inner();
     let user = UserId::parse(&user)?;
-    let prepared = state
-        .engine
-        .prepare_user(&tenant, &user, &query.options()?)?;
+    if query.space.is_some() {
+        return Err(ApiError::BadRequest(
+            "user recommendations take a strategy, not a space".into(),
+        ));
+    }
+    let prepared =
+        state
+            .engine
+            .prepare_user_by(&tenant, &user, &query.options()?, query.user_strategy()?)?;
     let answer = answers::answer(&state, &tenant, prepared).await?;
     let response = HttpResponse::Ok().json(UserResults::from_ranking(&answer.ranking));
     Ok(cached(&answer, response))

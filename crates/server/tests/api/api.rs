@@ -28,6 +28,7 @@ both!(
     batches_answer_in_order,
     trending_counts_recent_weight,
     writes_are_visible_at_once_despite_the_cache,
+    collaborative_models_train_in_the_background_and_answer,
 );
 
 async fn tenants_are_made_found_and_deleted(backend: Backend) {
@@ -548,4 +549,110 @@ async fn writes_are_visible_at_once_despite_the_cache(backend: Backend) {
     app.upsert("shop", json!([{"id": "z", "vector": [2.0, 0.0, 0.0]}]))
         .await;
     assert_eq!(ids(app.similar("shop", "a", "k=1").await).await, ["z"]);
+}
+
+/// Entities 0..10 are liked together by one group of users, 10..20 by another; their content
+/// vectors say nothing of it. A model is trained on request, in the background, and then
+/// answers "also liked" and user recommendations by the documented strategies.
+async fn collaborative_models_train_in_the_background_and_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(app.create_tenant("mall", 2, "dot").await.status(), 201);
+    let entities: Vec<Value> = (0..20)
+        .map(|n| json!({"id": format!("e{n}"), "vector": if n % 2 == 0 { [1.0, 0.1] } else { [0.1, 1.0] }}))
+        .collect();
+    assert_eq!(
+        app.upsert("mall", Value::from(entities)).await.status(),
+        200
+    );
+    let mut likes = Vec::new();
+    for u in 0..30usize {
+        let base = if u < 15 { 0 } else { 10 };
+        for n in base..base + 10 {
+            if !(u * 7 + n * 3).is_multiple_of(5) {
+                likes.push(
+                    json!({"user": format!("u{u}"), "entity": format!("e{n}"), "kind": "like"}),
+                );
+            }
+        }
+    }
+    assert_eq!(app.interact("mall", Value::from(likes)).await.status(), 200);
+    let status = |path: &'static str| {
+        let app = &app;
+        async move { app.get(path).await.status().as_u16() }
+    };
+    assert_eq!(status("/v1/tenants/mall/model").await, 404);
+    assert_eq!(
+        status("/v1/tenants/mall/entities/e0/similar?space=collaborative").await,
+        404
+    );
+    assert_eq!(
+        status("/v1/tenants/mall/users/u0/recommendations?strategy=collaborative").await,
+        404
+    );
+    assert_eq!(
+        status("/v1/tenants/mall/users/u0/recommendations?strategy=bogus").await,
+        400
+    );
+    assert_eq!(
+        status("/v1/tenants/mall/entities/e0/similar?space=elsewhere").await,
+        400
+    );
+    let started = app
+        .admin(Method::POST, "/v1/tenants/mall/model/train")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let body: Value = started.json().await.unwrap();
+    assert!(
+        ["training", "ready"].contains(&body["state"].as_str().unwrap()),
+        "{body}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let model: Value = loop {
+        let model: Value = app
+            .get("/v1/tenants/mall/model")
+            .await
+            .json()
+            .await
+            .unwrap();
+        if model["state"] == "ready" {
+            break model;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready: {model}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(model["version"], 1);
+    assert_eq!(
+        (model["users"].as_u64(), model["items"].as_u64()),
+        (Some(30), Some(20))
+    );
+    assert_eq!(model["factors"], 64);
+    // "Also liked": the group, not the content vectors' parity.
+    let similar = app
+        .get("/v1/tenants/mall/entities/e0/similar?space=collaborative&k=5")
+        .await;
+    assert_eq!(similar.status(), 200);
+    let found = ids(similar).await;
+    assert!(
+        found
+            .iter()
+            .all(|id| id[1..].parse::<usize>().unwrap() < 10),
+        "{found:?}"
+    );
+    let strategy = |query: &'static str| {
+        let app = &app;
+        async move {
+            let answer: Value = app
+                .get(&format!("/v1/tenants/mall/users/u0/recommendations{query}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            answer["strategy"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(strategy("").await, "collaborative");
+    assert_eq!(strategy("?strategy=content").await, "personalized");
+    assert_eq!(strategy("?strategy=trending").await, "trending");
 }
