@@ -1,10 +1,14 @@
-//! Recommend by examples (both strategies, with diversity) and recommendations for users.
+//! Recommend by examples (both strategies, with diversity) and recommendations for users, from
+//! content vectors and from the collaborative model.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, criterion_group, criterion_main};
 use reco_benches::{Cycle, SCALES, criterion, entity_id, loaded, user_id};
-use reco_engine::{Example, ExampleStrategy, Metric, RecommendRequest, SearchOptions};
+use reco_engine::{
+    Example, ExampleStrategy, LearnParams, Metric, Prepared, RecommendRequest, SearchOptions,
+    UserStrategy,
+};
 
 fn by_examples(c: &mut criterion::Criterion) {
     let mut group = c.benchmark_group("recommend");
@@ -56,6 +60,22 @@ fn for_users(c: &mut criterion::Criterion) {
                 black_box(
                     engine
                         .recommend_for_user(&tenant, &user, &options)
+                        .expect("an answer"),
+                )
+            })
+        });
+        // The same users from the collaborative model: a fold-in, then the same plans over the
+        // model's item factors (64 of them, against the content vectors' dimension).
+        engine
+            .train_collaborative(&tenant, &LearnParams::default())
+            .expect("a model");
+        group.bench_function(BenchmarkId::new(scale.label, "collaborative/k=10"), |b| {
+            b.iter(|| {
+                let user = user_id(cycle.next_index());
+                black_box(
+                    engine
+                        .prepare_user_by(&tenant, &user, &options, UserStrategy::Collaborative)
+                        .and_then(Prepared::answer)
                         .expect("an answer"),
                 )
             })

@@ -53,6 +53,12 @@ pub enum EngineError {
         /// The stamp the tenant expects next.
         expected: Stamp,
     },
+    /// The entity exists, but the collaborative model did not learn it: it had no interactions
+    /// when the model was trained, or was made since.
+    #[error(
+        "entity `{0}` is not in the collaborative model: it had no interactions when the model was trained"
+    )]
+    NotLearnt(String),
     /// The tenant has no collaborative model yet: it has not been trained.
     #[error("tenant `{0}` has no collaborative model yet")]
     NoModel(TenantName),

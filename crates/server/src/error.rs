@@ -178,6 +178,7 @@ impl From<EngineError> for ApiError {
                     | EngineError::EntityNotFound(_)
                     | EngineError::OutOfOrder { .. }
                     | EngineError::NoModel(_)
+                    | EngineError::NotLearnt(_)
                     | EngineError::NoUsableExamples(_) => ApiError::BadRequest(message),
                 }
             }
@@ -188,7 +189,9 @@ impl From<EngineError> for ApiError {
             EngineError::EntityNotFound(id) => {
                 ApiError::NotFound(format!("entity `{id}` does not exist"))
             }
-            EngineError::NoModel(_) => ApiError::NotFound(e.to_string()),
+            EngineError::NoModel(_) | EngineError::NotLearnt(_) => {
+                ApiError::NotFound(e.to_string())
+            }
             EngineError::NoUsableExamples(m) => {
                 ApiError::NotFound(format!("none of the examples exist: {m}"))
             }

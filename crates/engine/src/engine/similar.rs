@@ -8,7 +8,7 @@ use crate::distance::Probe;
 use crate::error::{EngineError, Result};
 use crate::index::EntityIndex;
 use crate::model::{EntityId, TenantName};
-use crate::query::{Ranking, SearchOptions, Strategy};
+use crate::query::{Ranking, SearchOptions, Space, Strategy};
 
 pub(super) fn prepare(
     engine: &Engine,
@@ -26,7 +26,17 @@ pub(super) fn prepare(
     )?;
     // Refused before any cache is asked: there is no answer to look for.
     if prepared.index.slot_of(id.as_str()).is_none() {
-        return Err(EngineError::EntityNotFound(id.to_string()));
+        let exists = prepared
+            .tenant
+            .entities
+            .load()
+            .slot_of(id.as_str())
+            .is_some();
+        return Err(if exists && options.space == Space::Collaborative {
+            EngineError::NotLearnt(id.to_string())
+        } else {
+            EngineError::EntityNotFound(id.to_string())
+        });
     }
     Ok(prepared)
 }

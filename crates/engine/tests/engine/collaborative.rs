@@ -195,7 +195,8 @@ fn training_again_serves_the_new_model_and_is_deterministic() {
 }
 
 /// A tenant with no interactions trains an empty model without failing; its entities are not in
-/// the collaborative space, which says so as for any entity it lacks.
+/// the collaborative space, which says why, and an entity that does not exist at all is still
+/// not found.
 #[test]
 fn a_model_of_no_interactions_is_empty() {
     let (engine, t, _) = engine(Metric::Dot, 2, false);
@@ -204,6 +205,10 @@ fn a_model_of_no_interactions_is_empty() {
     assert_eq!((info.users, info.items, info.interactions), (0, 0, 0));
     assert!(matches!(
         engine.similar(&t, &id(0), &collaborative(3)),
+        Err(EngineError::NotLearnt(_))
+    ));
+    assert!(matches!(
+        engine.similar(&t, &id(99), &collaborative(3)),
         Err(EngineError::EntityNotFound(_))
     ));
     let answer = engine
