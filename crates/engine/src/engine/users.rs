@@ -65,7 +65,18 @@ impl Prepared {
         }
         if let (Some(model), Some(profile)) = (&self.collaborative, steering) {
             let half_life = millis(self.config.half_life);
-            if let Some(factors) = model.fold_in(profile, half_life, self.config.history_floor) {
+            // A fold-in is cached as a preference is: by the user's version, against the
+            // model's space (whose generation no content snapshot shares).
+            let key = || PreferenceKey {
+                tenant: self.tenant.name.clone(),
+                user: user.clone(),
+                entity_generation: model.index.generation,
+                user_version: profile.version,
+            };
+            let folded = self.caches.preference(key, || {
+                Arc::new(model.fold_in(profile, half_life, self.config.history_floor))
+            });
+            if let Some(factors) = folded.as_ref() {
                 // What the user touched is left out of the model's space by id, as above.
                 let space = &model.index;
                 let mut touched = RoaringBitmap::new();
@@ -75,9 +86,9 @@ impl Prepared {
                         .keys()
                         .filter_map(|e| space.slot_of(e.as_str())),
                 );
-                let probe = Probe::new(&factors, Metric::Dot);
+                let probe = Probe::new(factors, Metric::Dot);
                 return Ok(Ranking {
-                    results: plans::rank(space, options, touched, Some(&factors), |v, n| {
+                    results: plans::rank(space, options, touched, Some(factors), |v, n| {
                         probe.goodness(v, n)
                     }),
                     missing: Vec::new(),
