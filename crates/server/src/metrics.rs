@@ -3,8 +3,8 @@
 //! scrape time.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use reco_engine::{CacheStatus, Engine};
 use reco_storage::Store;
@@ -19,6 +19,8 @@ pub struct Metrics {
     entities: IntGaugeVec,
     interactions: IntGaugeVec,
     batch_sizes: Histogram,
+    /// Per tenant: the served model's training seconds, its age, and its fold-ins.
+    model: GaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,6 +89,15 @@ impl Metrics {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )
         .expect("a valid metric");
+        let model = GaugeVec::new(
+            Opts::new(
+                "reco_model",
+                "The served collaborative model, per tenant: training_seconds, age_seconds, and \
+                 fold_ins (users folded in against it, restarting with each model)",
+            ),
+            &["tenant", "measure"],
+        )
+        .expect("a valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -95,6 +106,7 @@ impl Metrics {
             Box::new(entities.clone()),
             Box::new(interactions.clone()),
             Box::new(batch_sizes.clone()),
+            Box::new(model.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -107,6 +119,7 @@ impl Metrics {
             entities,
             interactions,
             batch_sizes,
+            model,
         }
     }
 
@@ -143,6 +156,7 @@ impl Metrics {
         }
         self.entities.reset();
         self.interactions.reset();
+        self.model.reset();
         for tenant in engine.tenants() {
             if let Ok(info) = engine.tenant_info(&tenant) {
                 let name = tenant.as_str();
@@ -152,6 +166,24 @@ impl Metrics {
                 self.interactions
                     .with_label_values(&[name])
                     .set(i64::try_from(info.interactions).unwrap_or(i64::MAX));
+            }
+            if let Ok(Some(model)) = engine.model_info(&tenant) {
+                #[expect(
+                    clippy::cast_precision_loss,
+                    reason = "ages in milliseconds and counts of fold-ins are far below 2^52"
+                )]
+                let (age, fold_ins) = (
+                    (engine.now() - model.trained_at) as f64 / 1000.0,
+                    model.fold_ins as f64,
+                );
+                let name = tenant.as_str();
+                for (measure, value) in [
+                    ("training_seconds", model.seconds),
+                    ("age_seconds", age),
+                    ("fold_ins", fold_ins),
+                ] {
+                    self.model.with_label_values(&[name, measure]).set(value);
+                }
             }
         }
         let mut out = Vec::new();

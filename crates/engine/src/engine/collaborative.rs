@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use reco_learn::{Model, Observation, Params};
@@ -36,6 +37,8 @@ pub struct ModelInfo {
     pub factors: usize,
     /// How long the training took.
     pub seconds: f64,
+    /// Users folded in against it so far (cached fold-ins not counted).
+    pub fold_ins: u64,
 }
 
 /// A tenant's trained model and its space.
@@ -47,6 +50,8 @@ pub(crate) struct Collaborative {
     /// The item factors as a snapshot of entities.
     pub(super) index: Arc<EntityIndex>,
     pub(super) info: ModelInfo,
+    /// Fold-ins computed against this model.
+    pub(super) fold_ins: AtomicU64,
 }
 
 /// Trains a model of the tenant's interactions as they are now, with `params`, and puts it in
@@ -121,12 +126,14 @@ pub(super) fn train(engine: &Engine, name: &TenantName, params: &Params) -> Resu
         items: items.len(),
         factors: model.factors(),
         seconds: started.elapsed().as_secs_f64(),
+        fold_ins: 0,
     };
     tenant.collaborative.store(Some(Arc::new(Collaborative {
         model,
         item_of,
         index: Arc::new(index),
         info: info.clone(),
+        fold_ins: AtomicU64::new(0),
     })));
     Ok(info)
 }
@@ -138,7 +145,10 @@ pub(super) fn model_info(engine: &Engine, name: &TenantName) -> Result<Option<Mo
         .collaborative
         .load()
         .as_ref()
-        .map(|c| c.info.clone()))
+        .map(|c| ModelInfo {
+            fold_ins: c.fold_ins.load(Ordering::Relaxed),
+            ..c.info.clone()
+        }))
 }
 
 impl Collaborative {
@@ -163,6 +173,9 @@ impl Collaborative {
                 Some((item, weight))
             })
             .collect();
-        positive.then(|| self.model.fold_in(&history))
+        positive.then(|| {
+            self.fold_ins.fetch_add(1, Ordering::Relaxed);
+            self.model.fold_in(&history)
+        })
     }
 }

@@ -655,4 +655,11 @@ async fn collaborative_models_train_in_the_background_and_answer(backend: Backen
     assert_eq!(strategy("").await, "collaborative");
     assert_eq!(strategy("?strategy=content").await, "personalized");
     assert_eq!(strategy("?strategy=trending").await, "trending");
+    // The model's measures are in the metrics: one user folded in so far.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"reco_model{measure="fold_ins",tenant="mall"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"reco_model{measure="training_seconds",tenant="mall"}"#));
 }
