@@ -222,6 +222,9 @@ pub struct ModelStatus {
     pub factors: Option<usize>,
     /// How long its training took.
     pub seconds: Option<f64>,
+    /// Interactions still to arrive before a training starts by itself; null when trainings
+    /// start only when asked (`RECO_TRAIN_AFTER=0`).
+    pub next_training: Option<u64>,
     /// Why the last training failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -229,7 +232,11 @@ pub struct ModelStatus {
 
 impl ModelStatus {
     /// The status from the served model (if any) and the training state (if any).
-    pub fn new(model: Option<&ModelInfo>, training: Option<&Training>) -> Self {
+    pub fn new(
+        model: Option<&ModelInfo>,
+        training: Option<&Training>,
+        next_training: Option<u64>,
+    ) -> Self {
         let state = match (training, model) {
             (Some(Training::Running), _) => "training",
             (Some(Training::Failed(_)), _) => "failed",
@@ -252,6 +259,7 @@ impl ModelStatus {
             items: model.map(|m| m.items),
             factors: model.map(|m| m.factors),
             seconds: model.map(|m| m.seconds),
+            next_training,
             error: match training {
                 Some(Training::Failed(e)) => Some(e.clone()),
                 Some(Training::Running) | None => None,

@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// [default: 64]
     #[arg(long, env = "RECO_BATCH_MAX")]
     pub batch_max: Option<usize>,
+    /// Train a tenant's collaborative model by itself once this many interactions arrived
+    /// since its last training (or since none); 0 trains only when asked. [default: 1000]
+    #[arg(long, env = "RECO_TRAIN_AFTER")]
+    pub train_after: Option<u64>,
 }
 
 /// Everything the server runs with.
@@ -148,6 +152,8 @@ pub struct Settings {
     pub history: Duration,
     /// Most questions per shared pass of the batcher; 0 turns batching off.
     pub batch_max: usize,
+    /// New interactions that start a tenant's training by themselves; 0 for never.
+    pub train_after: u64,
 }
 
 impl Default for Settings {
@@ -168,6 +174,7 @@ impl Default for Settings {
             engine: EngineConfig::default(),
             history: Duration::from_secs(90 * 86_400),
             batch_max: 64,
+            train_after: 1000,
         }
     }
 }
@@ -244,6 +251,9 @@ impl Settings {
         }
         if let Some(max) = args.batch_max.or(file.batch_max) {
             s.batch_max = max;
+        }
+        if let Some(after) = args.train_after.or(file.train_after) {
+            s.train_after = after;
         }
         s.validate()?;
         Ok(s)
@@ -367,6 +377,8 @@ mod tests {
         let off = parse(&["--quantized", "off", "--batch-max", "0"]).unwrap();
         assert_eq!(off.batch_max, 0);
         assert!(!off.engine.search.quantized);
+        assert_eq!(Settings::default().train_after, 1000);
+        assert_eq!(parse(&["--train-after", "0"]).unwrap().train_after, 0);
         let threads = parse(&["--build-threads", "3"]).unwrap();
         assert_eq!(threads.engine.search.build_threads, 3);
         let search = s.engine.search;

@@ -39,6 +39,8 @@ pub struct ModelInfo {
     pub seconds: f64,
     /// Users folded in against it so far (cached fold-ins not counted).
     pub fold_ins: u64,
+    /// The tenant's interactions recorded when it was trained (all of them, not pairs).
+    pub recorded: u64,
 }
 
 /// A tenant's trained model and its space.
@@ -127,6 +129,7 @@ pub(super) fn train(engine: &Engine, name: &TenantName, params: &Params) -> Resu
         factors: model.factors(),
         seconds: started.elapsed().as_secs_f64(),
         fold_ins: 0,
+        recorded: log.total(),
     };
     tenant.collaborative.store(Some(Arc::new(Collaborative {
         model,

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 use reco_engine::CheckedInteractions;
 
-use super::{Data, committed};
+use super::{Data, committed, model};
 use crate::admission::{Admitted, Refusals};
 use crate::api::{Accepted, InteractionsBody};
 use crate::error::ApiError;
@@ -30,6 +30,7 @@ pub async fn post_interactions(
                 engine.record_at(tenant, change, batch).map(drop)
             })
             .await?;
+            model::train_if_due(&state, &tenant);
         }
         Ok(())
     })

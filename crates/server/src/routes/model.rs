@@ -17,7 +17,12 @@ fn status(state: &Data, tenant: &reco_engine::TenantName) -> Result<Option<Model
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let training = trainings.get(tenant);
-    Ok((model.is_some() || training.is_some()).then(|| ModelStatus::new(model.as_ref(), training)))
+    let every = state.settings.train_after;
+    let recorded = state.engine.tenant_info(tenant)?.interactions;
+    let since = model.as_ref().map_or(0, |m| m.recorded);
+    let next = (every > 0).then(|| every.saturating_sub(recorded.saturating_sub(since)));
+    Ok((model.is_some() || training.is_some())
+        .then(|| ModelStatus::new(model.as_ref(), training, next)))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/model", tag = "model", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 200, description = "The collaborative model's status", body = ModelStatus), (status = 404, description = "No model yet, and no training"), Refusals))]
@@ -31,46 +36,78 @@ pub async fn get_model(state: Data, admitted: Admitted) -> Result<HttpResponse, 
     }
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant}/model/train", tag = "model", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 202, description = "A training runs (started now, or already running)", body = ModelStatus), (status = 404, description = "No such tenant"), Refusals))]
-pub async fn train_model(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
-    let tenant = admitted.tenant;
-    state.engine.tenant_info(&tenant)?;
-    let start = {
+/// Starts a training of `tenant`'s model in the background unless one runs; true when it
+/// started one.
+pub(crate) fn start_training(state: &Data, tenant: &reco_engine::TenantName) -> bool {
+    {
         let mut trainings = state
             .trainings
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let running = trainings.get(&tenant) == Some(&Training::Running);
-        if !running {
-            trainings.insert(tenant.clone(), Training::Running);
+        if trainings.get(tenant) == Some(&Training::Running) {
+            return false;
         }
-        !running
-    };
-    if start {
-        // The training computes for as long as it takes, on the blocking pool and its own
-        // threads: never on a request's path.
-        let (worker, name) = (state.clone(), tenant.clone());
-        tokio::task::spawn_blocking(move || {
-            let outcome = worker
-                .engine
-                .train_collaborative(&name, &LearnParams::default());
-            let mut trainings = worker
-                .trainings
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match outcome {
-                Ok(info) => {
-                    trainings.remove(&name);
-                    tracing::info!(tenant = %name, version = info.version, seconds = info.seconds, "collaborative model trained");
-                }
-                Err(e) => {
-                    tracing::warn!(tenant = %name, error = %e, "collaborative training failed");
-                    trainings.insert(name, Training::Failed(e.to_string()));
-                }
-            }
-        });
+        trainings.insert(tenant.clone(), Training::Running);
     }
+    // The training computes for as long as it takes, on the blocking pool and its own
+    // threads: never on a request's path.
+    let (worker, name) = (state.clone(), tenant.clone());
+    tokio::task::spawn_blocking(move || {
+        let outcome = worker
+            .engine
+            .train_collaborative(&name, &LearnParams::default());
+        let mut trainings = worker
+            .trainings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match outcome {
+            Ok(info) => {
+                trainings.remove(&name);
+                tracing::info!(tenant = %name, version = info.version, seconds = info.seconds, "collaborative model trained");
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %name, error = %e, "collaborative training failed");
+                trainings.insert(name, Training::Failed(e.to_string()));
+            }
+        }
+    });
+    true
+}
+
+/// After interactions were recorded: starts a training when `train_after` interactions arrived
+/// since the last one (or since none, for a tenant without a model), unless a training runs or
+/// the last one failed (a failed one is retried only when asked).
+pub(crate) fn train_if_due(state: &Data, tenant: &reco_engine::TenantName) {
+    let every = state.settings.train_after;
+    if every == 0 {
+        return;
+    }
+    let Ok(info) = state.engine.tenant_info(tenant) else {
+        return;
+    };
+    let since = state
+        .engine
+        .model_info(tenant)
+        .ok()
+        .flatten()
+        .map_or(0, |m| m.recorded);
+    let settled = state
+        .trainings
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(tenant)
+        .is_none();
+    if settled && info.interactions.saturating_sub(since) >= every {
+        start_training(state, tenant);
+    }
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/model/train", tag = "model", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 202, description = "A training runs (started now, or already running)", body = ModelStatus), (status = 404, description = "No such tenant"), Refusals))]
+pub async fn train_model(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
+    let tenant = admitted.tenant;
+    state.engine.tenant_info(&tenant)?;
+    start_training(&state, &tenant);
     let status = status(&state, &tenant)?
-        .unwrap_or_else(|| ModelStatus::new(None, Some(&Training::Running)));
+        .unwrap_or_else(|| ModelStatus::new(None, Some(&Training::Running), None));
     Ok(HttpResponse::Accepted().json(status))
 }

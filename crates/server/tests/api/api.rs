@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, error_code, ids, seeded};
+use crate::helpers::{Backend, TestApp, error_code, fresh_database, ids, seeded};
 
 macro_rules! both {
     ($($test:ident),* $(,)?) => {
@@ -29,6 +29,7 @@ both!(
     trending_counts_recent_weight,
     writes_are_visible_at_once_despite_the_cache,
     collaborative_models_train_in_the_background_and_answer,
+    enough_new_interactions_train_a_model_by_themselves,
 );
 
 async fn tenants_are_made_found_and_deleted(backend: Backend) {
@@ -662,4 +663,55 @@ async fn collaborative_models_train_in_the_background_and_answer(backend: Backen
         "{metrics}"
     );
     assert!(metrics.contains(r#"reco_model{measure="training_seconds",tenant="mall"}"#));
+}
+
+/// With `train_after` at 50, the 50th interaction starts a training with nobody asking, and the
+/// status says how many more start the next one.
+async fn enough_new_interactions_train_a_model_by_themselves(backend: Backend) {
+    let mut settings = fresh_database(backend).await;
+    settings.train_after = 50;
+    let app = TestApp::start(settings).await;
+    assert_eq!(app.create_tenant("mall", 2, "dot").await.status(), 201);
+    let entities: Vec<Value> = (0..10)
+        .map(|n| json!({"id": format!("e{n}"), "vector": [1.0, f64::from(n)]}))
+        .collect();
+    assert_eq!(
+        app.upsert("mall", Value::from(entities)).await.status(),
+        200
+    );
+    let likes = |from: usize, to: usize| -> Value {
+        (from..to)
+            .map(|n| json!({"user": format!("u{}", n % 7), "entity": format!("e{}", n % 10), "kind": "like"}))
+            .collect::<Vec<_>>()
+            .into()
+    };
+    assert_eq!(app.interact("mall", likes(0, 49)).await.status(), 200);
+    assert_eq!(
+        app.get("/v1/tenants/mall/model").await.status(),
+        404,
+        "49 are not enough"
+    );
+    assert_eq!(app.interact("mall", likes(49, 50)).await.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let model: Value = loop {
+        let response = app.get("/v1/tenants/mall/model").await;
+        if response.status() == 200 {
+            let model: Value = response.json().await.unwrap();
+            if model["state"] == "ready" {
+                break model;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no model came");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(model["version"], 1);
+    assert_eq!(model["next_training"], 50);
+    assert_eq!(app.interact("mall", likes(50, 60)).await.status(), 200);
+    let model: Value = app
+        .get("/v1/tenants/mall/model")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(model["next_training"], 40);
 }
