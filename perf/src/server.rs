@@ -72,6 +72,9 @@ impl Server {
             )
             // A budget far above what two cores serve, so the limiter does not shape figures.
             .env("RECO_RATE_LIMIT", "100000000")
+            // The load is measured against the reference design, which learns nothing: no
+            // training starts by itself during a run.
+            .env("RECO_TRAIN_AFTER", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(
