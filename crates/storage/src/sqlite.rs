@@ -144,17 +144,12 @@ impl SqliteStore {
             .collect()
     }
 
-    /// Writes a whole batch in one transaction, or nothing, and returns its stamp.
-    pub async fn upsert_entities(
+    /// Writes a whole batch (checked against the tenant by `Store::upsert_entities`) in one transaction, or nothing, and returns its stamp.
+    pub(crate) async fn upsert_entities(
         &self,
         tenant: &TenantName,
         batch: &CheckedEntities,
     ) -> Result<ChangeId> {
-        let spec = self
-            .tenant(tenant)
-            .await?
-            .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
-        rows::checked_for(tenant, spec, batch)?;
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let stamp = bump(&mut tx, tenant).await?;
         for e in batch.entities() {

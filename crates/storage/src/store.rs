@@ -12,6 +12,7 @@ use crate::feed::ChangeFeed;
 use crate::load::load;
 use crate::model::{DbSearch, LoadSink, Loaded, PoolStats};
 use crate::postgres::PgStore;
+use crate::rows;
 use crate::settings::{PostgresSettings, SqliteSettings};
 use crate::sqlite::SqliteStore;
 
@@ -113,6 +114,11 @@ impl Store {
         tenant: &TenantName,
         batch: &CheckedEntities,
     ) -> Result<ChangeId> {
+        let spec = self
+            .tenant(tenant)
+            .await?
+            .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
+        rows::checked_for(tenant, spec, batch)?;
         each!(self, s => s.upsert_entities(tenant, batch).await)
     }
 

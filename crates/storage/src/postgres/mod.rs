@@ -294,17 +294,12 @@ impl PgStore {
             .collect()
     }
 
-    /// Writes a whole batch in one statement, or nothing, and returns its stamp once committed.
-    pub async fn upsert_entities(
+    /// Writes a whole batch (checked against the tenant by `Store::upsert_entities`) in one statement, or nothing, and returns its stamp once committed.
+    pub(crate) async fn upsert_entities(
         &self,
         tenant: &TenantName,
         batch: &CheckedEntities,
     ) -> Result<ChangeId> {
-        let spec = self
-            .tenant(tenant)
-            .await?
-            .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
-        rows::checked_for(tenant, spec, batch)?;
         // Concurrent upserts share a transaction (one WAL flush): each still takes its own
         // version of the tenant, and the tenant's row lock is taken by one writer at a time.
         self.entities
