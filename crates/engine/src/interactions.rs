@@ -92,6 +92,25 @@ struct EventChunk {
     newest: Millis,
 }
 
+impl UserProfile {
+    /// Each entity the user touched and its weight now: decayed towards the user's newest
+    /// interaction, never below `floor` of what was given. The one rule a preference, a
+    /// training and a fold-in all read a history by.
+    pub fn weights(&self, half_life: Millis, floor: f64) -> impl Iterator<Item = (&EntityId, f64)> {
+        self.items
+            .iter()
+            .map(move |(entity, decayed)| (entity, decayed.value_at(self.newest, half_life, floor)))
+    }
+
+    /// The slots of `index` that hold an entity the user touched.
+    pub fn touched(&self, index: &crate::index::EntityIndex) -> roaring::RoaringBitmap {
+        self.items
+            .keys()
+            .filter_map(|e| index.slot_of(e.as_str()))
+            .collect()
+    }
+}
+
 impl Default for UserProfile {
     fn default() -> Self {
         Self {

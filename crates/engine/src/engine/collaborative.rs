@@ -73,7 +73,7 @@ pub(super) fn train(engine: &Engine, name: &TenantName, params: &Params) -> Resu
     let mut users = 0u32;
     for (_, profile) in log.users() {
         let before = observations.len();
-        for (entity, decayed) in &profile.items {
+        for (entity, weight) in profile.weights(half_life, floor) {
             if entities.slot_of(entity.as_str()).is_none() {
                 continue;
             }
@@ -85,7 +85,7 @@ pub(super) fn train(engine: &Engine, name: &TenantName, params: &Params) -> Resu
             observations.push(Observation {
                 user: users,
                 item,
-                weight: crate::distance::narrow(decayed.value_at(profile.newest, half_life, floor)),
+                weight: crate::distance::narrow(weight),
             });
         }
         if observations.len() > before {
@@ -166,12 +166,10 @@ impl Collaborative {
     ) -> Option<Vec<f32>> {
         let mut positive = false;
         let history: Vec<(u32, f32)> = profile
-            .items
-            .iter()
-            .filter_map(|(entity, decayed)| {
+            .weights(half_life, floor)
+            .filter_map(|(entity, weight)| {
                 let item = *self.item_of.get(entity)?;
-                let weight =
-                    crate::distance::narrow(decayed.value_at(profile.newest, half_life, floor));
+                let weight = crate::distance::narrow(weight);
                 positive |= weight > 0.0;
                 Some((item, weight))
             })

@@ -54,15 +54,7 @@ impl Prepared {
         // Trending asked for: the history only says what to leave out.
         let profile = log.user(user);
         let steering = profile.filter(|_| strategy != UserStrategy::Trending);
-        let mut interacted = RoaringBitmap::new();
-        if let Some(profile) = profile {
-            interacted.extend(
-                profile
-                    .items
-                    .keys()
-                    .filter_map(|e| index.slot_of(e.as_str())),
-            );
-        }
+        let interacted = profile.map_or_else(RoaringBitmap::new, |p| p.touched(index));
         if let (Some(model), Some(profile)) = (&self.collaborative, steering) {
             let half_life = millis(self.config.half_life);
             // A fold-in is cached as a preference is: by the user's version, against the
@@ -79,13 +71,7 @@ impl Prepared {
             if let Some(factors) = folded.as_ref() {
                 // What the user touched is left out of the model's space by id, as above.
                 let space = &model.index;
-                let mut touched = RoaringBitmap::new();
-                touched.extend(
-                    profile
-                        .items
-                        .keys()
-                        .filter_map(|e| space.slot_of(e.as_str())),
-                );
+                let touched = profile.touched(space);
                 let probe = Probe::new(factors, Metric::Dot);
                 return Ok(Ranking {
                     results: plans::rank(space, options, touched, Some(factors), |v, n| {
@@ -158,11 +144,10 @@ fn preference(
     let metric = index.spec().metric;
     let mut sum = vec![0.0f64; index.spec().dimension];
     let mut positive_total = 0.0f64;
-    for (entity, decayed) in &profile.items {
+    for (entity, weight) in profile.weights(half_life, floor) {
         let Some(row) = index.slot_of(entity.as_str()).and_then(|s| index.row(s)) else {
             continue;
         };
-        let weight = decayed.value_at(profile.newest, half_life, floor);
         if weight > 0.0 {
             positive_total += weight;
         }
