@@ -1,13 +1,29 @@
 //! The collaborative model: its status, and a training started now, in the background.
 
 use actix_web::HttpResponse;
-use reco_engine::LearnParams;
+use reco_engine::{LearnParams, ModelInfo};
 
 use super::Data;
 use crate::admission::{Admitted, Refusals};
 use crate::api::ModelStatus;
 use crate::error::ApiError;
 use crate::state::Training;
+
+/// Interactions still to arrive before a training starts by itself, counted from the served
+/// model's training (or from none); `None` when trainings start only when asked.
+fn until_training(
+    state: &Data,
+    tenant: &reco_engine::TenantName,
+    model: Option<&ModelInfo>,
+) -> Result<Option<u64>, ApiError> {
+    let every = state.settings.train_after;
+    if every == 0 {
+        return Ok(None);
+    }
+    let recorded = state.engine.tenant_info(tenant)?.interactions;
+    let since = model.map_or(0, |m| m.recorded);
+    Ok(Some(every.saturating_sub(recorded.saturating_sub(since))))
+}
 
 /// The status to show: the served model and the training state, `None` when neither exists.
 fn status(state: &Data, tenant: &reco_engine::TenantName) -> Result<Option<ModelStatus>, ApiError> {
@@ -17,10 +33,7 @@ fn status(state: &Data, tenant: &reco_engine::TenantName) -> Result<Option<Model
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let training = trainings.get(tenant);
-    let every = state.settings.train_after;
-    let recorded = state.engine.tenant_info(tenant)?.interactions;
-    let since = model.as_ref().map_or(0, |m| m.recorded);
-    let next = (every > 0).then(|| every.saturating_sub(recorded.saturating_sub(since)));
+    let next = until_training(state, tenant, model.as_ref())?;
     Ok((model.is_some() || training.is_some())
         .then(|| ModelStatus::new(model.as_ref(), training, next)))
 }
@@ -78,26 +91,19 @@ pub(crate) fn start_training(state: &Data, tenant: &reco_engine::TenantName) -> 
 /// since the last one (or since none, for a tenant without a model), unless a training runs or
 /// the last one failed (a failed one is retried only when asked).
 pub(crate) fn train_if_due(state: &Data, tenant: &reco_engine::TenantName) {
-    let every = state.settings.train_after;
-    if every == 0 {
-        return;
-    }
-    let Ok(info) = state.engine.tenant_info(tenant) else {
+    let Ok(model) = state.engine.model_info(tenant) else {
         return;
     };
-    let since = state
-        .engine
-        .model_info(tenant)
-        .ok()
-        .flatten()
-        .map_or(0, |m| m.recorded);
+    if !matches!(until_training(state, tenant, model.as_ref()), Ok(Some(0))) {
+        return;
+    }
     let settled = state
         .trainings
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(tenant)
         .is_none();
-    if settled && info.interactions.saturating_sub(since) >= every {
+    if settled {
         start_training(state, tenant);
     }
 }
