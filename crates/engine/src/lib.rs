@@ -81,7 +81,9 @@ pub use checked::{CheckedEntities, CheckedInteractions};
 pub use config::{
     CacheConfig, Clock, EngineConfig, KindWeights, ManualClock, SearchConfig, SystemClock,
 };
-pub use engine::{Applied, Created, Engine, Installed, ModelInfo, Prepared, StagedTenant};
+pub use engine::{
+    Applied, Created, Engine, Installed, ModelInfo, ModelParts, Prepared, StagedTenant,
+};
 pub use error::{EngineError, Result};
 pub use index::Filter;
 pub use model::{

@@ -63,6 +63,33 @@ pub struct Params {
     pub threads: usize,
 }
 
+impl Params {
+    /// Refuses parameters out of their ranges: factors from 1 to 1024, iterations from 1 to
+    /// 1000, a regularization above 0, an unobserved weight from 0 to 1, the rest at least 0.
+    pub fn check(&self) -> Result<(), LearnError> {
+        if !(1..=1024).contains(&self.factors) {
+            return Err(LearnError::InvalidParams("factors is from 1 to 1024"));
+        }
+        if self.iterations == 0 || self.iterations > 1000 {
+            return Err(LearnError::InvalidParams("iterations is from 1 to 1000"));
+        }
+        let finite_non_negative = |x: f64| x.is_finite() && x >= 0.0;
+        if !(finite_non_negative(self.regularization)
+            && self.regularization > 0.0
+            && finite_non_negative(self.frequency_scaling)
+            && finite_non_negative(self.unobserved_weight)
+            && self.unobserved_weight <= 1.0
+            && finite_non_negative(self.confidence)
+            && finite_non_negative(self.init_scale))
+        {
+            return Err(LearnError::InvalidParams(
+                "regularization is above 0, unobserved_weight from 0 to 1, the others at least 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Params {
     fn default() -> Self {
         Self {
@@ -291,25 +318,7 @@ pub fn train(
     params: &Params,
     mut progress: impl FnMut(usize),
 ) -> Result<Model, LearnError> {
-    if !(1..=1024).contains(&params.factors) {
-        return Err(LearnError::InvalidParams("factors is from 1 to 1024"));
-    }
-    if params.iterations == 0 || params.iterations > 1000 {
-        return Err(LearnError::InvalidParams("iterations is from 1 to 1000"));
-    }
-    let finite_non_negative = |x: f64| x.is_finite() && x >= 0.0;
-    if !(finite_non_negative(params.regularization)
-        && params.regularization > 0.0
-        && finite_non_negative(params.frequency_scaling)
-        && finite_non_negative(params.unobserved_weight)
-        && params.unobserved_weight <= 1.0
-        && finite_non_negative(params.confidence)
-        && finite_non_negative(params.init_scale))
-    {
-        return Err(LearnError::InvalidParams(
-            "regularization is above 0, unobserved_weight from 0 to 1, the others at least 0",
-        ));
-    }
+    params.check()?;
     for (index, o) in observations.iter().enumerate() {
         if o.user as usize >= users || o.item as usize >= items {
             return Err(LearnError::OutOfRange {
@@ -355,6 +364,30 @@ pub fn train(
 }
 
 impl Model {
+    /// A model for serving, from item factors kept elsewhere (row-major, `params.factors` per
+    /// item) and the parameters they were trained with: it folds users in exactly as the
+    /// trained model did, and knows no trained users.
+    pub fn from_item_factors(params: Params, items: Vec<f32>) -> Result<Self, LearnError> {
+        params.check()?;
+        let k = params.factors;
+        if items.len() % k != 0 {
+            return Err(LearnError::InvalidParams(
+                "the item factors are not a whole number of rows of `factors`",
+            ));
+        }
+        if !items.iter().all(|x| x.is_finite()) {
+            return Err(LearnError::InvalidParams("item factors are finite numbers"));
+        }
+        let g = gramian(&items, k);
+        Ok(Self {
+            params,
+            users: Vec::new(),
+            item_count: items.len() / k,
+            item_gramian: (0..k * k).map(|n| g[(n / k, n % k)]).collect(),
+            items,
+        })
+    }
+
     /// Factors per user and item.
     pub fn factors(&self) -> usize {
         self.params.factors

@@ -90,6 +90,22 @@ fn a_fold_in_equals_the_trained_user_factors() {
 }
 
 #[test]
+fn a_model_rebuilt_from_its_item_factors_folds_users_in_alike() {
+    let data = two_groups();
+    let model = train(40, 20, &data, &params(2), |_| {}).unwrap();
+    let rebuilt = Model::from_item_factors(*model.params(), model.item_factors().to_vec()).unwrap();
+    assert_eq!(rebuilt.item_count(), 20);
+    assert_eq!(rebuilt.user_count(), 0, "it knows no trained users");
+    let history = [(1u32, 1.0f32), (4, 2.0), (12, -1.0)];
+    assert_eq!(rebuilt.fold_in(&history), model.fold_in(&history));
+    let ragged = model.item_factors()[1..].to_vec();
+    assert!(Model::from_item_factors(*model.params(), ragged).is_err());
+    let mut poisoned = model.item_factors().to_vec();
+    poisoned[3] = f32::NAN;
+    assert!(Model::from_item_factors(*model.params(), poisoned).is_err());
+}
+
+#[test]
 fn users_are_steered_to_the_unseen_items_of_their_group() {
     let data = two_groups();
     let model = train(40, 20, &data, &params(2), |_| {}).unwrap();

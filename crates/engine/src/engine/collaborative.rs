@@ -5,20 +5,20 @@
 //! vectors. A user's factors are folded in at request time from their current history.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
 use reco_learn::{Model, Observation, Params};
 
 use super::Engine;
+use super::tenants::Tenant;
 use crate::checked::CheckedEntities;
 use crate::config::millis;
 use crate::error::{EngineError, Result};
 use crate::index::EntityIndex;
 use crate::interactions::UserProfile;
-use crate::model::{EntityId, Metric, Millis, NewEntity, TenantName, TenantSpec};
-use crate::stamp::Stamp;
+use crate::model::{EntityId, EntityView, Metric, Millis, NewEntity, TenantName, TenantSpec};
 
 /// What a trained model is: for status pages and logs.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,17 +43,36 @@ pub struct ModelInfo {
     pub recorded: u64,
 }
 
-/// A tenant's trained model and its space.
-#[derive(Debug)]
+/// A trained model as a host keeps it: what it was, the parameters it was trained with, and
+/// its item factors, in the order of `items`. Plain data with no engine state, so storage can
+/// write it down and another process serve it ([`crate::Engine::install_model`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelParts {
+    /// What the model is (its `fold_ins` counts nothing for a stored model).
+    pub info: ModelInfo,
+    /// The parameters it was trained with, which a fold-in solves with too.
+    pub params: Params,
+    /// The entities it learnt, in item order.
+    pub items: Vec<EntityId>,
+    /// Their factors, row-major: `info.factors` per item.
+    pub factors: Vec<f32>,
+}
+
+/// A tenant's trained model and its space. Everything but the space is shared by the copies a
+/// write makes when it keeps the space in step with the entities.
+#[derive(Debug, Clone)]
 pub(crate) struct Collaborative {
-    pub(super) model: Model,
+    pub(super) model: Arc<Model>,
+    /// The entities it learnt, in item order.
+    items: Arc<[EntityId]>,
     /// The model's item number of each entity it learnt.
-    pub(super) item_of: HashMap<EntityId, u32>,
-    /// The item factors as a snapshot of entities.
+    pub(super) item_of: Arc<HashMap<EntityId, u32>>,
+    /// The item factors as a snapshot of entities: those learnt that exist now, each with its
+    /// current category and tags.
     pub(super) index: Arc<EntityIndex>,
     pub(super) info: ModelInfo,
     /// Fold-ins computed against this model.
-    pub(super) fold_ins: AtomicU64,
+    pub(super) fold_ins: Arc<AtomicU64>,
 }
 
 /// Trains a model of the tenant's interactions as they are now, with `params`, and puts it in
@@ -94,32 +113,11 @@ pub(super) fn train(engine: &Engine, name: &TenantName, params: &Params) -> Resu
     }
     let model = reco_learn::train(users as usize, items.len(), &observations, params, |_| {})
         .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
-    let spec = TenantSpec::new(model.factors(), Metric::Dot)?;
-    let rows = items
-        .iter()
-        .enumerate()
-        .map(|(n, id)| {
-            let view = entities.get(id.as_str());
-            NewEntity {
-                id: id.clone(),
-                vector: model.item(n).expect("a learnt item").to_vec(),
-                category: view
-                    .as_ref()
-                    .and_then(|v| v.category.as_deref().map(str::to_owned)),
-                tags: view
-                    .map_or_else(Vec::new, |v| v.tags.iter().map(|t| t.to_string()).collect()),
-                attributes: None,
-            }
-        })
-        .collect();
     let version = tenant
         .collaborative
         .load()
         .as_ref()
         .map_or(1, |c| c.info.version + 1);
-    let mut index = EntityIndex::new(spec, engine.next_generation(), engine.config.search);
-    index.upsert(CheckedEntities::new(spec, rows)?);
-    index.stamp = Stamp::new(version);
     let info = ModelInfo {
         version,
         trained_at: engine.clock.now(),
@@ -131,14 +129,133 @@ pub(super) fn train(engine: &Engine, name: &TenantName, params: &Params) -> Resu
         fold_ins: 0,
         recorded: log.total(),
     };
-    tenant.collaborative.store(Some(Arc::new(Collaborative {
-        model,
-        item_of,
-        index: Arc::new(index),
-        info: info.clone(),
-        fold_ins: AtomicU64::new(0),
-    })));
+    serve(engine, name, Arc::new(model), items.into(), info.clone())?;
     Ok(info)
+}
+
+/// Serves a model kept by the host (see [`ModelParts`]) unless the tenant serves this version
+/// or a later one already. Returns the model served now, `None` when the tenant's stayed.
+pub(super) fn install(
+    engine: &Engine,
+    name: &TenantName,
+    parts: ModelParts,
+) -> Result<Option<ModelInfo>> {
+    let served = engine
+        .tenant(name)?
+        .collaborative
+        .load()
+        .as_ref()
+        .map_or(0, |c| c.info.version);
+    if parts.info.version <= served {
+        return Ok(None);
+    }
+    if parts.items.len() != parts.info.items || parts.params.factors != parts.info.factors {
+        return Err(EngineError::InvalidArgument(format!(
+            "a stored model of {} items and {} factors came with {} items and {} factors a row",
+            parts.info.items,
+            parts.info.factors,
+            parts.items.len(),
+            parts.params.factors
+        )));
+    }
+    let model = Model::from_item_factors(parts.params, parts.factors)
+        .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+    if model.item_count() != parts.items.len() {
+        return Err(EngineError::InvalidArgument(format!(
+            "a stored model names {} items and holds factors for {}",
+            parts.items.len(),
+            model.item_count()
+        )));
+    }
+    let info = ModelInfo {
+        fold_ins: 0,
+        ..parts.info
+    };
+    serve(
+        engine,
+        name,
+        Arc::new(model),
+        parts.items.into(),
+        info.clone(),
+    )?;
+    Ok(Some(info))
+}
+
+/// The tenant's model as a host keeps it, when it has one.
+pub(super) fn parts(engine: &Engine, name: &TenantName) -> Result<Option<ModelParts>> {
+    Ok(engine
+        .tenant(name)?
+        .collaborative
+        .load()
+        .as_ref()
+        .map(|c| ModelParts {
+            info: c.info.clone(),
+            params: *c.model.params(),
+            items: c.items.to_vec(),
+            factors: c.model.item_factors().to_vec(),
+        }))
+}
+
+/// Builds a model's space from the entities as they are, then puts it in place under the
+/// tenant's writer lock, after bringing it up to the entities written meanwhile: so the space
+/// never holds an entity deleted before it was served, nor one's old category or tags.
+fn serve(
+    engine: &Engine,
+    name: &TenantName,
+    model: Arc<Model>,
+    items: Arc<[EntityId]>,
+    info: ModelInfo,
+) -> Result<()> {
+    let spec = TenantSpec::new(model.factors(), Metric::Dot)?;
+    let item_of: HashMap<EntityId, u32> = items
+        .iter()
+        .enumerate()
+        .map(|(n, id)| (id.clone(), u32::try_from(n).expect("fewer than 2^32 items")))
+        .collect();
+    let tenant = engine.tenant(name)?;
+    let content = tenant.entities.load_full();
+    let rows = items
+        .iter()
+        .enumerate()
+        .filter_map(|(n, id)| row(&model, n, content.get(id.as_str())?))
+        .collect();
+    let mut index = EntityIndex::new(spec, engine.next_generation(), engine.config.search);
+    index.upsert(CheckedEntities::new(spec, rows)?);
+    // The space's stamp is its entities': a shared answer from it names the entities it read.
+    index.stamp = content.stamp;
+    let mut collaborative = Collaborative {
+        model,
+        items,
+        item_of: Arc::new(item_of),
+        index: Arc::new(index),
+        info,
+        fold_ins: Arc::new(AtomicU64::new(0)),
+    };
+    loop {
+        let tenant = engine.tenant(name)?;
+        let _writer = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if tenant.retired.load(Ordering::Acquire) {
+            continue;
+        }
+        let now = tenant.entities.load();
+        if now.generation != content.generation {
+            let items = collaborative.items.clone();
+            collaborative = collaborative.following(engine, &now, items.iter());
+        }
+        tenant.collaborative.store(Some(Arc::new(collaborative)));
+        return Ok(());
+    }
+}
+
+/// A learnt item's row in the model's space: its factors, with the entity's category and tags.
+fn row(model: &Model, item: usize, entity: EntityView) -> Option<NewEntity> {
+    Some(NewEntity {
+        id: entity.id,
+        vector: model.item(item)?.to_vec(),
+        category: entity.category.as_deref().map(str::to_owned),
+        tags: entity.tags.iter().map(|t| t.to_string()).collect(),
+        attributes: None,
+    })
 }
 
 /// The tenant's model, when it has one.
@@ -154,7 +271,88 @@ pub(super) fn model_info(engine: &Engine, name: &TenantName) -> Result<Option<Mo
         }))
 }
 
+/// After a write to the tenant's entities (under its writer lock): the model's space follows
+/// it for the entities `written`, so a deleted entity leaves the space at once and a changed
+/// one is filtered by its new category and tags.
+pub(super) fn follow<'a>(
+    engine: &Engine,
+    tenant: &Tenant,
+    written: impl Iterator<Item = &'a EntityId>,
+) {
+    if let Some(current) = tenant.collaborative.load_full() {
+        let content = tenant.entities.load();
+        let next = current.following(engine, &content, written);
+        if !Arc::ptr_eq(&next.index, &current.index) {
+            tenant.collaborative.store(Some(Arc::new(next)));
+        }
+    }
+}
+
+/// When a tenant is loaded again in place of the same incarnation: the staged one, which has
+/// no model yet, serves the live one's, brought up to the staged entities.
+pub(super) fn carry(engine: &Engine, live: &Tenant, staged: &Tenant) {
+    if staged.collaborative.load().is_some() {
+        return;
+    }
+    if let Some(model) = live.collaborative.load_full() {
+        let content = staged.entities.load();
+        let items = model.items.clone();
+        let carried = model.following(engine, &content, items.iter());
+        staged.collaborative.store(Some(Arc::new(carried)));
+    }
+}
+
 impl Collaborative {
+    /// This model with its space brought up to `content` for the entities `ids`: each learnt
+    /// one that no longer exists leaves the space, and each learnt one whose category or tags
+    /// changed is written again. The same model (the same space) when nothing changed.
+    fn following<'a>(
+        &self,
+        engine: &Engine,
+        content: &EntityIndex,
+        ids: impl Iterator<Item = &'a EntityId>,
+    ) -> Self {
+        let mut gone = Vec::new();
+        let mut changed = Vec::new();
+        for id in ids {
+            let Some(&item) = self.item_of.get(id) else {
+                continue;
+            };
+            let now = content.get(id.as_str());
+            let was = self.index.get(id.as_str());
+            match (now, was) {
+                (None, Some(_)) => gone.push(id.clone()),
+                (Some(now), was) => {
+                    let same =
+                        was.is_some_and(|w| w.category == now.category && w.tags == now.tags);
+                    if !same && let Some(row) = row(&self.model, item as usize, now) {
+                        changed.push(row);
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        if gone.is_empty() && changed.is_empty() {
+            return self.clone();
+        }
+        let mut index = EntityIndex::clone(&self.index);
+        for id in &gone {
+            index.delete(id.as_str());
+        }
+        if !changed.is_empty() {
+            let spec = index.spec();
+            index.upsert(
+                CheckedEntities::new(spec, changed).expect("rows of the model's own factors"),
+            );
+        }
+        index.generation = engine.next_generation();
+        index.stamp = content.stamp;
+        Self {
+            index: Arc::new(index),
+            ..self.clone()
+        }
+    }
+
     /// A user's factors from their history now, against the model's items: the training's own
     /// solve for one user. `None` when no entity of theirs is known to the model with a positive
     /// weight, so there is nothing to steer by.

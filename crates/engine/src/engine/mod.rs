@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-pub use collaborative::ModelInfo;
+pub use collaborative::{ModelInfo, ModelParts};
 pub use prepared::Prepared;
 use tenants::Tenant;
 pub use tenants::{Created, Installed, StagedTenant};
@@ -362,12 +362,20 @@ impl Engine {
         collaborative::train(self, name, params)
     }
 
+    /// Serves a model a host kept (see [`ModelParts`]), from this process or another, unless
+    /// the tenant serves that version or a later one: `None` then. Its space is built now,
+    /// from the entities as they are.
+    pub fn install_model(&self, name: &TenantName, parts: ModelParts) -> Result<Option<ModelInfo>> {
+        collaborative::install(self, name, parts)
+    }
+
+    /// The tenant's collaborative model as a host keeps it, when it has one.
+    pub fn model_parts(&self, name: &TenantName) -> Result<Option<ModelParts>> {
+        collaborative::parts(self, name)
+    }
+
     /// The tenant's collaborative model, when it has been trained.
     pub fn model_info(&self, name: &TenantName) -> Result<Option<ModelInfo>> {
         collaborative::model_info(self, name)
     }
 }
-
-impl Prepared {}
-
-impl Prepared {}

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use super::collaborative::Collaborative;
+use super::collaborative::{self, Collaborative};
 
 use super::Engine;
 use super::writes;
@@ -194,6 +194,9 @@ pub(super) fn install(engine: &Engine, staged: StagedTenant) -> Installed {
             continue;
         }
         if let Some(current) = &current {
+            if current.lineage == staged.lineage {
+                collaborative::carry(engine, current, &staged);
+            }
             // Writers waiting for its lock look the tenant up again when they get it.
             current.retired.store(true, Ordering::Release);
         }

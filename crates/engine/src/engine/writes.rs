@@ -4,8 +4,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
-use super::Engine;
 use super::tenants::Tenant;
+use super::{Engine, collaborative};
 use crate::checked::{CheckedEntities, CheckedInteractions};
 use crate::config::millis;
 use crate::error::{EngineError, Result};
@@ -64,7 +64,14 @@ pub(super) fn upsert_stamped(
             CheckedEntities::new(tenant.spec, batch.into_entities())?
         };
         let count = batch.len();
+        // The model's space follows its entities' categories and tags.
+        let learnt: Vec<EntityId> = if tenant.collaborative.load().is_some() {
+            batch.entities().iter().map(|e| e.id.clone()).collect()
+        } else {
+            Vec::new()
+        };
         write_entities(engine, tenant, stamp, |index| index.upsert(batch));
+        collaborative::follow(engine, tenant, learnt.iter());
         Ok(count)
     })
 }
@@ -77,8 +84,11 @@ pub(super) fn delete_stamped(
     id: &EntityId,
 ) -> Result<Applied<bool>> {
     ordered(engine, name, change, |tenant, stamp| {
-        Ok(tenant.entities.load().slot_of(id.as_str()).is_some()
-            && write_entities(engine, tenant, stamp, |index| index.delete(id.as_str())))
+        let deleted = tenant.entities.load().slot_of(id.as_str()).is_some()
+            && write_entities(engine, tenant, stamp, |index| index.delete(id.as_str()));
+        // A deleted entity leaves the model's space at once.
+        collaborative::follow(engine, tenant, std::iter::once(id));
+        Ok(deleted)
     })
 }
 

@@ -269,3 +269,93 @@ fn user_strategies_choose_as_documented() {
     assert!(!found.is_empty());
     assert!(found.iter().all(|n| !touched.contains(n)), "{found:?}");
 }
+
+/// A model kept by a host (its parts) and served by another engine answers exactly as the
+/// engine that trained it, users folded in included; an older or equal version is not taken.
+#[test]
+fn a_kept_model_served_by_another_engine_answers_alike() {
+    let (one, t, _) = engine(Metric::Dot, 2, true);
+    let (two, _, _) = engine(Metric::Dot, 2, true);
+    for e in [&one, &two] {
+        e.upsert(&t, entities()).unwrap();
+        e.record(&t, history()).unwrap();
+    }
+    let trained = one.train_collaborative(&t, &params()).unwrap();
+    let parts = one.model_parts(&t).unwrap().unwrap();
+    assert_eq!((parts.items.len(), parts.factors.len()), (20, 20 * 8));
+    let served = two.install_model(&t, parts.clone()).unwrap().unwrap();
+    assert_eq!(served, trained);
+    assert_eq!(
+        two.install_model(&t, parts.clone()).unwrap(),
+        None,
+        "not twice"
+    );
+    let user = UserId::parse("a3").unwrap();
+    for e in [&one, &two] {
+        assert_eq!(e.model_info(&t).unwrap().unwrap().version, 1);
+    }
+    assert_eq!(
+        one.similar(&t, &id(4), &collaborative(5)).unwrap().ranking,
+        two.similar(&t, &id(4), &collaborative(5)).unwrap().ranking
+    );
+    assert_eq!(
+        one.recommend_for_user(&t, &user, &collaborative(5))
+            .unwrap()
+            .ranking,
+        two.recommend_for_user(&t, &user, &collaborative(5))
+            .unwrap()
+            .ranking
+    );
+    // Parts that do not fit together are refused and change nothing.
+    let mut ragged = parts;
+    ragged.info.version = 2;
+    ragged.factors.pop();
+    assert!(two.install_model(&t, ragged).is_err());
+    assert_eq!(two.model_info(&t).unwrap().unwrap().version, 1);
+}
+
+/// The model's space follows the entities: a deleted entity leaves it at once (for similar and
+/// for users), and a changed category is what filters read, without a training.
+#[test]
+fn the_collaborative_space_follows_deletes_and_new_categories() {
+    let (engine, t, _) = engine(Metric::Dot, 2, true);
+    engine.upsert(&t, entities()).unwrap();
+    engine.record(&t, history()).unwrap();
+    engine.train_collaborative(&t, &params()).unwrap();
+    let user = UserId::parse("a0").unwrap();
+    let before = numbers(
+        &engine
+            .similar(&t, &id(0), &collaborative(9))
+            .unwrap()
+            .ranking
+            .results,
+    );
+    assert!(before.contains(&1), "{before:?}");
+    assert!(engine.delete(&t, &id(1)).unwrap());
+    let after = numbers(
+        &engine
+            .similar(&t, &id(0), &collaborative(9))
+            .unwrap()
+            .ranking
+            .results,
+    );
+    assert!(
+        !after.contains(&1),
+        "a deleted entity was answered: {after:?}"
+    );
+    let for_user = engine
+        .recommend_for_user(&t, &user, &collaborative(19))
+        .unwrap();
+    assert!(!numbers(&for_user.ranking.results).contains(&1));
+    // Entity 2 becomes odd: a filter on `odd` finds it now.
+    let mut two = entities().swap_remove(2);
+    two.category = Some("odd".into());
+    engine.upsert(&t, vec![two]).unwrap();
+    let mut odd = collaborative(10);
+    odd.filter = Filter {
+        category: Some("odd".into()),
+        ..Filter::default()
+    };
+    let found = numbers(&engine.similar(&t, &id(0), &odd).unwrap().ranking.results);
+    assert!(found.contains(&2), "{found:?}");
+}
