@@ -370,7 +370,7 @@ impl Model {
     pub fn from_item_factors(params: Params, items: Vec<f32>) -> Result<Self, LearnError> {
         params.check()?;
         let k = params.factors;
-        if items.len() % k != 0 {
+        if !items.len().is_multiple_of(k) {
             return Err(LearnError::InvalidParams(
                 "the item factors are not a whole number of rows of `factors`",
             ));
