@@ -195,6 +195,11 @@ async fn load_tenant(
             if state.engine.install(staged) == Installed::Kept {
                 tracing::debug!(%tenant, "the engine holds the snapshot's changes already");
             }
+            // A model that cannot be loaded leaves the tenant served without it (trained
+            // again when due), rather than the whole service unready.
+            if let Err(e) = load_model(state, tenant).await {
+                tracing::warn!(%tenant, error = %e, "the stored collaborative model could not be loaded");
+            }
         }
         None => {
             let _ = state.engine.drop_tenant(tenant);
@@ -202,6 +207,34 @@ async fn load_tenant(
     }
     state.applied.notify_waiters();
     Ok(loaded)
+}
+
+/// Serves the tenant's stored collaborative model when it is newer than the one served (or
+/// there is none): at start, after a reload, when the feed announces one, and before a
+/// training. Its space is built on the blocking pool.
+pub async fn load_model(state: &AppState, tenant: &TenantName) -> Result<(), SyncError> {
+    let served = state.engine.model_info(tenant)?.map_or(0, |m| m.version);
+    if state
+        .store
+        .model_version(tenant)
+        .await?
+        .is_none_or(|stored| stored <= served)
+    {
+        return Ok(());
+    }
+    let Some(parts) = state.store.load_model(tenant).await? else {
+        return Ok(());
+    };
+    let version = parts.info.version;
+    if blocking(state, tenant, move |engine, tenant| {
+        engine.install_model(tenant, parts)
+    })
+    .await?
+    .is_some()
+    {
+        tracing::info!(%tenant, version, "collaborative model loaded from storage");
+    }
+    Ok(())
 }
 
 /// Reloads one tenant, for a change that could not be applied in order. Readers see the tenant
@@ -305,7 +338,8 @@ fn tenant_of(change: &Change) -> Option<&TenantName> {
         | Change::TenantDeleted { tenant, .. }
         | Change::Entities { tenant, .. }
         | Change::EntityDeleted { tenant, .. }
-        | Change::Interactions { tenant, .. } => Some(tenant),
+        | Change::Interactions { tenant, .. }
+        | Change::Model { tenant, .. } => Some(tenant),
         Change::Resync => None,
     }
 }
@@ -366,6 +400,18 @@ async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), Syn
                     engine.record_at(tenant, change, CheckedInteractions::new(rows)?)
                 })
                 .await?;
+            }
+        }
+        Change::Model {
+            tenant,
+            lineage,
+            version,
+        } => {
+            let served = engine.model_info(&tenant).ok().flatten();
+            if engine.lineage(&tenant).ok() == Some(lineage)
+                && served.is_none_or(|m| m.version < version)
+            {
+                load_model(state, &tenant).await?;
             }
         }
         Change::Resync => resync(state).await,

@@ -25,11 +25,12 @@ mod rows;
 mod settings;
 mod sqlite;
 mod store;
+mod trained;
 
 pub use crate::redis::{RedisCache, Tier};
 pub use error::{Result, StorageError};
 pub use feed::ChangeFeed;
-pub use model::{DbSearch, LoadSink, Loaded, PoolStats, TenantRecord};
+pub use model::{DbSearch, LoadSink, Loaded, PoolStats, TenantRecord, TrainingLock};
 pub use notice::Change;
 pub use postgres::PgStore;
 pub use settings::{PostgresSettings, RedisSettings, SqliteSettings};

@@ -61,6 +61,15 @@ pub struct TenantRecord {
     pub version: Stamp,
 }
 
+/// Held while this server trains a tenant's model: with PostgreSQL, a transaction-scoped
+/// advisory lock, so servers sharing the database train a tenant one at a time (dropping it
+/// ends the transaction and frees the lock, also when the process dies); with SQLite, whose
+/// file one server owns, nothing more than the server's own guard.
+#[derive(Debug)]
+pub struct TrainingLock {
+    pub(crate) _held: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+}
+
 /// Where [`Store::load_tenant`] puts what it reads.
 pub trait LoadSink {
     /// The tenant's record, before any row.

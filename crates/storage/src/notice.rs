@@ -19,6 +19,7 @@ pub(crate) enum ChangeKind {
     Entities,
     EntityDeleted,
     Interactions,
+    Model,
 }
 
 impl ChangeKind {
@@ -29,6 +30,7 @@ impl ChangeKind {
             ChangeKind::Entities => "entities",
             ChangeKind::EntityDeleted => "entity_deleted",
             ChangeKind::Interactions => "interactions",
+            ChangeKind::Model => "model",
         }
     }
 }
@@ -87,6 +89,15 @@ pub enum Change {
         /// The change; fetch its rows with [`crate::PgStore::interactions_in_batch`].
         change: ChangeId,
     },
+    /// A collaborative model was kept: version `version` of the tenant's incarnation `lineage`.
+    Model {
+        /// The tenant.
+        tenant: TenantName,
+        /// The incarnation it was trained for.
+        lineage: Lineage,
+        /// Its version; fetch it with [`crate::Store::load_model`].
+        version: u64,
+    },
     /// Notices may have been missed: reload everything.
     Resync,
 }
@@ -130,6 +141,14 @@ pub(crate) fn parse(payload: &str) -> Result<Change> {
             tenant,
             change: change(rest)?.0,
         },
+        "model" => {
+            let (l, v, _) = split_change(rest).ok_or_else(bad)?;
+            Change::Model {
+                tenant,
+                lineage: lineage(l)?,
+                version: v.parse::<u64>().map_err(corrupt)?,
+            }
+        }
         "entity_deleted" => {
             let (change, id) = change(rest)?;
             Change::EntityDeleted {
@@ -184,6 +203,15 @@ mod tests {
             Change::Interactions {
                 tenant: t.clone(),
                 change: change(99, 3)
+            }
+        );
+        let m = notice("me", ChangeKind::Model, &t, "7 4");
+        assert_eq!(
+            parse(&m).unwrap(),
+            Change::Model {
+                tenant: t.clone(),
+                lineage: Lineage::new(7),
+                version: 4
             }
         );
         assert!(parse("garbage").is_err());

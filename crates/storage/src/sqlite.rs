@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use reco_engine::{
     ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, Lineage,
-    NewEntity, Stamp, TenantName, TenantSpec,
+    ModelParts, NewEntity, Stamp, TenantName, TenantSpec,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool};
+use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool};
 
 use crate::error::{Result, StorageError, unavailable};
 use crate::group_commit::GroupCommit;
@@ -17,6 +17,7 @@ use crate::load::Snapshot;
 use crate::model::{PoolStats, TenantRecord};
 use crate::rows;
 use crate::settings::SqliteSettings;
+use crate::trained::{self, COLUMNS, ModelRow};
 
 /// The embedded backend.
 #[derive(Debug, Clone)]
@@ -192,6 +193,66 @@ impl SqliteStore {
         let stamp = bump(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(Some(stamp))
+    }
+
+    /// Keeps a model unless the tenant's stored one is as new or newer; true when kept.
+    pub async fn save_model(&self, tenant: &TenantName, parts: &ModelParts) -> Result<bool> {
+        let c = trained::columns(parts);
+        let kept = sqlx::query(
+            "INSERT INTO models (tenant, version, trained_at, interactions, users, items, \
+               factors, seconds, recorded, params, item_ids, item_factors) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (tenant) DO UPDATE SET version = excluded.version, \
+               trained_at = excluded.trained_at, interactions = excluded.interactions, \
+               users = excluded.users, items = excluded.items, factors = excluded.factors, \
+               seconds = excluded.seconds, recorded = excluded.recorded, \
+               params = excluded.params, item_ids = excluded.item_ids, \
+               item_factors = excluded.item_factors \
+             WHERE models.version < excluded.version",
+        )
+        .bind(tenant.as_str())
+        .bind(c.version)
+        .bind(c.trained_at)
+        .bind(c.interactions)
+        .bind(c.users)
+        .bind(c.items)
+        .bind(c.factors)
+        .bind(c.seconds)
+        .bind(c.recorded)
+        .bind(&c.params)
+        .bind(&c.item_ids)
+        .bind(&c.item_factors)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StorageError::TenantNotFound(tenant.clone())
+            }
+            _ => e.into(),
+        })?
+        .rows_affected();
+        Ok(kept > 0)
+    }
+
+    /// The tenant's stored model, when it has one.
+    pub async fn load_model(&self, tenant: &TenantName) -> Result<Option<ModelParts>> {
+        let row: Option<ModelRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM models WHERE tenant = $1"
+        )))
+        .bind(tenant.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(trained::parts).transpose()
+    }
+
+    /// The version of the tenant's stored model, when it has one.
+    pub async fn model_version(&self, tenant: &TenantName) -> Result<Option<u64>> {
+        let version: Option<(i64,)> =
+            sqlx::query_as("SELECT version FROM models WHERE tenant = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(version.map(|(v,)| v.unsigned_abs()))
     }
 
     /// Records interactions and returns their stamp once committed. An empty batch changes

@@ -3,14 +3,14 @@
 
 use indicatif::ProgressBar;
 use reco_engine::{
-    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Lineage, NewEntity,
-    TenantName, TenantSpec,
+    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Lineage, ModelParts,
+    NewEntity, TenantName, TenantSpec,
 };
 
 use crate::error::{Result, StorageError};
 use crate::feed::ChangeFeed;
 use crate::load::load;
-use crate::model::{DbSearch, LoadSink, Loaded, PoolStats};
+use crate::model::{DbSearch, LoadSink, Loaded, PoolStats, TrainingLock};
 use crate::postgres::PgStore;
 use crate::rows;
 use crate::settings::{PostgresSettings, SqliteSettings};
@@ -163,6 +163,32 @@ impl Store {
     /// The tenant a key hash opens.
     pub async fn find_api_key(&self, hash: [u8; 32]) -> Result<Option<TenantName>> {
         each!(self, s => s.find_api_key(hash).await)
+    }
+
+    /// Keeps a trained model unless the tenant's stored one is as new or newer (versions only
+    /// go up); true when kept. With PostgreSQL every server hears of it through the feed
+    /// ([`crate::Change::Model`]).
+    pub async fn save_model(&self, tenant: &TenantName, parts: &ModelParts) -> Result<bool> {
+        each!(self, s => s.save_model(tenant, parts).await)
+    }
+
+    /// The tenant's stored model, when it has one.
+    pub async fn load_model(&self, tenant: &TenantName) -> Result<Option<ModelParts>> {
+        each!(self, s => s.load_model(tenant).await)
+    }
+
+    /// The version of the tenant's stored model, when it has one.
+    pub async fn model_version(&self, tenant: &TenantName) -> Result<Option<u64>> {
+        each!(self, s => s.model_version(tenant).await)
+    }
+
+    /// The right to train the tenant's model now, `None` while another server trains it
+    /// (PostgreSQL's advisory lock; SQLite's file has one server, which guards itself).
+    pub async fn training_lock(&self, tenant: &TenantName) -> Result<Option<TrainingLock>> {
+        match self {
+            Store::Postgres(s) => s.training_lock(tenant).await,
+            Store::Sqlite(_) => Ok(Some(TrainingLock { _held: None })),
+        }
     }
 
     /// Top-k ranked by pgvector: the `database` ranking mode.

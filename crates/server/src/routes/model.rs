@@ -8,6 +8,7 @@ use crate::admission::{Admitted, Refusals};
 use crate::api::ModelStatus;
 use crate::error::ApiError;
 use crate::state::Training;
+use crate::sync::{self, SyncError};
 
 /// Interactions still to arrive before a training starts by itself, counted from the served
 /// model's training (or from none); `None` when trainings start only when asked.
@@ -49,7 +50,7 @@ pub async fn get_model(state: Data, admitted: Admitted) -> Result<HttpResponse, 
     }
 }
 
-/// Starts a training of `tenant`'s model in the background unless one runs; true when it
+/// Starts a training of `tenant`'s model in the background unless one runs here; true when it
 /// started one.
 pub(crate) fn start_training(state: &Data, tenant: &reco_engine::TenantName) -> bool {
     {
@@ -62,21 +63,21 @@ pub(crate) fn start_training(state: &Data, tenant: &reco_engine::TenantName) -> 
         }
         trainings.insert(tenant.clone(), Training::Running);
     }
-    // The training computes for as long as it takes, on the blocking pool and its own
-    // threads: never on a request's path.
     let (worker, name) = (state.clone(), tenant.clone());
-    tokio::task::spawn_blocking(move || {
-        let outcome = worker
-            .engine
-            .train_collaborative(&name, &LearnParams::default());
+    tokio::spawn(async move {
+        let outcome = train(&worker, &name).await;
         let mut trainings = worker
             .trainings
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match outcome {
-            Ok(info) => {
+            Ok(Some(info)) => {
                 trainings.remove(&name);
                 tracing::info!(tenant = %name, version = info.version, seconds = info.seconds, "collaborative model trained");
+            }
+            Ok(None) => {
+                trainings.remove(&name);
+                tracing::info!(tenant = %name, "another server trains this tenant's model; its model will be loaded when kept");
             }
             Err(e) => {
                 tracing::warn!(tenant = %name, error = %e, "collaborative training failed");
@@ -85,6 +86,33 @@ pub(crate) fn start_training(state: &Data, tenant: &reco_engine::TenantName) -> 
         }
     });
     true
+}
+
+/// One training: under the tenant's training lock (servers sharing PostgreSQL train a tenant
+/// one at a time; `None` when another holds it), after loading any newer model another server
+/// kept (so versions follow each other), computed on the blocking pool and the learner's own
+/// threads, never on a request's path, and then kept in storage, which tells the other servers.
+async fn train(
+    state: &Data,
+    tenant: &reco_engine::TenantName,
+) -> Result<Option<ModelInfo>, SyncError> {
+    let Some(lock) = state.store.training_lock(tenant).await? else {
+        return Ok(None);
+    };
+    sync::load_model(state, tenant).await?;
+    let (engine, name) = (state.engine.clone(), tenant.clone());
+    let info = tokio::task::spawn_blocking(move || {
+        engine.train_collaborative(&name, &LearnParams::default())
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    if let Some(parts) = state.engine.model_parts(tenant)?
+        && parts.info.version == info.version
+    {
+        state.store.save_model(tenant, &parts).await?;
+    }
+    drop(lock);
+    Ok(Some(info))
 }
 
 /// After interactions were recorded: starts a training when `train_after` interactions arrived

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, error_code, fresh_database, ids, seeded};
+use crate::helpers::{Backend, TestApp, error_code, fresh_database, ids, mall, seeded};
 
 macro_rules! both {
     ($($test:ident),* $(,)?) => {
@@ -557,26 +557,7 @@ async fn writes_are_visible_at_once_despite_the_cache(backend: Backend) {
 /// answers "also liked" and user recommendations by the documented strategies.
 async fn collaborative_models_train_in_the_background_and_answer(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    assert_eq!(app.create_tenant("mall", 2, "dot").await.status(), 201);
-    let entities: Vec<Value> = (0..20)
-        .map(|n| json!({"id": format!("e{n}"), "vector": if n % 2 == 0 { [1.0, 0.1] } else { [0.1, 1.0] }}))
-        .collect();
-    assert_eq!(
-        app.upsert("mall", Value::from(entities)).await.status(),
-        200
-    );
-    let mut likes = Vec::new();
-    for u in 0..30usize {
-        let base = if u < 15 { 0 } else { 10 };
-        for n in base..base + 10 {
-            if !(u * 7 + n * 3).is_multiple_of(5) {
-                likes.push(
-                    json!({"user": format!("u{u}"), "entity": format!("e{n}"), "kind": "like"}),
-                );
-            }
-        }
-    }
-    assert_eq!(app.interact("mall", Value::from(likes)).await.status(), 200);
+    mall(&app).await;
     let status = |path: &'static str| {
         let app = &app;
         async move { app.get(path).await.status().as_u16() }

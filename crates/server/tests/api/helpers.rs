@@ -221,6 +221,63 @@ pub async fn seeded(backend: Backend) -> TestApp {
     app
 }
 
+/// `mall` (dot product, 2 dimensions): entities 0..10 are liked together by users `u0`..`u14`,
+/// 10..20 by `u15`..`u29`, about four in five each; the content vectors say nothing of it
+/// (they alternate between two directions by parity).
+pub async fn mall(app: &TestApp) {
+    assert_eq!(app.create_tenant("mall", 2, "dot").await.status(), 201);
+    let entities: Vec<Value> = (0..20)
+        .map(|n| json!({"id": format!("e{n}"), "vector": if n % 2 == 0 { [1.0, 0.1] } else { [0.1, 1.0] }}))
+        .collect();
+    assert_eq!(
+        app.upsert("mall", Value::from(entities)).await.status(),
+        200
+    );
+    let mut likes = Vec::new();
+    for u in 0..30usize {
+        let base = if u < 15 { 0 } else { 10 };
+        for n in base..base + 10 {
+            if !(u * 7 + n * 3).is_multiple_of(5) {
+                likes.push(
+                    json!({"user": format!("u{u}"), "entity": format!("e{n}"), "kind": "like"}),
+                );
+            }
+        }
+    }
+    assert_eq!(app.interact("mall", Value::from(likes)).await.status(), 200);
+}
+
+/// Asks `app` to train `tenant`'s model and waits until its status is ready at `version`.
+pub async fn train(app: &TestApp, tenant: &str, version: u64) -> Value {
+    let started = app
+        .admin(Method::POST, &format!("/v1/tenants/{tenant}/model/train"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    model_at(app, tenant, version).await
+}
+
+/// Waits (at most 20 s) until `app` serves `tenant`'s model at `version`, ready.
+pub async fn model_at(app: &TestApp, tenant: &str, version: u64) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let response = app.get(&format!("/v1/tenants/{tenant}/model")).await;
+        if response.status() == 200 {
+            let model: Value = response.json().await.unwrap();
+            if model["state"] == "ready" && model["version"] == version {
+                return model;
+            }
+            assert!(model["state"] != "failed", "the training failed: {model}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{tenant}'s model never reached version {version}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
 /// The ids of a `{"results": [...]}` answer.
 pub async fn ids(response: Response) -> Vec<String> {
     assert_eq!(response.status(), 200);

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::helpers::{Backend, TestApp, error_code, ids, seeded};
+use crate::helpers::{Backend, TestApp, error_code, ids, mall, model_at, seeded, train};
 
 /// Polls `check` until it holds, for at most `within`.
 async fn eventually<F, Fut>(within: Duration, mut check: F)
@@ -318,4 +318,75 @@ async fn shutdown_finishes_requests_in_flight() {
         .send()
         .await;
     assert!(after.is_err(), "the server stopped");
+}
+
+/// The body of a GET on `app`, after checking it answered 200.
+async fn body(app: &TestApp, path: &str) -> Value {
+    let response = app.get(path).await;
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+/// What the collaborative model answers on `app`: "also liked" for one entity, and a user's
+/// recommendations.
+async fn collaborative_answers(app: &TestApp) -> (Value, Value) {
+    let similar = body(
+        app,
+        "/v1/tenants/mall/entities/e3/similar?space=collaborative&k=6",
+    )
+    .await;
+    let user = body(
+        app,
+        "/v1/tenants/mall/users/u17/recommendations?strategy=collaborative&k=6",
+    )
+    .await;
+    (similar["results"].clone(), user)
+}
+
+/// A model trained on one server is kept in PostgreSQL: another server loads it through the
+/// feed and answers alike, a model trained there comes back the other way with the next
+/// version, and a restarted server serves the newest without training.
+#[tokio::test]
+async fn a_model_trained_on_one_server_is_served_by_the_others_and_after_restarts() {
+    let a = TestApp::spawn(Backend::Postgres).await;
+    mall(&a).await;
+    let b = TestApp::start(a.settings.clone()).await;
+    let trained = train(&a, "mall", 1).await;
+    let loaded = model_at(&b, "mall", 1).await;
+    for field in ["trained_at", "users", "items", "factors", "interactions"] {
+        assert_eq!(loaded[field], trained[field], "{field}");
+    }
+    let on_a = collaborative_answers(&a).await;
+    assert_eq!(collaborative_answers(&b).await, on_a);
+    assert_eq!(on_a.1["strategy"], "collaborative");
+    // b trains the next version; a loads it.
+    train(&b, "mall", 2).await;
+    model_at(&a, "mall", 2).await;
+    let newest = collaborative_answers(&b).await;
+    assert_eq!(collaborative_answers(&a).await, newest);
+    // Restarted, a server serves the newest model as soon as it is ready, with no training.
+    let settings = a.settings.clone();
+    drop(a);
+    drop(b);
+    let c = TestApp::start(settings).await;
+    let model = body(&c, "/v1/tenants/mall/model").await;
+    assert_eq!(
+        (model["version"].clone(), model["state"].clone()),
+        (json!(2), json!("ready"))
+    );
+    assert_eq!(collaborative_answers(&c).await, newest);
+}
+
+#[tokio::test]
+async fn the_embedded_database_keeps_the_model_across_a_restart() {
+    let first = TestApp::spawn(Backend::Sqlite).await;
+    mall(&first).await;
+    train(&first, "mall", 1).await;
+    let before = collaborative_answers(&first).await;
+    let settings = first.settings.clone();
+    drop(first);
+    let second = TestApp::start(settings).await;
+    let model = body(&second, "/v1/tenants/mall/model").await;
+    assert_eq!(model["version"], 1);
+    assert_eq!(collaborative_answers(&second).await, before);
 }

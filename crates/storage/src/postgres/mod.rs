@@ -24,6 +24,7 @@ use crate::rows;
 use crate::settings::PostgresSettings;
 
 mod groups;
+mod models;
 mod search;
 mod snapshot;
 

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use reco_engine::{CheckedEntities, Created, Metric, Stamp};
+use reco_engine::{
+    CheckedEntities, Created, EntityId, LearnParams, Metric, ModelInfo, ModelParts, Stamp,
+};
 use reco_storage::{StorageError, Store};
 
 use crate::helpers::{
@@ -32,6 +34,7 @@ suite!(
     streams_page_through_large_tenants,
     api_keys_are_found_by_hash,
     loading_reports_progress,
+    models_are_kept_by_version_and_go_with_their_tenant,
 );
 
 async fn tenants_are_made_once_and_conflicts_refused(backend: Backend) {
@@ -514,4 +517,65 @@ async fn load(
         .expect("the tenant exists");
     assert_eq!(sink.records, vec![loaded.record]);
     loaded
+}
+
+fn model(version: u64, items: usize) -> ModelParts {
+    let factors = 3;
+    ModelParts {
+        info: ModelInfo {
+            version,
+            trained_at: 1_000 * i64::try_from(version).unwrap(),
+            interactions: 10 * items,
+            users: 5,
+            items,
+            factors,
+            seconds: 0.5,
+            fold_ins: 0,
+            recorded: 12,
+        },
+        params: LearnParams {
+            factors,
+            seed: version,
+            ..LearnParams::default()
+        },
+        items: (0..items)
+            .map(|n| EntityId::parse(&format!("item-{n}")).unwrap())
+            .collect(),
+        factors: (0..items * factors)
+            .map(|n| f32::from(u16::try_from(n).unwrap()) * 0.25 - 1.0)
+            .collect(),
+    }
+}
+
+async fn models_are_kept_by_version_and_go_with_their_tenant(backend: Backend) {
+    let (fixture, store) = Fixture::new(backend).await;
+    let t = tenant("shop");
+    assert!(matches!(
+        store.save_model(&t, &model(1, 4)).await,
+        Err(StorageError::TenantNotFound(_))
+    ));
+    store.create_tenant(&t, spec(4, Metric::Dot)).await.unwrap();
+    assert_eq!(store.load_model(&t).await.unwrap(), None);
+    assert_eq!(store.model_version(&t).await.unwrap(), None);
+    assert!(store.save_model(&t, &model(1, 4)).await.unwrap());
+    assert!(store.save_model(&t, &model(2, 6)).await.unwrap());
+    // An older or equal version changes nothing: versions only go up.
+    assert!(!store.save_model(&t, &model(2, 9)).await.unwrap());
+    assert!(!store.save_model(&t, &model(1, 4)).await.unwrap());
+    assert_eq!(store.model_version(&t).await.unwrap(), Some(2));
+    // What a restart reads back is the model kept, exactly (the threads are this machine's).
+    drop(store);
+    let store = fixture.open().await;
+    let mut loaded = store.load_model(&t).await.unwrap().unwrap();
+    loaded.params.threads = model(2, 6).params.threads;
+    assert_eq!(loaded, model(2, 6));
+    // The training lock is given (that a second holder is refused meanwhile is PostgreSQL's:
+    // see `one_server_trains_at_a_time_and_the_others_hear_of_the_model`).
+    let held = store.training_lock(&t).await.unwrap();
+    assert!(held.is_some());
+    drop(held);
+    // Deleting the tenant deletes its model.
+    store.delete_tenant(&t).await.unwrap();
+    store.create_tenant(&t, spec(4, Metric::Dot)).await.unwrap();
+    assert_eq!(store.load_model(&t).await.unwrap(), None);
 }

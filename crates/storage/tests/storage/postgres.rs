@@ -589,3 +589,81 @@ async fn a_group_locks_its_tenants_in_name_order() {
     to_b.await.unwrap().unwrap();
     to_a.await.unwrap().unwrap();
 }
+
+/// Servers sharing the database train a tenant one at a time: the advisory lock goes to one
+/// holder until it is dropped (also when its connection dies with its process), and a kept
+/// model is announced to every server with its incarnation and version.
+#[tokio::test]
+async fn one_server_trains_at_a_time_and_the_others_hear_of_the_model() {
+    let (fixture, one) = Fixture::new(Backend::Postgres).await;
+    let two = fixture.open().await;
+    let t = tenant("shop");
+    let (_, lineage) = one.create_tenant(&t, spec(4, Metric::Dot)).await.unwrap();
+    let mut feed = two.subscribe().await.unwrap().unwrap();
+    let held = one.training_lock(&t).await.unwrap().expect("free at first");
+    assert!(
+        two.training_lock(&t).await.unwrap().is_none(),
+        "held by the first"
+    );
+    assert!(
+        one.training_lock(&tenant("other")).await.unwrap().is_some(),
+        "one lock per tenant"
+    );
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let again = loop {
+        if let Some(lock) = two.training_lock(&t).await.unwrap() {
+            break lock;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    drop(again);
+    let parts = reco_engine::ModelParts {
+        info: reco_engine::ModelInfo {
+            version: 1,
+            trained_at: 5,
+            interactions: 1,
+            users: 1,
+            items: 1,
+            factors: 2,
+            seconds: 0.1,
+            fold_ins: 0,
+            recorded: 1,
+        },
+        params: reco_engine::LearnParams {
+            factors: 2,
+            ..reco_engine::LearnParams::default()
+        },
+        items: vec![EntityId::parse("a").unwrap()],
+        factors: vec![1.0, 2.0],
+    };
+    assert!(one.save_model(&t, &parts).await.unwrap());
+    let heard = loop {
+        let change = tokio::time::timeout(Duration::from_secs(1), feed.next())
+            .await
+            .expect("within a second")
+            .unwrap();
+        if let Change::Model { .. } = change {
+            break change;
+        }
+    };
+    assert_eq!(
+        heard,
+        Change::Model {
+            tenant: t.clone(),
+            lineage,
+            version: 1
+        }
+    );
+    // A model not kept (not newer) is not announced.
+    assert!(!one.save_model(&t, &parts).await.unwrap());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), feed.next())
+            .await
+            .is_err()
+    );
+}

@@ -1,0 +1,220 @@
+//! Collaborative models as both backends keep them: one row per tenant, its newest version,
+//! with the item ids and factors as blobs and the training parameters as JSON. This module
+//! turns [`ModelParts`] into those columns and back; a row that does not read back into a model
+//! is corrupt, never half-served.
+
+use reco_engine::{EntityId, LearnParams, ModelInfo, ModelParts};
+
+use crate::error::Result;
+use crate::rows::{corrupt, vector_from_blob, vector_to_blob};
+
+/// The selected columns of a model row, in this order, in either backend.
+pub(crate) const COLUMNS: &str = "version, trained_at, interactions, users, items, \
+     CAST(factors AS BIGINT), seconds, recorded, params, item_ids, item_factors";
+
+/// A model row as both backends read it (see [`COLUMNS`]).
+pub(crate) type ModelRow = (
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    f64,
+    i64,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+);
+
+/// A model's columns, ready to bind in the order of [`COLUMNS`] (factors as an `i64`).
+pub(crate) struct Columns {
+    pub version: i64,
+    pub trained_at: i64,
+    pub interactions: i64,
+    pub users: i64,
+    pub items: i64,
+    pub factors: i64,
+    pub seconds: f64,
+    pub recorded: i64,
+    pub params: String,
+    pub item_ids: Vec<u8>,
+    pub item_factors: Vec<u8>,
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn uncount(n: i64, what: &str) -> Result<usize> {
+    usize::try_from(n).map_err(|_| corrupt(format!("a model's {what} `{n}`")))
+}
+
+/// A model as columns.
+pub(crate) fn columns(parts: &ModelParts) -> Columns {
+    let info = &parts.info;
+    Columns {
+        version: i64::try_from(info.version).unwrap_or(i64::MAX),
+        trained_at: info.trained_at,
+        interactions: count(info.interactions),
+        users: count(info.users),
+        items: count(info.items),
+        factors: count(info.factors),
+        seconds: info.seconds,
+        recorded: i64::try_from(info.recorded).unwrap_or(i64::MAX),
+        params: params_to_json(&parts.params),
+        item_ids: ids_to_blob(&parts.items),
+        item_factors: vector_to_blob(&parts.factors),
+    }
+}
+
+/// A model row read back.
+pub(crate) fn parts(row: ModelRow) -> Result<ModelParts> {
+    let (version, trained_at, interactions, users, items, factors, seconds, recorded) =
+        (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7);
+    let info = ModelInfo {
+        version: u64::try_from(version).map_err(|_| corrupt("a model's version"))?,
+        trained_at,
+        interactions: uncount(interactions, "interactions")?,
+        users: uncount(users, "users")?,
+        items: uncount(items, "items")?,
+        factors: uncount(factors, "factors")?,
+        seconds,
+        fold_ins: 0,
+        recorded: u64::try_from(recorded).map_err(|_| corrupt("a model's interaction count"))?,
+    };
+    let mut params = params_from_json(&row.8)?;
+    if params.factors != info.factors {
+        return Err(corrupt("a model whose parameters name other factors"));
+    }
+    params.threads = LearnParams::default().threads;
+    Ok(ModelParts {
+        info,
+        params,
+        items: ids_from_blob(&row.9)?,
+        factors: vector_from_blob(&row.10)?,
+    })
+}
+
+/// The parameters a fold-in and a later reader need; the threads are this machine's, not kept.
+fn params_to_json(p: &LearnParams) -> String {
+    serde_json::json!({
+        "factors": p.factors,
+        "iterations": p.iterations,
+        "regularization": p.regularization,
+        "frequency_scaling": p.frequency_scaling,
+        "unobserved_weight": p.unobserved_weight,
+        "confidence": p.confidence,
+        "init_scale": p.init_scale,
+        "seed": p.seed,
+    })
+    .to_string()
+}
+
+fn params_from_json(text: &str) -> Result<LearnParams> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| corrupt(format!("a model's parameters: {e}")))?;
+    let bad = |field: &str| corrupt(format!("a model's parameter `{field}`"));
+    let float = |field: &str| value[field].as_f64().ok_or_else(|| bad(field));
+    let whole = |field: &str| value[field].as_u64().ok_or_else(|| bad(field));
+    let size = |field: &str| whole(field).and_then(|n| usize::try_from(n).map_err(|_| bad(field)));
+    Ok(LearnParams {
+        factors: size("factors")?,
+        iterations: size("iterations")?,
+        regularization: float("regularization")?,
+        frequency_scaling: float("frequency_scaling")?,
+        unobserved_weight: float("unobserved_weight")?,
+        confidence: float("confidence")?,
+        init_scale: float("init_scale")?,
+        seed: whole("seed")?,
+        ..LearnParams::default()
+    })
+}
+
+/// Ids one after another, each its length in two little-endian bytes (ids are at most 256
+/// bytes) and then its bytes.
+fn ids_to_blob(ids: &[EntityId]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ids.iter().map(|id| id.as_str().len() + 2).sum());
+    for id in ids {
+        let bytes = id.as_str().as_bytes();
+        let length = u16::try_from(bytes.len()).expect("an id is at most 256 bytes");
+        out.extend_from_slice(&length.to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+fn ids_from_blob(mut blob: &[u8]) -> Result<Vec<EntityId>> {
+    let mut ids = Vec::new();
+    while !blob.is_empty() {
+        let (Some(&low), Some(&high)) = (blob.first(), blob.get(1)) else {
+            return Err(corrupt("a model's item ids end inside a length"));
+        };
+        let length = usize::from(u16::from_le_bytes([low, high]));
+        let bytes = blob
+            .get(2..2 + length)
+            .ok_or_else(|| corrupt("a model's item ids end inside an id"))?;
+        let text = std::str::from_utf8(bytes).map_err(corrupt)?;
+        ids.push(EntityId::parse(text).map_err(corrupt)?);
+        blob = &blob[2 + length..];
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ModelParts {
+        ModelParts {
+            info: ModelInfo {
+                version: 3,
+                trained_at: 1_700_000_000_000,
+                interactions: 9,
+                users: 4,
+                items: 2,
+                factors: 2,
+                seconds: 0.25,
+                fold_ins: 0,
+                recorded: 11,
+            },
+            params: LearnParams {
+                factors: 2,
+                seed: 99,
+                regularization: 0.05,
+                ..LearnParams::default()
+            },
+            items: vec![
+                EntityId::parse("a").unwrap(),
+                EntityId::parse(&"é".repeat(128)).unwrap(),
+            ],
+            factors: vec![0.5, -1.0, 2.0, f32::MIN_POSITIVE],
+        }
+    }
+
+    #[test]
+    fn a_model_round_trips_through_its_columns() {
+        let parts = sample();
+        let c = columns(&parts);
+        let row = (
+            c.version,
+            c.trained_at,
+            c.interactions,
+            c.users,
+            c.items,
+            c.factors,
+            c.seconds,
+            c.recorded,
+            c.params,
+            c.item_ids,
+            c.item_factors,
+        );
+        assert_eq!(super::parts(row.clone()).unwrap(), parts);
+        let mut cut = row.clone();
+        cut.9.pop();
+        assert!(super::parts(cut).is_err(), "ids cut short");
+        let mut other = row;
+        other.5 = 3;
+        assert!(super::parts(other).is_err(), "factors that disagree");
+    }
+}
