@@ -223,13 +223,7 @@ impl SqliteStore {
         .bind(&c.item_ids)
         .bind(&c.item_factors)
         .execute(&self.pool)
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                StorageError::TenantNotFound(tenant.clone())
-            }
-            _ => e.into(),
-        })?
+        .await?
         .rows_affected();
         Ok(kept > 0)
     }

@@ -169,6 +169,9 @@ impl Store {
     /// go up); true when kept. With PostgreSQL every server hears of it through the feed
     /// ([`crate::Change::Model`]).
     pub async fn save_model(&self, tenant: &TenantName, parts: &ModelParts) -> Result<bool> {
+        if self.tenant(tenant).await?.is_none() {
+            return Err(StorageError::TenantNotFound(tenant.clone()));
+        }
         each!(self, s => s.save_model(tenant, parts).await)
     }
 

@@ -70,8 +70,19 @@ pub(crate) fn columns(parts: &ModelParts) -> Columns {
 
 /// A model row read back.
 pub(crate) fn parts(row: ModelRow) -> Result<ModelParts> {
-    let (version, trained_at, interactions, users, items, factors, seconds, recorded) =
-        (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7);
+    let (
+        version,
+        trained_at,
+        interactions,
+        users,
+        items,
+        factors,
+        seconds,
+        recorded,
+        params,
+        item_ids,
+        item_factors,
+    ) = row;
     let info = ModelInfo {
         version: u64::try_from(version).map_err(|_| corrupt("a model's version"))?,
         trained_at,
@@ -83,7 +94,7 @@ pub(crate) fn parts(row: ModelRow) -> Result<ModelParts> {
         fold_ins: 0,
         recorded: u64::try_from(recorded).map_err(|_| corrupt("a model's interaction count"))?,
     };
-    let mut params = params_from_json(&row.8)?;
+    let mut params = params_from_json(&params)?;
     if params.factors != info.factors {
         return Err(corrupt("a model whose parameters name other factors"));
     }
@@ -91,8 +102,8 @@ pub(crate) fn parts(row: ModelRow) -> Result<ModelParts> {
     Ok(ModelParts {
         info,
         params,
-        items: ids_from_blob(&row.9)?,
-        factors: vector_from_blob(&row.10)?,
+        items: ids_from_blob(&item_ids)?,
+        factors: vector_from_blob(&item_factors)?,
     })
 }
 

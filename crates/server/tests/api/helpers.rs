@@ -260,7 +260,7 @@ pub async fn train(app: &TestApp, tenant: &str, version: u64) -> Value {
 
 /// Waits (at most 20 s) until `app` serves `tenant`'s model at `version`, ready.
 pub async fn model_at(app: &TestApp, tenant: &str, version: u64) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let response = app.get(&format!("/v1/tenants/{tenant}/model")).await;
         if response.status() == 200 {
@@ -271,10 +271,10 @@ pub async fn model_at(app: &TestApp, tenant: &str, version: u64) -> Value {
             assert!(model["state"] != "failed", "the training failed: {model}");
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "{tenant}'s model never reached version {version}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
