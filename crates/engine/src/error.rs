@@ -62,6 +62,11 @@ pub enum EngineError {
     /// The tenant has no collaborative model yet: it has not been trained.
     #[error("tenant `{0}` has no collaborative model yet")]
     NoModel(TenantName),
+    /// The question needs content vectors, and the tenant keeps none.
+    #[error(
+        "tenant `{0}` keeps no content vectors: ask in the collaborative space (`space=collaborative`, or a user's `strategy=auto` or `collaborative`)"
+    )]
+    NoContentVectors(TenantName),
     /// None of the examples of a recommendation exist, so there is nothing to rank against.
     #[error("none of the examples exist: {0}")]
     NoUsableExamples(String),

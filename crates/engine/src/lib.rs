@@ -82,7 +82,7 @@ pub use config::{
     CacheConfig, Clock, EngineConfig, KindWeights, ManualClock, SearchConfig, SystemClock,
 };
 pub use engine::{
-    Applied, Created, Engine, Installed, ModelInfo, ModelParts, Prepared, StagedTenant,
+    Applied, Created, Engine, Installed, Learning, ModelInfo, ModelParts, Prepared, StagedTenant,
 };
 pub use error::{EngineError, Result};
 pub use index::Filter;

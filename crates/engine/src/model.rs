@@ -169,6 +169,29 @@ pub struct TenantSpec {
 }
 
 impl TenantSpec {
+    /// A tenant that keeps no content vectors: its entities carry ids, categories, tags and
+    /// attributes, and it is served by its collaborative model and trending. Its dimension is
+    /// 0, and its metric (dot) compares nothing.
+    pub const WITHOUT_VECTORS: Self = Self {
+        dimension: 0,
+        metric: Metric::Dot,
+    };
+
+    /// The spec itself when it is valid: [`TenantSpec::WITHOUT_VECTORS`], or a dimension from 1
+    /// to [`MAX_DIMENSION`].
+    pub fn checked(self) -> Result<Self> {
+        if self == Self::WITHOUT_VECTORS {
+            Ok(self)
+        } else {
+            Self::new(self.dimension, self.metric)
+        }
+    }
+
+    /// Whether the tenant keeps content vectors.
+    pub fn has_vectors(&self) -> bool {
+        self.dimension > 0
+    }
+
     /// Checks the dimension and returns the spec.
     pub fn new(dimension: usize, metric: Metric) -> Result<Self> {
         if (1..=MAX_DIMENSION).contains(&dimension) {
@@ -195,6 +218,17 @@ impl Embedding {
 
     /// Checks `values` against a tenant's spec without taking them.
     pub fn check(values: &[f32], spec: TenantSpec) -> Result<()> {
+        if !spec.has_vectors() && !values.is_empty() {
+            return Err(EngineError::InvalidVector(
+                "this tenant keeps no content vectors: send entities without `vector`".into(),
+            ));
+        }
+        if values.is_empty() && spec.has_vectors() {
+            return Err(EngineError::InvalidVector(format!(
+                "`vector` is required: this tenant's dimension is {}",
+                spec.dimension
+            )));
+        }
         if values.len() != spec.dimension {
             return Err(EngineError::InvalidVector(format!(
                 "the vector has {} components; this tenant's dimension is {}",
@@ -208,7 +242,7 @@ impl Embedding {
                 values[position]
             )));
         }
-        if spec.metric == Metric::Cosine && values.iter().all(|v| *v == 0.0) {
+        if spec.has_vectors() && spec.metric == Metric::Cosine && values.iter().all(|v| *v == 0.0) {
             return Err(EngineError::InvalidVector(
                 "the vector is all zeros, which has no direction under cosine".into(),
             ));
@@ -343,6 +377,8 @@ pub struct TenantInfo {
     pub name: TenantName,
     /// Its fixed settings.
     pub spec: TenantSpec,
+    /// How its collaborative model is trained.
+    pub learning: crate::Learning,
     /// How many entities it holds.
     pub entities: usize,
     /// How many interactions it has recorded.

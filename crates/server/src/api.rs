@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use reco_engine::{
-    EntityId, EntityView, Example, ExampleStrategy, Filter, Interaction, InteractionKind, Metric,
-    ModelInfo, NewEntity, Ranking, RecommendRequest, Scored, SearchOptions, Space, Strategy,
-    TenantInfo, UserId, UserStrategy,
+    EntityId, EntityView, Example, ExampleStrategy, Filter, Interaction, InteractionKind,
+    LearnParams, Learning, Metric, ModelInfo, NewEntity, Ranking, RecommendRequest, Scored,
+    SearchOptions, Space, Strategy, TenantInfo, TenantSpec, UserId, UserStrategy,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -31,30 +31,128 @@ fn check_batch(len: usize, what: &str) -> Result<(), ApiError> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantBody {
-    /// The length of every vector, 1 to 16000.
-    pub dimension: usize,
-    /// `cosine`, `dot` or `euclidean`.
-    pub metric: String,
+    /// The length of every content vector, 1 to 16000; with `metric`, or neither: a tenant
+    /// without them keeps no content vectors and is served by its collaborative model.
+    #[serde(default)]
+    pub dimension: Option<usize>,
+    /// `cosine`, `dot` or `euclidean`; with `dimension`.
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// How the tenant's collaborative model is trained; every field is optional.
+    #[serde(default)]
+    pub collaborative: Option<CollaborativeBody>,
+}
+
+/// `"collaborative"` in a tenant's settings: whether it gets a model, and the training's
+/// parameters (iALS; see the README's "Learning from interactions").
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollaborativeBody {
+    /// Whether the tenant gets a model (trained when enough interactions arrived, or when
+    /// asked). Default true.
+    pub enabled: Option<bool>,
+    /// Factors per user and entity, 1 to 1024. Default 64.
+    pub factors: Option<usize>,
+    /// Sweeps over users and entities, 1 to 1000. Default 10.
+    pub iterations: Option<usize>,
+    /// The regularization, above 0. Default 0.01.
+    pub regularization: Option<f64>,
+    /// The weight of each pair a user never interacted with, 0 to 1. Default 1.
+    pub unobserved_weight: Option<f64>,
+    /// How much an interaction's weight adds to its confidence, 0 or more. Default 0.25.
+    pub confidence: Option<f64>,
+    /// How the regularization grows with a row's interactions, 0 or more. Default 1.
+    pub frequency_scaling: Option<f64>,
+    /// The seed of the initial factors. Default 42.
+    pub seed: Option<u64>,
+}
+
+impl TenantBody {
+    /// The content spec and the learning these settings ask for, checked.
+    pub fn settings(&self) -> Result<(TenantSpec, Learning), ApiError> {
+        let spec = match (self.dimension, self.metric.as_deref()) {
+            (Some(dimension), Some(name)) => TenantSpec::new(dimension, metric(name)?)?,
+            (None, None) => TenantSpec::WITHOUT_VECTORS,
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ApiError::BadRequest(
+                    "dimension and metric come together, or not at all (a tenant without \
+                     content vectors)"
+                        .into(),
+                ));
+            }
+        };
+        let c = self.collaborative.as_ref();
+        let defaults = Learning::default();
+        let p = defaults.params;
+        let params = LearnParams {
+            factors: c.and_then(|c| c.factors).unwrap_or(p.factors),
+            iterations: c.and_then(|c| c.iterations).unwrap_or(p.iterations),
+            regularization: c.and_then(|c| c.regularization).unwrap_or(p.regularization),
+            unobserved_weight: c
+                .and_then(|c| c.unobserved_weight)
+                .unwrap_or(p.unobserved_weight),
+            confidence: c.and_then(|c| c.confidence).unwrap_or(p.confidence),
+            frequency_scaling: c
+                .and_then(|c| c.frequency_scaling)
+                .unwrap_or(p.frequency_scaling),
+            seed: c.and_then(|c| c.seed).unwrap_or(p.seed),
+            ..p
+        };
+        params
+            .check()
+            .map_err(|e| ApiError::BadRequest(format!("collaborative: {e}")))?;
+        let learning = Learning {
+            enabled: c.and_then(|c| c.enabled).unwrap_or(defaults.enabled),
+            params,
+        };
+        Ok((spec, learning))
+    }
+}
+
+impl From<&Learning> for CollaborativeBody {
+    fn from(l: &Learning) -> Self {
+        let p = &l.params;
+        Self {
+            enabled: Some(l.enabled),
+            factors: Some(p.factors),
+            iterations: Some(p.iterations),
+            regularization: Some(p.regularization),
+            unobserved_weight: Some(p.unobserved_weight),
+            confidence: Some(p.confidence),
+            frequency_scaling: Some(p.frequency_scaling),
+            seed: Some(p.seed),
+        }
+    }
 }
 
 /// A tenant's settings and sizes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantView {
     pub name: String,
-    pub dimension: usize,
-    pub metric: &'static str,
+    /// Null for a tenant without content vectors.
+    pub dimension: Option<usize>,
+    /// Null for a tenant without content vectors.
+    pub metric: Option<&'static str>,
     pub entities: usize,
     pub interactions: u64,
+    /// How its collaborative model is trained.
+    pub collaborative: CollaborativeBody,
+    /// The model's status, null before its first training.
+    pub model: Option<ModelStatus>,
 }
 
-impl From<TenantInfo> for TenantView {
-    fn from(info: TenantInfo) -> Self {
+impl TenantView {
+    /// The view of a tenant, with its model's status when it has one.
+    pub fn new(info: &TenantInfo, model: Option<ModelStatus>) -> Self {
+        let vectors = info.spec.has_vectors();
         Self {
             name: info.name.to_string(),
-            dimension: info.spec.dimension,
-            metric: info.spec.metric.as_str(),
+            dimension: vectors.then_some(info.spec.dimension),
+            metric: vectors.then_some(info.spec.metric.as_str()),
             entities: info.entities,
             interactions: info.interactions,
+            collaborative: CollaborativeBody::from(&info.learning),
+            model,
         }
     }
 }
@@ -70,7 +168,9 @@ pub struct KeyView {
 #[serde(deny_unknown_fields)]
 pub struct EntityBody {
     pub id: String,
-    pub vector: Vec<f32>,
+    /// Required when the tenant has a dimension, refused when it has none.
+    #[serde(default)]
+    pub vector: Option<Vec<f32>>,
     #[serde(default)]
     pub category: Option<String>,
     #[serde(default)]
@@ -114,7 +214,7 @@ impl EntityBody {
         };
         Ok(NewEntity {
             id,
-            vector: self.vector,
+            vector: self.vector.unwrap_or_default(),
             category: self.category,
             tags: self.tags.unwrap_or_default(),
             attributes,
@@ -132,6 +232,8 @@ pub struct Upserted {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EntityOut {
     pub id: String,
+    /// Left out for a tenant without content vectors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub vector: Vec<f32>,
     pub category: Option<String>,
     pub tags: Vec<String>,
@@ -290,8 +392,9 @@ pub struct SearchQuery {
     pub score_threshold: Option<f32>,
     /// `true` scans every candidate exactly.
     pub exact: Option<bool>,
-    /// `content` (the default: the entities' vectors) or `collaborative` (the tenant's model:
-    /// "people who liked this also liked").
+    /// `content` (the entities' vectors; the default for a tenant that has them) or
+    /// `collaborative` (the tenant's model: "people who liked this also liked"; the default
+    /// for a tenant without content vectors).
     pub space: Option<String>,
     /// User recommendations only: `auto` (the default), `collaborative`, `content` or
     /// `trending`.
@@ -312,9 +415,10 @@ impl SearchQuery {
         }
     }
 
-    fn space(&self) -> Result<Space, ApiError> {
+    fn space(&self, default: Space) -> Result<Space, ApiError> {
         match self.space.as_deref() {
-            None | Some("content") => Ok(Space::Content),
+            None => Ok(default),
+            Some("content") => Ok(Space::Content),
             Some("collaborative") => Ok(Space::Collaborative),
             Some(other) => Err(ApiError::BadRequest(format!(
                 "space is content or collaborative, not `{other}`"
@@ -335,7 +439,8 @@ fn comma_list(text: Option<&str>) -> Vec<String> {
 }
 
 impl SearchQuery {
-    pub fn options(&self) -> Result<SearchOptions, ApiError> {
+    /// The options asked for; `default_space` when no `space` is named.
+    pub fn options(&self, default_space: Space) -> Result<SearchOptions, ApiError> {
         let exclude = comma_list(self.exclude.as_deref())
             .iter()
             .map(|id| EntityId::parse(id).map_err(ApiError::from))
@@ -352,7 +457,7 @@ impl SearchQuery {
             score_threshold: self.score_threshold,
             diversity: 0.0,
             exact: self.exact.unwrap_or(false),
-            space: self.space()?,
+            space: self.space(default_space)?,
         })
     }
 }

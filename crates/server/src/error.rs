@@ -179,6 +179,7 @@ impl From<EngineError> for ApiError {
                     | EngineError::OutOfOrder { .. }
                     | EngineError::NoModel(_)
                     | EngineError::NotLearnt(_)
+                    | EngineError::NoContentVectors(_)
                     | EngineError::NoUsableExamples(_) => ApiError::BadRequest(message),
                 }
             }
@@ -192,6 +193,7 @@ impl From<EngineError> for ApiError {
             EngineError::NoModel(_) | EngineError::NotLearnt(_) => {
                 ApiError::NotFound(e.to_string())
             }
+            EngineError::NoContentVectors(_) => ApiError::BadRequest(e.to_string()),
             EngineError::NoUsableExamples(m) => {
                 ApiError::NotFound(format!("none of the examples exist: {m}"))
             }

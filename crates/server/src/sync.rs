@@ -140,6 +140,7 @@ impl LoadSink for Restore<'_> {
                 record.version,
             )
             .map_err(|e| refused(&e))?;
+        staged.set_learning(record.learning);
         self.staged = Some(staged);
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The one error type of the storage crate.
 
-use reco_engine::{Metric, TenantName};
+use reco_engine::TenantName;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,14 +22,12 @@ pub enum StorageError {
     #[error("tenant `{0}` does not exist")]
     TenantNotFound(TenantName),
     /// The tenant exists with other settings.
-    #[error("tenant `{name}` already exists with dimension {dimension} and metric {metric}")]
+    #[error("tenant `{name}` already exists with other settings: {settings}")]
     TenantConflict {
         /// The tenant.
         name: TenantName,
-        /// Its stored dimension.
-        dimension: usize,
-        /// Its stored metric.
-        metric: Metric,
+        /// The settings it has, in words.
+        settings: String,
     },
     /// A row to write is invalid for its tenant (item `index` of the batch); nothing was written.
     #[error("item {index} of the batch is invalid: {reason}")]

@@ -3,7 +3,7 @@
 //! here, apart from [`crate::Store`], so that the backends depend on this module and not on the
 //! facade that depends on them.
 
-use reco_engine::{EntityId, Filter, Interaction, Lineage, NewEntity, Stamp, TenantSpec};
+use reco_engine::{EntityId, Filter, Interaction, Learning, Lineage, NewEntity, Stamp, TenantSpec};
 
 use crate::error::Result;
 
@@ -40,7 +40,7 @@ pub struct PoolStats {
 }
 
 /// How much a load brought back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Loaded {
     /// The tenant's record at the moment read.
     pub record: TenantRecord,
@@ -51,10 +51,12 @@ pub struct Loaded {
 }
 
 /// A tenant as storage holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TenantRecord {
     /// Its dimension and metric.
     pub spec: TenantSpec,
+    /// How its collaborative model is trained.
+    pub learning: Learning,
     /// The random name of this incarnation of the tenant.
     pub lineage: Lineage,
     /// How many changes it has had: the stamp of the last one.

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use reco_engine::{
-    ChangeId, CheckedEntities, EntityId, Interaction, InteractionKind, Lineage, Metric, NewEntity,
-    Stamp, TenantName, TenantSpec, UserId,
+    ChangeId, CheckedEntities, EntityId, Interaction, InteractionKind, Learning, Lineage, Metric,
+    NewEntity, Stamp, TenantName, TenantSpec, UserId,
 };
 
 use crate::error::{Result, StorageError};
+pub(crate) use crate::trained::{learning_from_json, learning_to_json};
 
 /// Rows per page of a load, when the caller asks for none.
 pub(crate) const PAGE: i64 = 5_000;
@@ -49,12 +50,65 @@ pub(crate) fn vector_from_blob(blob: &[u8]) -> Result<Vec<f32>> {
         .collect())
 }
 
-pub(crate) fn tenant(name: &str, dimension: i64, metric: &str) -> Result<(TenantName, TenantSpec)> {
+/// A tenant's name and spec from its columns: no dimension and no metric for a tenant without
+/// content vectors.
+pub(crate) fn tenant(
+    name: &str,
+    dimension: Option<i64>,
+    metric: Option<&str>,
+) -> Result<(TenantName, TenantSpec)> {
     let name = TenantName::parse(name).map_err(corrupt)?;
-    let dimension = usize::try_from(dimension).map_err(corrupt)?;
-    let spec =
-        TenantSpec::new(dimension, Metric::parse(metric).map_err(corrupt)?).map_err(corrupt)?;
+    let spec = match (dimension, metric) {
+        (None, None) => TenantSpec::WITHOUT_VECTORS,
+        (Some(dimension), Some(metric)) => {
+            let dimension = usize::try_from(dimension).map_err(corrupt)?;
+            TenantSpec::new(dimension, Metric::parse(metric).map_err(corrupt)?).map_err(corrupt)?
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(corrupt(format!(
+                "tenant `{name}` has a dimension or a metric alone"
+            )));
+        }
+    };
     Ok((name, spec))
+}
+
+/// The dimension and metric columns of a spec: none for a tenant without content vectors.
+pub(crate) fn spec_columns(spec: TenantSpec) -> Result<(Option<i64>, Option<&'static str>)> {
+    if spec.has_vectors() {
+        let dimension = i64::try_from(spec.dimension).map_err(corrupt)?;
+        Ok((Some(dimension), Some(spec.metric.as_str())))
+    } else {
+        Ok((None, None))
+    }
+}
+
+/// Why a tenant cannot be made again with `spec` and `learning`: what it holds instead.
+pub(crate) fn conflict(
+    name: &TenantName,
+    stored: (TenantSpec, &Learning),
+    asked: (TenantSpec, &Learning),
+) -> Option<StorageError> {
+    let (spec, learning) = stored;
+    let same = spec == asked.0 && learning_to_json(learning) == learning_to_json(asked.1);
+    (!same).then(|| StorageError::TenantConflict {
+        name: name.clone(),
+        settings: describe(spec, learning),
+    })
+}
+
+/// A tenant's settings in words, for a conflict's message.
+fn describe(spec: TenantSpec, learning: &Learning) -> String {
+    let content = if spec.has_vectors() {
+        format!(
+            "dimension {} and metric {}",
+            spec.dimension,
+            spec.metric.as_str()
+        )
+    } else {
+        "no content vectors".to_owned()
+    };
+    format!("{content}, collaborative {}", learning_to_json(learning))
 }
 
 pub(crate) fn entity(
@@ -102,8 +156,11 @@ pub(crate) fn checked_for(
     }
     Err(StorageError::TenantConflict {
         name: tenant.clone(),
-        dimension: stored.dimension,
-        metric: stored.metric,
+        settings: format!(
+            "dimension {} and metric {}, not those the batch was checked against",
+            stored.dimension,
+            stored.metric.as_str()
+        ),
     })
 }
 

@@ -5,8 +5,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use reco_engine::{
-    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, Lineage,
-    ModelParts, NewEntity, Stamp, TenantName, TenantSpec,
+    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, Learning,
+    Lineage, ModelParts, NewEntity, Stamp, TenantName, TenantSpec,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool};
@@ -86,34 +86,38 @@ impl SqliteStore {
         &self,
         name: &TenantName,
         spec: TenantSpec,
+        learning: &Learning,
     ) -> Result<(Created, Lineage)> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // Without content vectors, `vectors` is 0 and the dimension and metric columns (which
+        // cannot be NULL here) hold a placeholder nothing reads.
+        let (dimension, metric) = rows::spec_columns(spec)?;
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO tenants (name, dimension, metric, lineage) VALUES ($1, $2, $3, random()) \
+            "INSERT INTO tenants (name, dimension, metric, vectors, learning, lineage) \
+             VALUES ($1, $2, $3, $4, $5, random()) \
              ON CONFLICT (name) DO NOTHING RETURNING lineage",
         )
         .bind(name.as_str())
-        .bind(i64::try_from(spec.dimension).map_err(rows::corrupt)?)
-        .bind(spec.metric.as_str())
+        .bind(dimension.unwrap_or(1))
+        .bind(metric.unwrap_or("dot"))
+        .bind(i64::from(spec.has_vectors()))
+        .bind(rows::learning_to_json(learning))
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(lineage) = inserted {
             tx.commit().await?;
             return Ok((Created::Created, rows::lineage_of(lineage)));
         }
-        let row = sqlx::query("SELECT dimension, metric, lineage FROM tenants WHERE name = $1")
-            .bind(name.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-        let (_, existing) = rows::tenant(name.as_str(), row.try_get(0)?, row.try_get(1)?)?;
-        if existing == spec {
-            Ok((Created::Existed, rows::lineage_of(row.try_get(2)?)))
-        } else {
-            Err(StorageError::TenantConflict {
-                name: name.clone(),
-                dimension: existing.dimension,
-                metric: existing.metric,
-            })
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS}, lineage FROM tenants WHERE name = $1"
+        )))
+        .bind(name.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let (stored, stored_learning) = tenant_columns(name.as_str(), &row)?;
+        match rows::conflict(name, (stored, &stored_learning), (spec, learning)) {
+            None => Ok((Created::Existed, rows::lineage_of(row.try_get(3)?))),
+            Some(conflict) => Err(conflict),
         }
     }
 
@@ -127,21 +131,29 @@ impl SqliteStore {
     }
 
     pub async fn tenant(&self, name: &TenantName) -> Result<Option<TenantSpec>> {
-        let row = sqlx::query("SELECT dimension, metric FROM tenants WHERE name = $1")
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| Ok(rows::tenant(name.as_str(), row.try_get(0)?, row.try_get(1)?)?.1))
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1"
+        )))
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok(tenant_columns(name.as_str(), &row)?.0))
             .transpose()
     }
 
     pub async fn tenants(&self) -> Result<Vec<(TenantName, TenantSpec)>> {
-        let found = sqlx::query("SELECT name, dimension, metric FROM tenants ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let found = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS}, name FROM tenants ORDER BY name"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         found
             .iter()
-            .map(|row| rows::tenant(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+            .map(|row| {
+                let name: &str = row.try_get(3)?;
+                let (spec, _) = tenant_columns(name, row)?;
+                Ok((TenantName::parse(name).map_err(rows::corrupt)?, spec))
+            })
             .collect()
     }
 
@@ -323,6 +335,17 @@ impl SqliteStore {
     }
 }
 
+/// A tenant's dimension and metric (NULL without content vectors) and learning, as the first
+/// three columns.
+const TENANT_COLUMNS: &str = "CASE WHEN vectors = 1 THEN dimension END, \
+     CASE WHEN vectors = 1 THEN metric END, learning";
+
+/// A tenant's spec and learning from [`TENANT_COLUMNS`].
+fn tenant_columns(name: &str, row: &sqlx::sqlite::SqliteRow) -> Result<(TenantSpec, Learning)> {
+    let (_, spec) = rows::tenant(name, row.try_get(0)?, row.try_get(1)?)?;
+    Ok((spec, rows::learning_from_json(row.try_get(2)?)?))
+}
+
 /// Moves a tenant to its next version in `tx` and returns it: the stamp of the change `tx`
 /// makes.
 async fn bump(tx: &mut sqlx::SqliteConnection, tenant: &TenantName) -> Result<ChangeId> {
@@ -387,16 +410,19 @@ impl SqliteStore {
 
 impl Snapshot for SqliteSnapshot {
     async fn record(&mut self, tenant: &TenantName) -> Result<Option<TenantRecord>> {
-        let row =
-            sqlx::query("SELECT dimension, metric, lineage, version FROM tenants WHERE name = $1")
-                .bind(tenant.as_str())
-                .fetch_optional(&mut *self.0)
-                .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS}, lineage, version FROM tenants WHERE name = $1"
+        )))
+        .bind(tenant.as_str())
+        .fetch_optional(&mut *self.0)
+        .await?;
         row.map(|row| {
+            let (spec, learning) = tenant_columns(tenant.as_str(), &row)?;
             Ok(TenantRecord {
-                spec: rows::tenant(tenant.as_str(), row.try_get(0)?, row.try_get(1)?)?.1,
-                lineage: rows::lineage_of(row.try_get(2)?),
-                version: Stamp::new(row.try_get::<i64, _>(3)?.unsigned_abs()),
+                spec,
+                learning,
+                lineage: rows::lineage_of(row.try_get(3)?),
+                version: Stamp::new(row.try_get::<i64, _>(4)?.unsigned_abs()),
             })
         })
         .transpose()

@@ -3,8 +3,8 @@
 
 use indicatif::ProgressBar;
 use reco_engine::{
-    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Lineage, ModelParts,
-    NewEntity, TenantName, TenantSpec,
+    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Learning, Lineage,
+    ModelParts, NewEntity, TenantName, TenantSpec,
 };
 
 use crate::error::{Result, StorageError};
@@ -81,14 +81,30 @@ impl Store {
         each!(self, s => s.pool_stats())
     }
 
-    /// Makes a tenant, or finds it with the same settings; another spec is a conflict. Returns
-    /// the tenant's lineage too.
+    /// Makes a tenant with the default learning, or finds it with the same settings (see
+    /// [`Store::create_tenant_with`]).
     pub async fn create_tenant(
         &self,
         name: &TenantName,
         spec: TenantSpec,
     ) -> Result<(Created, Lineage)> {
-        each!(self, s => s.create_tenant(name, spec).await)
+        self.create_tenant_with(name, spec, &Learning::default())
+            .await
+    }
+
+    /// Makes a tenant (with content vectors or [`TenantSpec::WITHOUT_VECTORS`], and how its
+    /// model is trained), or finds it with the same settings; other settings are a conflict.
+    /// Returns the tenant's lineage too.
+    pub async fn create_tenant_with(
+        &self,
+        name: &TenantName,
+        spec: TenantSpec,
+        learning: &Learning,
+    ) -> Result<(Created, Lineage)> {
+        let spec = spec
+            .checked()
+            .map_err(|e| StorageError::InvalidSetting(e.to_string()))?;
+        each!(self, s => s.create_tenant(name, spec, learning).await)
     }
 
     /// Removes a tenant and all its data; false when it did not exist.

@@ -3,7 +3,7 @@
 //! turns [`ModelParts`] into those columns and back; a row that does not read back into a model
 //! is corrupt, never half-served.
 
-use reco_engine::{EntityId, LearnParams, ModelInfo, ModelParts};
+use reco_engine::{EntityId, LearnParams, Learning, ModelInfo, ModelParts};
 
 use crate::error::Result;
 use crate::rows::{corrupt, vector_from_blob, vector_to_blob};
@@ -142,6 +142,35 @@ fn params_from_json(text: &str) -> Result<LearnParams> {
     })
 }
 
+/// How a tenant's model is trained, as its `learning` column keeps it: every field written.
+pub(crate) fn learning_to_json(learning: &Learning) -> String {
+    let mut value: serde_json::Value =
+        serde_json::from_str(&params_to_json(&learning.params)).expect("JSON made here");
+    value["enabled"] = learning.enabled.into();
+    value.to_string()
+}
+
+/// A `learning` column read back; a field it lacks (`'{}'`, the column's default) is the
+/// default's.
+pub(crate) fn learning_from_json(text: &str) -> Result<Learning> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| corrupt(format!("a tenant's learning: {e}")))?;
+    let defaults = Learning::default();
+    let mut filled = serde_json::json!({});
+    let mine: serde_json::Value =
+        serde_json::from_str(&learning_to_json(&defaults)).expect("JSON made here");
+    for (field, default) in mine.as_object().expect("an object") {
+        filled[field] = value.get(field).cloned().unwrap_or_else(|| default.clone());
+    }
+    let enabled = filled["enabled"]
+        .as_bool()
+        .ok_or_else(|| corrupt("a tenant's learning `enabled`"))?;
+    Ok(Learning {
+        enabled,
+        params: params_from_json(&filled.to_string())?,
+    })
+}
+
 /// Ids one after another, each its length in two little-endian bytes (ids are at most 256
 /// bytes) and then its bytes.
 fn ids_to_blob(ids: &[EntityId]) -> Vec<u8> {
@@ -201,6 +230,24 @@ mod tests {
             ],
             factors: vec![0.5, -1.0, 2.0, f32::MIN_POSITIVE],
         }
+    }
+
+    #[test]
+    fn learning_round_trips_and_defaults_fill_what_is_missing() {
+        let learning = Learning {
+            enabled: false,
+            params: LearnParams {
+                factors: 16,
+                regularization: 0.5,
+                ..LearnParams::default()
+            },
+        };
+        assert_eq!(
+            learning_from_json(&learning_to_json(&learning)).unwrap(),
+            learning
+        );
+        assert_eq!(learning_from_json("{}").unwrap(), Learning::default());
+        assert!(learning_from_json("{\"factors\": \"many\"}").is_err());
     }
 
     #[test]

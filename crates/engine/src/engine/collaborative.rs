@@ -43,6 +43,26 @@ pub struct ModelInfo {
     pub recorded: u64,
 }
 
+/// How a tenant's collaborative model is trained: whether at all (`enabled`, on by default),
+/// and with which parameters. The engine keeps it with the tenant for its host, which starts
+/// trainings; [`crate::Engine::train_collaborative`] takes the parameters it is given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Learning {
+    /// Whether the tenant gets a model. Default true.
+    pub enabled: bool,
+    /// The training's parameters (see `reco_learn::Params`).
+    pub params: Params,
+}
+
+impl Default for Learning {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            params: Params::default(),
+        }
+    }
+}
+
 /// A trained model as a host keeps it: what it was, the parameters it was trained with, and
 /// its item factors, in the order of `items`. Plain data with no engine state, so storage can
 /// write it down and another process serve it ([`crate::Engine::install_model`]).

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-pub use collaborative::{ModelInfo, ModelParts};
+pub use collaborative::{Learning, ModelInfo, ModelParts};
 pub use prepared::Prepared;
 use tenants::Tenant;
 pub use tenants::{Created, Installed, StagedTenant};
@@ -124,6 +124,11 @@ impl Engine {
         batch: Vec<NewEntity>,
     ) -> Result<CheckedEntities> {
         CheckedEntities::new(self.tenant(name)?.spec, batch)
+    }
+
+    /// A tenant's content spec ([`TenantSpec::WITHOUT_VECTORS`] when it keeps none).
+    pub fn spec(&self, name: &TenantName) -> Result<TenantSpec> {
+        Ok(self.tenant(name)?.spec)
     }
 
     /// The lineage a tenant was made with (see [`Engine::create_tenant_at`]).
@@ -367,6 +372,13 @@ impl Engine {
     /// from the entities as they are.
     pub fn install_model(&self, name: &TenantName, parts: ModelParts) -> Result<Option<ModelInfo>> {
         collaborative::install(self, name, parts)
+    }
+
+    /// Sets how the tenant's collaborative model is trained (see [`Learning`]); the host reads
+    /// it back in [`Engine::tenant_info`].
+    pub fn set_learning(&self, name: &TenantName, learning: Learning) -> Result<()> {
+        self.tenant(name)?.learning.store(Arc::new(learning));
+        Ok(())
     }
 
     /// The tenant's collaborative model as a host keeps it, when it has one.

@@ -30,6 +30,14 @@ pub(super) fn bind(
     question: Question,
 ) -> Result<Prepared> {
     let tenant = engine.tenant(name)?;
+    let needs_vectors = match &question {
+        Question::Similar(..) | Question::Recommend(_) => space == Space::Content,
+        Question::User(_, _, strategy) => *strategy == UserStrategy::Content,
+        Question::Trending(_) => false,
+    };
+    if needs_vectors && !tenant.spec.has_vectors() {
+        return Err(EngineError::NoContentVectors(name.clone()));
+    }
     let collaborative = match space {
         Space::Content => None,
         Space::Collaborative => Some(

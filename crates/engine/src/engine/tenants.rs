@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use super::collaborative::{self, Collaborative};
+use super::collaborative::{self, Collaborative, Learning};
 
 use super::Engine;
 use super::writes;
@@ -61,6 +61,15 @@ pub(super) struct Tenant {
     pub(super) retired: AtomicBool,
     /// The collaborative model and its space, once trained.
     pub(super) collaborative: ArcSwapOption<Collaborative>,
+    /// How its model is trained, as the host set it.
+    pub(super) learning: ArcSwap<Learning>,
+}
+
+impl StagedTenant {
+    /// Sets how the tenant's model is trained, before it is installed.
+    pub fn set_learning(&self, learning: Learning) {
+        self.0.learning.store(Arc::new(learning));
+    }
 }
 
 pub(super) fn create(
@@ -70,7 +79,7 @@ pub(super) fn create(
     lineage: Lineage,
     stamp: Stamp,
 ) -> Result<Created> {
-    let spec = TenantSpec::new(spec.dimension, spec.metric)?;
+    let spec = spec.checked()?;
     let mut tenants = engine
         .tenants
         .write()
@@ -117,6 +126,7 @@ pub(super) fn info(engine: &Engine, name: &TenantName) -> Result<TenantInfo> {
     Ok(TenantInfo {
         name: tenant.name.clone(),
         spec: tenant.spec,
+        learning: **tenant.learning.load(),
         entities: tenant.entities.load().len(),
         interactions: tenant.interactions.load().total(),
     })
@@ -129,7 +139,7 @@ pub(super) fn stage(
     lineage: Lineage,
     stamp: Stamp,
 ) -> Result<StagedTenant> {
-    let spec = TenantSpec::new(spec.dimension, spec.metric)?;
+    let spec = spec.checked()?;
     Ok(StagedTenant(new_tenant(engine, name, spec, lineage, stamp)))
 }
 
@@ -226,5 +236,6 @@ pub(super) fn new_tenant(
         applied: AtomicU64::new(stamp.get()),
         retired: AtomicBool::new(false),
         collaborative: ArcSwapOption::empty(),
+        learning: ArcSwap::from_pointee(Learning::default()),
     }
 }

@@ -141,6 +141,9 @@ fn preference(
     half_life: Millis,
     floor: f64,
 ) -> Option<Vec<f32>> {
+    if !index.spec().has_vectors() {
+        return None;
+    }
     let metric = index.spec().metric;
     let mut sum = vec![0.0f64; index.spec().dimension];
     let mut positive_total = 0.0f64;

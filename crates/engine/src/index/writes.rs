@@ -59,7 +59,8 @@ impl EntityIndex {
     /// Puts written rows in the graph, or builds the graph when the tenant has grown past the
     /// threshold (all its rows then).
     pub(super) fn index_rows(&mut self, written: &[u32]) {
-        if self.search.exact {
+        // Without content vectors there is nothing to search by.
+        if self.search.exact || !self.spec.has_vectors() {
             return;
         }
         let (graph, slots) = match &self.graph {

@@ -359,3 +359,59 @@ fn the_collaborative_space_follows_deletes_and_new_categories() {
     let found = numbers(&engine.similar(&t, &id(0), &odd).unwrap().ranking.results);
     assert!(found.contains(&2), "{found:?}");
 }
+
+/// A tenant without content vectors: entities are ids, categories and tags; before a model a
+/// user gets trending, after one the collaborative space serves similar and users, and every
+/// question that needs content vectors says so.
+#[test]
+fn a_tenant_without_content_vectors_is_served_by_its_model() {
+    let engine = reco_engine::Engine::new(reco_engine::EngineConfig::default()).unwrap();
+    let t = reco_engine::TenantName::parse("log").unwrap();
+    engine
+        .create_tenant(t.clone(), reco_engine::TenantSpec::WITHOUT_VECTORS)
+        .unwrap();
+    let with_vector = entities();
+    assert!(matches!(
+        engine.upsert(&t, with_vector[..1].to_vec()),
+        Err(EngineError::InvalidItem { .. })
+    ));
+    let bare: Vec<NewEntity> = entities()
+        .into_iter()
+        .map(|e| NewEntity {
+            vector: Vec::new(),
+            ..e
+        })
+        .collect();
+    assert_eq!(engine.upsert(&t, bare).unwrap(), 20);
+    engine.record(&t, history()).unwrap();
+    let user = UserId::parse("b16").unwrap();
+    let auto = |options: &SearchOptions| {
+        engine
+            .prepare_user_by(&t, &user, options, reco_engine::UserStrategy::Auto)
+            .unwrap()
+            .answer()
+            .unwrap()
+            .ranking
+    };
+    assert_eq!(auto(&SearchOptions::top(3)).strategy, Strategy::Trending);
+    assert!(matches!(
+        engine.similar(&t, &id(0), &SearchOptions::top(3)),
+        Err(EngineError::NoContentVectors(_))
+    ));
+    assert!(matches!(
+        engine.prepare_user_by(
+            &t,
+            &user,
+            &SearchOptions::top(3),
+            reco_engine::UserStrategy::Content
+        ),
+        Err(EngineError::NoContentVectors(_))
+    ));
+    engine.train_collaborative(&t, &params()).unwrap();
+    let answer = auto(&SearchOptions::top(5));
+    assert_eq!(answer.strategy, Strategy::Collaborative);
+    // b16 liked every entity of group b but 11 and 16: those come first.
+    assert_eq!(numbers(&answer.results)[..2], [11, 16], "{answer:?}");
+    let similar = engine.similar(&t, &id(12), &collaborative(4)).unwrap();
+    assert!(numbers(&similar.ranking.results).iter().all(|n| *n >= 10));
+}

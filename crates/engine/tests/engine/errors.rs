@@ -72,9 +72,10 @@ fn tenants_are_created_once_and_conflicts_are_named() {
         2,
         "nothing changed"
     );
+    // Dimension 0 is only the spec of a tenant without content vectors (metric dot).
     let bad = TenantSpec {
         dimension: 0,
-        metric: Metric::Dot,
+        metric: Metric::Cosine,
     };
     let fresh = TenantName::parse("fresh").unwrap();
     assert!(matches!(

@@ -166,6 +166,9 @@ pub async fn run(args: &ImportArgs, bar: &ProgressBar) -> Result<Imported, Impor
 
 /// The tenant's settings, from its `GET /v1/tenants/{tenant}` answer.
 fn tenant_spec(tenant: &Value) -> Result<TenantSpec, ImportError> {
+    if tenant["dimension"].is_null() && tenant["metric"].is_null() {
+        return Ok(TenantSpec::WITHOUT_VECTORS);
+    }
     let dimension = tenant["dimension"].as_u64().unwrap_or_default();
     let metric = Metric::parse(tenant["metric"].as_str().unwrap_or_default());
     metric
@@ -337,8 +340,20 @@ mod tests {
         let text = "{\"id\": \"a\", \"vector\": [1]}\nnot json\n\n{\"id\": \"b\"}\n{\"id\": \"c\", \"vector\": [1], \"colour\": 1}\n";
         let (rows, bad) = parse(text, Format::Jsonl, Kind::Entities);
         let numbers: Vec<usize> = bad.iter().map(|(line, _)| *line).collect();
-        assert_eq!(numbers, [2, 4, 5]);
-        assert_eq!(rows.len(), 1);
+        assert_eq!(numbers, [2, 5]);
+        assert_eq!(rows.len(), 2);
+        // A line without a vector has the right shape; the tenant's check names it when the
+        // tenant has a dimension, and takes it when it has none.
+        let with_vectors = TenantSpec::new(1, Metric::Dot).unwrap();
+        let problems = entity_problems(&rows, with_vectors);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, 4);
+        assert!(
+            problems[0].1.contains("`vector` is required"),
+            "{problems:?}"
+        );
+        let without = entity_problems(&rows[1..], TenantSpec::WITHOUT_VECTORS);
+        assert!(without.is_empty(), "{without:?}");
     }
 
     #[test]

@@ -60,10 +60,11 @@ enum TenantCommand {
     Create {
         /// Its name: 1 to 64 of a-z, 0-9, `_` and `-`.
         name: String,
-        /// The length of its vectors.
+        /// The length of its content vectors; leave it out for a tenant without them (served
+        /// by its collaborative model).
         #[arg(long)]
-        dimension: usize,
-        /// cosine, dot or euclidean.
+        dimension: Option<usize>,
+        /// cosine, dot or euclidean (with --dimension).
         #[arg(long, default_value = "cosine")]
         metric: String,
         #[command(flatten)]
@@ -131,7 +132,10 @@ impl Cli {
                 remote,
             }) => {
                 let client = Client::new(&remote.url, remote.key.as_deref());
-                let body = json!({ "dimension": dimension, "metric": metric });
+                let body = match dimension {
+                    Some(dimension) => json!({ "dimension": dimension, "metric": metric }),
+                    None => json!({}),
+                };
                 let tenant = client
                     .send(reqwest::Method::PUT, &format!("/v1/tenants/{name}"), &body)
                     .await?;

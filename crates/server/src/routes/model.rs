@@ -18,16 +18,20 @@ fn until_training(
     model: Option<&ModelInfo>,
 ) -> Result<Option<u64>, ApiError> {
     let every = state.settings.train_after;
-    if every == 0 {
+    let info = state.engine.tenant_info(tenant)?;
+    if every == 0 || !info.learning.enabled {
         return Ok(None);
     }
-    let recorded = state.engine.tenant_info(tenant)?.interactions;
+    let recorded = info.interactions;
     let since = model.map_or(0, |m| m.recorded);
     Ok(Some(every.saturating_sub(recorded.saturating_sub(since))))
 }
 
 /// The status to show: the served model and the training state, `None` when neither exists.
-fn status(state: &Data, tenant: &reco_engine::TenantName) -> Result<Option<ModelStatus>, ApiError> {
+pub(crate) fn status(
+    state: &Data,
+    tenant: &reco_engine::TenantName,
+) -> Result<Option<ModelStatus>, ApiError> {
     let model = state.engine.model_info(tenant)?;
     let trainings = state
         .trainings
@@ -100,12 +104,15 @@ async fn train(
         return Ok(None);
     };
     sync::load_model(state, tenant).await?;
+    // The tenant's parameters, on every core of this machine.
+    let params = LearnParams {
+        threads: LearnParams::default().threads,
+        ..state.engine.tenant_info(tenant)?.learning.params
+    };
     let (engine, name) = (state.engine.clone(), tenant.clone());
-    let info = tokio::task::spawn_blocking(move || {
-        engine.train_collaborative(&name, &LearnParams::default())
-    })
-    .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    let info = tokio::task::spawn_blocking(move || engine.train_collaborative(&name, &params))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     if let Some(parts) = state.engine.model_parts(tenant)?
         && parts.info.version == info.version
     {
@@ -136,10 +143,14 @@ pub(crate) fn train_if_due(state: &Data, tenant: &reco_engine::TenantName) {
     }
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant}/model/train", tag = "model", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 202, description = "A training runs (started now, or already running)", body = ModelStatus), (status = 404, description = "No such tenant"), Refusals))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/model/train", tag = "model", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 202, description = "A training runs (started now, or already running)", body = ModelStatus), (status = 404, description = "No such tenant"), (status = 409, description = "The tenant's collaborative learning is off"), Refusals))]
 pub async fn train_model(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
     let tenant = admitted.tenant;
-    state.engine.tenant_info(&tenant)?;
+    if !state.engine.tenant_info(&tenant)?.learning.enabled {
+        return Err(ApiError::Conflict(format!(
+            "tenant `{tenant}` was made with collaborative learning off (\"collaborative\": {{\"enabled\": false}})"
+        )));
+    }
     start_training(&state, &tenant);
     let status = status(&state, &tenant)?
         .unwrap_or_else(|| ModelStatus::new(None, Some(&Training::Running), None));

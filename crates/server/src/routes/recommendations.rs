@@ -32,7 +32,13 @@ pub async fn similar(
             "strategy applies to user recommendations; similar takes a space".into(),
         ));
     }
-    let options = query.options()?;
+    // A tenant without content vectors is asked in its collaborative space by default.
+    let default_space = if state.engine.spec(&tenant)?.has_vectors() {
+        Space::Content
+    } else {
+        Space::Collaborative
+    };
+    let options = query.options(default_space)?;
     // The database mode ranks content vectors in PostgreSQL; the collaborative space is the
     // engine's alone.
     if state.settings.ranking == RankingMode::Database && options.space == Space::Content {
@@ -52,6 +58,9 @@ async fn similar_in_database(
     options: &reco_engine::SearchOptions,
 ) -> Result<HttpResponse, ApiError> {
     let info = state.engine.tenant_info(tenant)?;
+    if !info.spec.has_vectors() {
+        return Err(reco_engine::EngineError::NoContentVectors(tenant.clone()).into());
+    }
     let entity = state.engine.get(tenant, id)?;
     let search = DbSearch {
         vector: &entity.vector,
@@ -95,10 +104,12 @@ pub async fn user_recommendations(
             "user recommendations take a strategy, not a space".into(),
         ));
     }
-    let prepared =
-        state
-            .engine
-            .prepare_user_by(&tenant, &user, &query.options()?, query.user_strategy()?)?;
+    let prepared = state.engine.prepare_user_by(
+        &tenant,
+        &user,
+        &query.options(Space::Content)?,
+        query.user_strategy()?,
+    )?;
     let answer = answers::answer(&state, &tenant, prepared).await?;
     let response = HttpResponse::Ok().json(UserResults::from_ranking(&answer.ranking));
     Ok(cached(&answer, response))

@@ -2,11 +2,11 @@
 
 use actix_web::{HttpResponse, web};
 use rand::RngCore;
-use reco_engine::{Created, Stamp, TenantSpec};
+use reco_engine::{Created, Stamp, TenantName};
 
-use super::Data;
+use super::{Data, model};
 use crate::admission::{Admitted, Refusals};
-use crate::api::{KeyView, TenantBody, TenantView, metric};
+use crate::api::{KeyView, TenantBody, TenantView};
 use crate::error::ApiError;
 use crate::state::hash_key;
 use crate::sync;
@@ -18,8 +18,11 @@ pub async fn put_tenant(
     body: web::Json<TenantBody>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = admitted.tenant;
-    let spec = TenantSpec::new(body.dimension, metric(&body.metric)?)?;
-    let (created, lineage) = state.store.create_tenant(&tenant, spec).await?;
+    let (spec, learning) = body.settings()?;
+    let (created, lineage) = state
+        .store
+        .create_tenant_with(&tenant, spec, &learning)
+        .await?;
     // The engine may know it already (made by another server, heard through the feed); when it
     // knows another incarnation, storage's is loaded in its place.
     let known = state.engine.lineage(&tenant).ok();
@@ -29,21 +32,29 @@ pub async fn put_tenant(
                 state
                     .engine
                     .create_tenant_at(tenant.clone(), spec, lineage, Stamp::ZERO)?;
+                state.engine.set_learning(&tenant, learning)?;
             }
             Created::Created | Created::Existed => sync::reload_tenant(&state, &tenant).await?,
         }
     }
-    let view = TenantView::from(state.engine.tenant_info(&tenant)?);
+    let view = view(&state, &tenant)?;
     Ok(match created {
         Created::Created => HttpResponse::Created().json(view),
         Created::Existed => HttpResponse::Ok().json(view),
     })
 }
 
+/// A tenant as the API shows it, with its model's status.
+pub(crate) fn view(state: &Data, tenant: &TenantName) -> Result<TenantView, ApiError> {
+    Ok(TenantView::new(
+        &state.engine.tenant_info(tenant)?,
+        model::status(state, tenant)?,
+    ))
+}
+
 #[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 200, description = "The tenant", body = TenantView), (status = 404, description = "No such tenant"), Refusals))]
 pub async fn get_tenant(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
-    let tenant = admitted.tenant;
-    Ok(HttpResponse::Ok().json(TenantView::from(state.engine.tenant_info(&tenant)?)))
+    Ok(HttpResponse::Ok().json(view(&state, &admitted.tenant)?))
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 204, description = "Gone, with all its data"), (status = 404, description = "No such tenant"), Refusals))]

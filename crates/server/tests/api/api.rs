@@ -30,6 +30,8 @@ both!(
     writes_are_visible_at_once_despite_the_cache,
     collaborative_models_train_in_the_background_and_answer,
     enough_new_interactions_train_a_model_by_themselves,
+    a_tenant_without_content_vectors_learns_from_its_log,
+    collaborative_settings_are_the_tenants_own,
 );
 
 async fn tenants_are_made_found_and_deleted(backend: Backend) {
@@ -55,7 +57,14 @@ async fn tenants_are_made_found_and_deleted(backend: Backend) {
     let info: Value = app.get("/v1/tenants/shop").await.json().await.unwrap();
     assert_eq!(
         info,
-        json!({"name": "shop", "dimension": 4, "metric": "cosine", "entities": 0, "interactions": 0})
+        json!({
+            "name": "shop", "dimension": 4, "metric": "cosine", "entities": 0, "interactions": 0,
+            "collaborative": {
+                "enabled": true, "factors": 64, "iterations": 10, "regularization": 0.01,
+                "unobserved_weight": 1.0, "confidence": 0.25, "frequency_scaling": 1.0, "seed": 42
+            },
+            "model": null
+        })
     );
     assert_eq!(
         error_code(app.get("/v1/tenants/nope").await, 404).await,
@@ -695,4 +704,205 @@ async fn enough_new_interactions_train_a_model_by_themselves(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(model["next_training"], 40);
+}
+
+/// A shop with only a catalogue of ids and an interaction log: no dimension, entities without
+/// vectors (one with a vector is refused), trending until its model is trained, then the
+/// collaborative space by default, and a clear error where content vectors are needed.
+async fn a_tenant_without_content_vectors_learns_from_its_log(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let made = app
+        .admin(Method::PUT, "/v1/tenants/log")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let view: Value = made.json().await.unwrap();
+    assert_eq!(
+        (view["dimension"].clone(), view["metric"].clone()),
+        (Value::Null, Value::Null)
+    );
+    let half = app
+        .admin(Method::PUT, "/v1/tenants/other")
+        .json(&json!({"dimension": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(half, 400).await, "bad_request");
+    assert_eq!(
+        error_code(
+            app.upsert("log", json!([{"id": "x", "vector": [1.0]}]))
+                .await,
+            400
+        )
+        .await,
+        "invalid_vector"
+    );
+    let entities: Vec<Value> = (0..20)
+        .map(
+            |n| json!({"id": format!("e{n}"), "category": if n % 2 == 0 { "even" } else { "odd" }}),
+        )
+        .collect();
+    assert_eq!(app.upsert("log", Value::from(entities)).await.status(), 200);
+    let stored: Value = app
+        .get("/v1/tenants/log/entities/e4")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        json!({"id": "e4", "category": "even", "tags": [], "attributes": null})
+    );
+    let mut likes = Vec::new();
+    for u in 0..30usize {
+        let base = if u < 15 { 0 } else { 10 };
+        for n in base..base + 10 {
+            if !(u * 7 + n * 3).is_multiple_of(5) {
+                likes.push(
+                    json!({"user": format!("u{u}"), "entity": format!("e{n}"), "kind": "like"}),
+                );
+            }
+        }
+    }
+    assert_eq!(app.interact("log", Value::from(likes)).await.status(), 200);
+    let before: Value = app
+        .get("/v1/tenants/log/users/u16/recommendations")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before["strategy"], "trending");
+    assert_eq!(
+        error_code(
+            app.get("/v1/tenants/log/entities/e0/similar?space=content")
+                .await,
+            400
+        )
+        .await,
+        "bad_request"
+    );
+    assert_eq!(
+        error_code(
+            app.get("/v1/tenants/log/users/u16/recommendations?strategy=content")
+                .await,
+            400
+        )
+        .await,
+        "bad_request"
+    );
+    crate::helpers::train(&app, "log", 1).await;
+    let after: Value = app
+        .get("/v1/tenants/log/users/u16/recommendations?k=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["strategy"], "collaborative");
+    // u16 liked every entity of group b but 11 and 16.
+    let found: Vec<&str> = after["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, ["e11", "e16"]);
+    // Similar asks the collaborative space by default here.
+    let similar = ids(app.get("/v1/tenants/log/entities/e12/similar?k=5").await).await;
+    assert!(
+        similar
+            .iter()
+            .all(|id| id[1..].parse::<usize>().unwrap() >= 10),
+        "{similar:?}"
+    );
+    let view: Value = app.get("/v1/tenants/log").await.json().await.unwrap();
+    assert_eq!(view["model"]["version"], 1);
+}
+
+/// `"collaborative"` in a tenant's settings: its factors are the model's, other settings on an
+/// existing tenant are a conflict, bad ones are refused, and a tenant made with learning off
+/// trains nothing.
+async fn collaborative_settings_are_the_tenants_own(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let put = |tenant: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            app.admin(Method::PUT, &format!("/v1/tenants/{tenant}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let small =
+        json!({"dimension": 2, "metric": "dot", "collaborative": {"factors": 8, "iterations": 4}});
+    assert_eq!(put("mall", small.clone()).await.status(), 201);
+    assert_eq!(put("mall", small).await.status(), 200);
+    assert_eq!(
+        error_code(
+            put(
+                "mall",
+                json!({"dimension": 2, "metric": "dot", "collaborative": {"factors": 9}})
+            )
+            .await,
+            409
+        )
+        .await,
+        "conflict"
+    );
+    assert_eq!(
+        error_code(
+            put("mall", json!({"dimension": 2, "metric": "dot"})).await,
+            409
+        )
+        .await,
+        "conflict",
+        "the default factors are other settings"
+    );
+    for bad in [
+        json!({"collaborative": {"factors": 0}}),
+        json!({"collaborative": {"regularization": -1.0}}),
+        json!({"collaborative": {"unobserved_weight": 2.0}}),
+        json!({"collaborative": {"colour": "red"}}),
+    ] {
+        assert_eq!(
+            error_code(put("bad", bad.clone()).await, 400).await,
+            "bad_request",
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        app.get("/v1/tenants/bad").await.status(),
+        404,
+        "nothing was made"
+    );
+    let entities: Vec<Value> = (0..6)
+        .map(|n| json!({"id": format!("e{n}"), "vector": [1.0, f64::from(n)]}))
+        .collect();
+    assert_eq!(
+        app.upsert("mall", Value::from(entities)).await.status(),
+        200
+    );
+    let likes: Vec<Value> = (0..12)
+        .map(|n| json!({"user": format!("u{}", n % 4), "entity": format!("e{}", n % 6), "kind": "like"}))
+        .collect();
+    assert_eq!(app.interact("mall", Value::from(likes)).await.status(), 200);
+    let model = crate::helpers::train(&app, "mall", 1).await;
+    assert_eq!(model["factors"], 8);
+    // Learning off: no training, on request or by itself.
+    assert_eq!(
+        put("quiet", json!({"collaborative": {"enabled": false}}))
+            .await
+            .status(),
+        201
+    );
+    let refused = app
+        .admin(Method::POST, "/v1/tenants/quiet/model/train")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(refused, 409).await, "conflict");
+    let view: Value = app.get("/v1/tenants/quiet").await.json().await.unwrap();
+    assert_eq!(view["collaborative"]["enabled"], false);
 }

@@ -78,9 +78,10 @@ pub(super) async fn upsert_group(
     let mut stamps = Vec::with_capacity(group.len());
     for (tenant, batch) in &group {
         let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
-        let vectors: Vec<Vector> = batch
+        // A tenant without content vectors writes NULL: pgvector has no empty vector.
+        let vectors: Vec<Option<Vector>> = batch
             .iter()
-            .map(|e| Vector::from(e.vector.clone()))
+            .map(|e| (!e.vector.is_empty()).then(|| Vector::from(e.vector.clone())))
             .collect();
         let categories: Vec<Option<&str>> = batch.iter().map(|e| e.category.as_deref()).collect();
         let tags: Vec<String> = batch.iter().map(|e| rows::tags_to_json(&e.tags)).collect();

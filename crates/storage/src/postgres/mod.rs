@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use reco_engine::{
-    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, Lineage,
-    Metric, NewEntity, Stamp, TenantName, TenantSpec,
+    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, Learning,
+    Lineage, Metric, NewEntity, Stamp, TenantName, TenantSpec,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -81,6 +81,20 @@ fn stored_lineage(lineage: Lineage) -> i64 {
     i64::from_ne_bytes(lineage.get().to_ne_bytes())
 }
 
+/// A tenant's spec and learning from its `dimension, metric, learning` columns, the first at
+/// `at`.
+pub(super) fn tenant_columns(
+    name: &str,
+    row: &sqlx::postgres::PgRow,
+    at: usize,
+) -> Result<(TenantSpec, Learning)> {
+    let dimension: Option<i32> = row.try_get(at)?;
+    let metric: Option<&str> = row.try_get(at + 1)?;
+    let (_, spec) = rows::tenant(name, dimension.map(i64::from), metric)?;
+    let learning = rows::learning_from_json(row.try_get(at + 2)?)?;
+    Ok((spec, learning))
+}
+
 pub(super) fn literal(tenant: &TenantName) -> String {
     format!("'{}'", tenant.as_str().replace('\'', "''"))
 }
@@ -137,12 +151,13 @@ impl PgStore {
             .run(&self.pool)
             .await?;
         if self.settings.vector_index {
-            let tenants: Vec<(i64, String, i32, String)> =
-                sqlx::query_as("SELECT tid, name, dimension, metric FROM tenants")
-                    .fetch_all(&self.pool)
-                    .await?;
+            let tenants: Vec<(i64, String, i32, String)> = sqlx::query_as(
+                "SELECT tid, name, dimension, metric FROM tenants WHERE dimension IS NOT NULL",
+            )
+            .fetch_all(&self.pool)
+            .await?;
             for (tid, name, dimension, metric) in tenants {
-                let (name, spec) = rows::tenant(&name, i64::from(dimension), &metric)?;
+                let (name, spec) = rows::tenant(&name, Some(i64::from(dimension)), Some(&metric))?;
                 // Building over a large tenant takes minutes: no statement timeout, and room.
                 let mut tx = self.pool.begin().await.map_err(unavailable)?;
                 tx.execute("SET LOCAL statement_timeout = 0").await?;
@@ -189,38 +204,38 @@ impl PgStore {
         &self,
         name: &TenantName,
         spec: TenantSpec,
+        learning: &Learning,
     ) -> Result<(Created, Lineage)> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let (dimension, metric) = rows::spec_columns(spec)?;
+        let dimension = dimension
+            .map(i32::try_from)
+            .transpose()
+            .map_err(rows::corrupt)?;
         let inserted: Option<(i64, i64)> = sqlx::query_as(
-            "INSERT INTO tenants (name, dimension, metric) VALUES ($1, $2, $3) \
+            "INSERT INTO tenants (name, dimension, metric, learning) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO NOTHING RETURNING tid, lineage",
         )
         .bind(name.as_str())
-        .bind(i32::try_from(spec.dimension).map_err(rows::corrupt)?)
-        .bind(spec.metric.as_str())
+        .bind(dimension)
+        .bind(metric)
+        .bind(rows::learning_to_json(learning))
         .fetch_optional(&mut *tx)
         .await?;
         let Some((tid, lineage)) = inserted else {
-            let row = sqlx::query("SELECT dimension, metric, lineage FROM tenants WHERE name = $1")
-                .bind(name.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-            let (_, existing) = rows::tenant(
-                name.as_str(),
-                i64::from(row.try_get::<i32, _>(0)?),
-                row.try_get(1)?,
-            )?;
-            return if existing == spec {
-                Ok((Created::Existed, rows::lineage_of(row.try_get(2)?)))
-            } else {
-                Err(StorageError::TenantConflict {
-                    name: name.clone(),
-                    dimension: existing.dimension,
-                    metric: existing.metric,
-                })
+            let row = sqlx::query(
+                "SELECT dimension, metric, learning, lineage FROM tenants WHERE name = $1",
+            )
+            .bind(name.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            let (spec_stored, learning_stored) = tenant_columns(name.as_str(), &row, 0)?;
+            return match rows::conflict(name, (spec_stored, &learning_stored), (spec, learning)) {
+                None => Ok((Created::Existed, rows::lineage_of(row.try_get(3)?))),
+                Some(conflict) => Err(conflict),
             };
         };
-        if self.settings.vector_index {
+        if self.settings.vector_index && spec.has_vectors() {
             tx.execute(AssertSqlSafe(vector_index_ddl(tid, name, spec, false)))
                 .await?;
         }
@@ -270,27 +285,26 @@ impl PgStore {
 
     pub async fn tenant(&self, name: &TenantName) -> Result<Option<TenantSpec>> {
         let mut conn = self.conn().await?;
-        let row = sqlx::query("SELECT dimension, metric FROM tenants WHERE name = $1")
+        let row = sqlx::query("SELECT dimension, metric, learning FROM tenants WHERE name = $1")
             .bind(name.as_str())
             .fetch_optional(&mut *conn)
             .await?;
-        row.map(|row| {
-            let dimension = i64::from(row.try_get::<i32, _>(0)?);
-            Ok(rows::tenant(name.as_str(), dimension, row.try_get(1)?)?.1)
-        })
-        .transpose()
+        row.map(|row| Ok(tenant_columns(name.as_str(), &row, 0)?.0))
+            .transpose()
     }
 
     pub async fn tenants(&self) -> Result<Vec<(TenantName, TenantSpec)>> {
         let mut conn = self.conn().await?;
-        let found = sqlx::query("SELECT name, dimension, metric FROM tenants ORDER BY name")
-            .fetch_all(&mut *conn)
-            .await?;
+        let found =
+            sqlx::query("SELECT name, dimension, metric, learning FROM tenants ORDER BY name")
+                .fetch_all(&mut *conn)
+                .await?;
         found
             .iter()
             .map(|row| {
-                let dimension = i64::from(row.try_get::<i32, _>(1)?);
-                rows::tenant(row.try_get(0)?, dimension, row.try_get(2)?)
+                let name: &str = row.try_get(0)?;
+                let (spec, _) = tenant_columns(name, row, 1)?;
+                Ok((TenantName::parse(name).map_err(rows::corrupt)?, spec))
             })
             .collect()
     }

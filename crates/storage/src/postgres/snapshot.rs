@@ -24,17 +24,19 @@ impl PgStore {
 
 impl Snapshot for PgSnapshot {
     async fn record(&mut self, tenant: &TenantName) -> Result<Option<TenantRecord>> {
-        let row =
-            sqlx::query("SELECT dimension, metric, lineage, version FROM tenants WHERE name = $1")
-                .bind(tenant.as_str())
-                .fetch_optional(&mut *self.0)
-                .await?;
+        let row = sqlx::query(
+            "SELECT dimension, metric, learning, lineage, version FROM tenants WHERE name = $1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(&mut *self.0)
+        .await?;
         row.map(|row| {
-            let dimension = i64::from(row.try_get::<i32, _>(0)?);
+            let (spec, learning) = super::tenant_columns(tenant.as_str(), &row, 0)?;
             Ok(TenantRecord {
-                spec: rows::tenant(tenant.as_str(), dimension, row.try_get(1)?)?.1,
-                lineage: rows::lineage_of(row.try_get(2)?),
-                version: Stamp::new(row.try_get::<i64, _>(3)?.unsigned_abs()),
+                spec,
+                learning,
+                lineage: rows::lineage_of(row.try_get(3)?),
+                version: Stamp::new(row.try_get::<i64, _>(4)?.unsigned_abs()),
             })
         })
         .transpose()
@@ -52,10 +54,11 @@ const INTERACTIONS_AFTER: &str = "SELECT user_id, entity_id, kind, weight, at_ms
      FROM interactions WHERE tenant = $1 AND at_ms >= $2 AND seq > $3 ORDER BY seq LIMIT $4";
 
 pub(super) fn entity_row(row: &sqlx::postgres::PgRow) -> Result<NewEntity> {
-    let vector: Vector = row.try_get(1)?;
+    // A tenant without content vectors keeps none: NULL.
+    let vector: Option<Vector> = row.try_get(1)?;
     rows::entity(
         row.try_get(0)?,
-        vector.to_vec(),
+        vector.map(|v| v.to_vec()).unwrap_or_default(),
         row.try_get(2)?,
         row.try_get(3)?,
         row.try_get(4)?,

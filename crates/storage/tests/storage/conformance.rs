@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use reco_engine::{
-    CheckedEntities, Created, EntityId, LearnParams, Metric, ModelInfo, ModelParts, Stamp,
+    CheckedEntities, Created, EntityId, LearnParams, Learning, Metric, ModelInfo, ModelParts,
+    Stamp, TenantSpec,
 };
 use reco_storage::{StorageError, Store};
 
@@ -67,15 +68,57 @@ async fn tenants_are_made_once_and_conflicts_refused(backend: Backend) {
         .unwrap_err();
     assert!(
         matches!(
-            conflict,
-            StorageError::TenantConflict {
-                dimension: 4,
-                metric: Metric::Cosine,
-                ..
-            }
+            &conflict,
+            StorageError::TenantConflict { settings, .. }
+                if settings.starts_with("dimension 4 and metric cosine")
         ),
         "{conflict:?}"
     );
+    // Without content vectors, and with its own learning: made once, found again, and other
+    // learning is a conflict.
+    let log = tenant("log");
+    let learning = Learning {
+        enabled: false,
+        params: LearnParams {
+            factors: 12,
+            ..LearnParams::default()
+        },
+    };
+    let (made, _) = store
+        .create_tenant_with(&log, TenantSpec::WITHOUT_VECTORS, &learning)
+        .await
+        .unwrap();
+    assert_eq!(made, Created::Created);
+    let (found, _) = store
+        .create_tenant_with(&log, TenantSpec::WITHOUT_VECTORS, &learning)
+        .await
+        .unwrap();
+    assert_eq!(found, Created::Existed);
+    assert!(matches!(
+        store.create_tenant(&log, TenantSpec::WITHOUT_VECTORS).await,
+        Err(StorageError::TenantConflict { .. })
+    ));
+    assert_eq!(
+        store.tenant(&log).await.unwrap(),
+        Some(TenantSpec::WITHOUT_VECTORS)
+    );
+    let bare = vec![entity(1, Vec::new()), entity(2, Vec::new())];
+    upsert(&store, &log, &bare).await.unwrap();
+    let (entities, _) = read_back(&store, &log, 0).await;
+    assert_eq!(entities.len(), 2);
+    assert!(entities.iter().all(|e| e.vector.is_empty()));
+    let mut pages = (Vec::new(), Vec::new());
+    let loaded = load(
+        &store,
+        &log,
+        0,
+        &indicatif::ProgressBar::hidden(),
+        &mut pages.0,
+        &mut pages.1,
+    )
+    .await;
+    assert_eq!(loaded.record.spec, TenantSpec::WITHOUT_VECTORS);
+    assert_eq!(loaded.record.learning, learning);
     store
         .create_tenant(&tenant("blog"), spec(2, Metric::Euclidean))
         .await
@@ -85,6 +128,7 @@ async fn tenants_are_made_once_and_conflicts_refused(backend: Backend) {
         all,
         vec![
             (tenant("blog"), spec(2, Metric::Euclidean)),
+            (log.clone(), TenantSpec::WITHOUT_VECTORS),
             (t.clone(), spec(4, Metric::Cosine))
         ]
     );
@@ -221,7 +265,7 @@ async fn a_batch_checked_against_other_settings_is_refused(backend: Backend) {
     .unwrap();
     let err = store.upsert_entities(&t, &checked).await.unwrap_err();
     assert!(
-        matches!(err, StorageError::TenantConflict { dimension: 2, .. }),
+        matches!(&err, StorageError::TenantConflict { settings, .. } if settings.starts_with("dimension 2")),
         "{err:?}"
     );
     assert_eq!(store.counts(&t).await.unwrap(), (0, 0));
