@@ -221,6 +221,7 @@ impl QueryKey {
                 key.text(match strategy {
                     UserStrategy::Auto => "auto",
                     UserStrategy::Collaborative => "collaborative",
+                    UserStrategy::Hybrid => "hybrid",
                     UserStrategy::Content => "content",
                     UserStrategy::Trending => "trending",
                 });

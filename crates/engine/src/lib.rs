@@ -68,6 +68,7 @@ mod config;
 pub mod distance;
 mod engine;
 mod error;
+pub mod evaluate;
 mod index;
 mod interactions;
 mod mmr;

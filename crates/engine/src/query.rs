@@ -41,6 +41,11 @@ pub enum UserStrategy {
     Auto,
     /// The collaborative model (refused when there is none), falling back as `Auto` does.
     Collaborative,
+    /// The collaborative model and the content vectors blended (refused without both): the
+    /// two rankings fused by weighted reciprocal rank (see `EngineConfig::hybrid_weight`), so
+    /// an entity the model never learnt can still come from its content. Falls back as
+    /// `Collaborative` does when the model knows none of the user's entities.
+    Hybrid,
     /// The content vectors of the user's history, else what is trending.
     Content,
     /// What is trending (over the cold-start window), without what the user touched.
@@ -278,6 +283,8 @@ pub enum Strategy {
     Personalized,
     /// Nearest item factors to the user's factors, folded in from their history.
     Collaborative,
+    /// The collaborative and the content rankings of the user, fused.
+    Hybrid,
     /// Time-decayed interaction weight.
     Trending,
 }

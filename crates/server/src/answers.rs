@@ -34,6 +34,7 @@ fn strategy_name(strategy: Strategy) -> &'static str {
         Strategy::Personalized => "personalized",
         Strategy::Trending => "trending",
         Strategy::Collaborative => "collaborative",
+        Strategy::Hybrid => "hybrid",
     }
 }
 
@@ -45,6 +46,7 @@ fn strategy_of(name: &str) -> Option<Strategy> {
         "personalized" => Strategy::Personalized,
         "trending" => Strategy::Trending,
         "collaborative" => Strategy::Collaborative,
+        "hybrid" => Strategy::Hybrid,
         _ => return None,
     })
 }

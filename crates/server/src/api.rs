@@ -396,8 +396,8 @@ pub struct SearchQuery {
     /// `collaborative` (the tenant's model: "people who liked this also liked"; the default
     /// for a tenant without content vectors).
     pub space: Option<String>,
-    /// User recommendations only: `auto` (the default), `collaborative`, `content` or
-    /// `trending`.
+    /// User recommendations only: `auto` (the default), `collaborative`, `hybrid`, `content`
+    /// or `trending`.
     pub strategy: Option<String>,
 }
 
@@ -407,10 +407,11 @@ impl SearchQuery {
         match self.strategy.as_deref() {
             None | Some("auto") => Ok(UserStrategy::Auto),
             Some("collaborative") => Ok(UserStrategy::Collaborative),
+            Some("hybrid") => Ok(UserStrategy::Hybrid),
             Some("content") => Ok(UserStrategy::Content),
             Some("trending") => Ok(UserStrategy::Trending),
             Some(other) => Err(ApiError::BadRequest(format!(
-                "strategy is auto, collaborative, content or trending, not `{other}`"
+                "strategy is auto, collaborative, hybrid, content or trending, not `{other}`"
             ))),
         }
     }
@@ -506,6 +507,7 @@ impl UserResults {
         let strategy = match r.strategy {
             Strategy::Trending => "trending",
             Strategy::Collaborative => "collaborative",
+            Strategy::Hybrid => "hybrid",
             Strategy::Personalized
             | Strategy::Similar
             | Strategy::AverageVector

@@ -32,7 +32,9 @@ pub(super) fn bind(
     let tenant = engine.tenant(name)?;
     let needs_vectors = match &question {
         Question::Similar(..) | Question::Recommend(_) => space == Space::Content,
-        Question::User(_, _, strategy) => *strategy == UserStrategy::Content,
+        Question::User(_, _, strategy) => {
+            matches!(strategy, UserStrategy::Content | UserStrategy::Hybrid)
+        }
         Question::Trending(_) => false,
     };
     if needs_vectors && !tenant.spec.has_vectors() {
@@ -177,7 +179,8 @@ impl Prepared {
         ] {
             key.number(millis(duration).unsigned_abs());
         }
-        key.number(config.history_floor.to_bits());
+        key.number(config.history_floor.to_bits())
+            .number(config.hybrid_weight.to_bits());
         self.query_key().encode(&mut key);
         key.finish()
     }

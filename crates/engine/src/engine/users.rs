@@ -1,10 +1,12 @@
 //! Recommendations for a user: a preference vector from their time-decayed history (cached by
 //! the user's version), or what is trending when they have no usable history.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
+use super::collaborative::Collaborative;
 use super::prepared::Question;
 use super::trending::Trend;
 use super::{Engine, Prepared, plans, prepared};
@@ -14,8 +16,10 @@ use crate::distance::{Probe, narrow};
 use crate::error::Result;
 use crate::index::EntityIndex;
 use crate::interactions::UserProfile;
-use crate::model::{Metric, Millis, TenantName, UserId};
+use crate::mmr;
+use crate::model::{EntityId, Metric, Millis, Scored, TenantName, UserId};
 use crate::query::{Ranking, SearchOptions, Space, Strategy, UserStrategy, Window};
+use crate::topk::Candidate;
 
 pub(super) fn prepare(
     engine: &Engine,
@@ -29,7 +33,7 @@ pub(super) fn prepare(
         UserStrategy::Auto if engine.tenant(name)?.collaborative.load().is_some() => {
             Space::Collaborative
         }
-        UserStrategy::Collaborative => Space::Collaborative,
+        UserStrategy::Collaborative | UserStrategy::Hybrid => Space::Collaborative,
         UserStrategy::Auto | UserStrategy::Content | UserStrategy::Trending => Space::Content,
     };
     prepared::bind(
@@ -40,6 +44,13 @@ pub(super) fn prepare(
         Question::User(user.clone(), options.clone(), strategy),
     )
 }
+
+/// How far down each ranking a hybrid answer looks: its page, and at least this many.
+const HYBRID_DEPTH: usize = 100;
+
+/// The constant of reciprocal rank fusion (Cormack et al. 2009): how little the first places
+/// outweigh the next.
+const FUSION_K: f64 = 60.0;
 
 impl Prepared {
     pub(super) fn rank_user(
@@ -55,50 +66,36 @@ impl Prepared {
         let profile = log.user(user);
         let steering = profile.filter(|_| strategy != UserStrategy::Trending);
         let interacted = profile.map_or_else(RoaringBitmap::new, |p| p.touched(index));
-        if let (Some(model), Some(profile)) = (&self.collaborative, steering) {
-            let half_life = millis(self.config.half_life);
-            // A fold-in is cached as a preference is: by the user's version, against the
-            // model's space (whose generation no content snapshot shares).
-            let key = || PreferenceKey {
-                tenant: self.tenant.name.clone(),
-                user: user.clone(),
-                entity_generation: model.index.generation,
-                user_version: profile.version,
-            };
-            let folded = self.caches.preference(key, || {
-                Arc::new(model.fold_in(profile, half_life, self.config.history_floor))
-            });
-            if let Some(factors) = folded.as_ref() {
-                // What the user touched is left out of the model's space by id, as above.
-                let space = &model.index;
-                let touched = profile.touched(space);
-                let probe = Probe::new(factors, Metric::Dot);
+        let folded = match (&self.collaborative, steering) {
+            (Some(model), Some(profile)) => self.folded(model, user, profile),
+            (Some(_) | None, _) => Arc::new(None),
+        };
+        let preference =
+            || steering.map_or_else(|| Arc::new(None), |profile| self.preference(user, profile));
+        if let (Some(model), Some(profile), Some(factors)) =
+            (&self.collaborative, steering, folded.as_ref())
+        {
+            let touched = profile.touched(&model.index);
+            if strategy == UserStrategy::Hybrid
+                && let Some(vector) = preference().as_ref()
+            {
                 return Ok(Ranking {
-                    results: plans::rank(space, options, touched, Some(factors), |v, n| {
-                        probe.goodness(v, n)
-                    }),
+                    results: self.hybrid(model, factors, touched, vector, interacted, options),
                     missing: Vec::new(),
-                    strategy: Strategy::Collaborative,
+                    strategy: Strategy::Hybrid,
                 });
             }
+            // What the user touched is left out of the model's space by id, as above.
+            let probe = Probe::new(factors, Metric::Dot);
+            return Ok(Ranking {
+                results: plans::rank(&model.index, options, touched, Some(factors), |v, n| {
+                    probe.goodness(v, n)
+                }),
+                missing: Vec::new(),
+                strategy: Strategy::Collaborative,
+            });
         }
-        let preference = steering.map_or_else(
-            || Arc::new(None),
-            |profile| {
-                let key = || PreferenceKey {
-                    tenant: self.tenant.name.clone(),
-                    user: user.clone(),
-                    entity_generation: index.generation,
-                    user_version: profile.version,
-                };
-                let half_life = millis(self.config.half_life);
-                let floor = self.config.history_floor;
-                self.caches.preference(key, || {
-                    Arc::new(preference(index, profile, half_life, floor))
-                })
-            },
-        );
-        if let Some(vector) = preference.as_ref() {
+        if let Some(vector) = preference().as_ref() {
             let probe = Probe::new(vector, index.spec().metric);
             return Ok(Ranking {
                 results: plans::rank(index, options, interacted, Some(vector), |v, n| {
@@ -126,6 +123,119 @@ impl Prepared {
             missing: Vec::new(),
             strategy: Strategy::Trending,
         })
+    }
+
+    /// The user's factors against `model`, folded in from their history now. A fold-in is
+    /// cached as a preference is: by the user's version, against the model's space (whose
+    /// generation no content snapshot shares).
+    fn folded(
+        &self,
+        model: &Collaborative,
+        user: &UserId,
+        profile: &UserProfile,
+    ) -> Arc<Option<Vec<f32>>> {
+        let half_life = millis(self.config.half_life);
+        let key = || PreferenceKey {
+            tenant: self.tenant.name.clone(),
+            user: user.clone(),
+            entity_generation: model.index.generation,
+            user_version: profile.version,
+        };
+        self.caches.preference(key, || {
+            Arc::new(model.fold_in(profile, half_life, self.config.history_floor))
+        })
+    }
+
+    /// The user's preference vector in the content space, cached by the user's version and the
+    /// entities' generation.
+    fn preference(&self, user: &UserId, profile: &UserProfile) -> Arc<Option<Vec<f32>>> {
+        let index = &self.index;
+        let key = || PreferenceKey {
+            tenant: self.tenant.name.clone(),
+            user: user.clone(),
+            entity_generation: index.generation,
+            user_version: profile.version,
+        };
+        let half_life = millis(self.config.half_life);
+        let floor = self.config.history_floor;
+        self.caches.preference(key, || {
+            Arc::new(preference(index, profile, half_life, floor))
+        })
+    }
+
+    /// The collaborative and the content rankings of one user fused by weighted reciprocal
+    /// rank: each looks `HYBRID_DEPTH` (or the page) deep under the question's filters, an
+    /// entity absent from one ranking gets nothing from it, and ties go by id. The threshold
+    /// applies to the fused score; diversity re-ranks the fused list by content vectors.
+    fn hybrid(
+        &self,
+        model: &Collaborative,
+        factors: &[f32],
+        touched_in_model: RoaringBitmap,
+        preference: &[f32],
+        touched: RoaringBitmap,
+        options: &SearchOptions,
+    ) -> Vec<Scored> {
+        let content = &self.index;
+        let want = options.k + options.offset;
+        let depth = plans::pool_size(options).max(HYBRID_DEPTH);
+        let deep = SearchOptions {
+            k: depth,
+            offset: 0,
+            score_threshold: None,
+            diversity: 0.0,
+            ..options.clone()
+        };
+        let collaborative = {
+            let probe = Probe::new(factors, Metric::Dot);
+            plans::rank(
+                &model.index,
+                &deep,
+                touched_in_model,
+                Some(factors),
+                |v, n| probe.goodness(v, n),
+            )
+        };
+        let by_content = {
+            let probe = Probe::new(preference, content.spec().metric);
+            plans::rank(content, &deep, touched, Some(preference), |v, n| {
+                probe.goodness(v, n)
+            })
+        };
+        let weight = self.config.hybrid_weight;
+        let mut fused: HashMap<&EntityId, f64> = HashMap::new();
+        for (list, share) in [(&collaborative, weight), (&by_content, 1.0 - weight)] {
+            for (rank, scored) in list.iter().enumerate() {
+                #[expect(clippy::cast_precision_loss, reason = "ranks are small")]
+                let gain = share / (FUSION_K + rank as f64 + 1.0);
+                *fused.entry(&scored.id).or_default() += gain;
+            }
+        }
+        let floor = options.score_threshold.map_or(f64::NEG_INFINITY, f64::from);
+        let mut ranked: Vec<Candidate<'_>> = fused
+            .into_iter()
+            .filter(|(_, score)| *score >= floor)
+            .filter_map(|(id, score)| {
+                Some(Candidate {
+                    goodness: narrow(score),
+                    slot: content.slot_of(id.as_str())?,
+                    id: id.as_str(),
+                })
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.goodness.total_cmp(&a.goodness).then(a.id.cmp(b.id)));
+        if options.diversity > 0.0 {
+            ranked = mmr::rerank(content, ranked, want, options.diversity);
+        }
+        ranked
+            .into_iter()
+            .take(want)
+            .skip(options.offset)
+            .map(|c| Scored {
+                id: EntityId::parse(c.id).expect("an entity's own id"),
+                score: c.goodness,
+            })
+            .collect()
     }
 }
 

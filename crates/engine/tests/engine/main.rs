@@ -6,6 +6,7 @@ mod cache;
 mod collaborative;
 mod concurrency;
 mod errors;
+mod evaluate;
 mod recommend;
 mod reference;
 mod scans;
