@@ -1,6 +1,6 @@
 """Baselines on MovieLens-100K by the protocol of issue 13, beside which reco's models are read.
 
-Each user's last rating in time (ties by item id) is their test item when it is 4 or more;
+Each user's last rating in time (ties by item id, as text) is their test item when it is 4 or more;
 everything else trains. Every item the user has not rated in training is ranked, and HR@10 and
 NDCG@10 count the test item's place (ties in its favour, as the Rust example counts them).
 
@@ -29,9 +29,11 @@ def load(path):
     items = {i: n for n, i in enumerate(sorted({r[1] for r in rows}, key=int))}
     by_user = [[] for _ in users]
     for u, i, r, t in rows:
-        by_user[users[u]].append((t, items[i], r))
+        by_user[users[u]].append((t, items[i], r, i))
+    # Ties in time go by the item's id as text, as `reco evaluate` orders them.
     for events in by_user:
-        events.sort(key=lambda e: (e[0], e[1]))
+        events.sort(key=lambda e: (e[0], e[3]))
+    by_user = [[e[:3] for e in events] for events in by_user]
     return by_user, len(items)
 
 

@@ -100,10 +100,6 @@ pub struct EngineConfig {
     pub trending_retention: Duration,
     /// The trending window a user with no usable history is answered from. Default 7 days.
     pub cold_start_window: Duration,
-    /// The weight of the collaborative ranking in a hybrid one (the content ranking has the
-    /// rest), from 0 to 1: each entity scores `w / (60 + its collaborative rank) + (1 − w) /
-    /// (60 + its content rank)` (reciprocal rank fusion, Cormack et al. 2009). Default 0.5.
-    pub hybrid_weight: f64,
     /// The in-process cache.
     pub cache: CacheConfig,
     /// How searches are answered: an approximate index above a size, or always exactly.
@@ -168,7 +164,6 @@ impl Default for EngineConfig {
             trending_half_life: DAY,
             trending_retention: 30 * DAY,
             cold_start_window: 7 * DAY,
-            hybrid_weight: 0.5,
             cache: CacheConfig::default(),
             search: SearchConfig::default(),
         }
@@ -201,9 +196,6 @@ impl EngineConfig {
         }
         if !(0.0..=1.0).contains(&self.history_floor) {
             return bad("history_floor is from 0 to 1");
-        }
-        if !(0.0..=1.0).contains(&self.hybrid_weight) {
-            return bad("hybrid_weight is from 0 to 1");
         }
         if self.cold_start_window > self.trending_retention {
             return bad("cold_start_window must not exceed trending_retention");

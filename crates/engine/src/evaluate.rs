@@ -54,6 +54,18 @@ pub struct Evaluation {
     /// The engine's settings (half-life, kind weights, hybrid weight, ...). Its cache is not
     /// used.
     pub config: EngineConfig,
+    /// Scores the validation part instead of the test, which is then left out entirely: for
+    /// choosing settings without looking at the test. Leave-last-out takes each user's last
+    /// test item away first and holds out the one before it; the random split scores its
+    /// validation tenth.
+    pub validate: bool,
+    /// The share of entities (from 0 to 1, picked at random by `new_seed`) made new: every
+    /// training interaction with them is dropped, so no model learns them, while they stay in
+    /// the catalogue and may be test items. It measures what a shop sees between trainings,
+    /// when entities too new to have interactions must come from their content. Default 0.
+    pub new_entities: f64,
+    /// The seed of the pick of new entities.
+    pub new_seed: u64,
 }
 
 impl Evaluation {
@@ -72,6 +84,9 @@ impl Evaluation {
             ],
             learning: LearnParams::default(),
             config: EngineConfig::default(),
+            validate: false,
+            new_entities: 0.0,
+            new_seed: 42,
         }
     }
 }
@@ -95,11 +110,26 @@ pub struct StrategyScore {
     pub recall: f64,
     /// The share of the catalogue in some tested user's top 10.
     pub coverage: f64,
+    /// Tested users whose relevant entities no training interaction names (entities too new
+    /// for a model to have learnt), and HR@10 and NDCG@10 over them alone.
+    pub cold: ColdScore,
     /// How many users each answering strategy served (a strategy falls back when it cannot
     /// serve a user, and `auto` chooses).
     pub answered_by: BTreeMap<&'static str, usize>,
     /// How long answering every tested user took, in seconds.
     pub seconds: f64,
+}
+
+/// The measures over the tested users whose relevant entities are cold: no training
+/// interaction names them, so only content can find them.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ColdScore {
+    /// How many such users.
+    pub users: usize,
+    /// Their HR@10.
+    pub hit_rate: f64,
+    /// Their NDCG@10.
+    pub ndcg: f64,
 }
 
 /// What an evaluation found.
@@ -149,6 +179,8 @@ pub fn user_strategy_name(strategy: UserStrategy) -> &'static str {
 struct Tested {
     user: UserId,
     relevant: HashSet<EntityId>,
+    /// No training interaction names any relevant entity.
+    cold: bool,
 }
 
 /// A splitmix64 step: the random order of [`Split::Random`], the same on every machine.
@@ -182,6 +214,9 @@ fn split(
         let mut relevant = HashSet::new();
         match evaluation.split {
             Split::LeaveLastOut => {
+                if evaluation.validate && events.last().is_some_and(is_test) {
+                    events.pop();
+                }
                 if events.last().is_some_and(is_test) {
                     let last = events.pop().expect("a last event");
                     relevant.insert(last.entity);
@@ -202,7 +237,12 @@ fn split(
                 let mut rest = keyed.into_iter().map(|(_, e)| e);
                 let trained: Vec<Interaction> = rest.by_ref().take(training).collect();
                 let seen: HashSet<&EntityId> = trained.iter().map(|e| &e.entity).collect();
-                for event in rest.skip(validation) {
+                let scored: Vec<Interaction> = if evaluation.validate {
+                    rest.take(validation).collect()
+                } else {
+                    rest.skip(validation).collect()
+                };
+                for event in scored {
                     // An entity the user touched in training is never recommended to them, so
                     // it cannot be a test item.
                     if is_test(&event) && !seen.contains(&event.entity) {
@@ -213,8 +253,34 @@ fn split(
             }
         }
         if !relevant.is_empty() {
-            tested.push(Tested { user, relevant });
+            tested.push(Tested {
+                user,
+                relevant,
+                cold: false,
+            });
         }
+    }
+    if evaluation.new_entities > 0.0 {
+        // An entity is new when its seeded hash falls in the lowest share of the range.
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "a share of the u64 range, clamped to it"
+        )]
+        let cut = (evaluation.new_entities.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
+        let is_new = |e: &EntityId| {
+            let mut h = mix(evaluation.new_seed);
+            for b in e.as_str().bytes() {
+                h = mix(h ^ u64::from(b));
+            }
+            h < cut
+        };
+        train.retain(|i| !is_new(&i.entity));
+    }
+    let trained: HashSet<&EntityId> = train.iter().map(|i| &i.entity).collect();
+    for t in &mut tested {
+        t.cold = t.relevant.iter().all(|e| !trained.contains(e));
     }
     (train, tested, users)
 }
@@ -353,6 +419,7 @@ fn score(
     let (mut hits, mut ndcg, mut recall) = (0.0f64, 0.0f64, 0.0f64);
     let mut covered: HashSet<EntityId> = HashSet::new();
     let mut answered_by: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut cold = ColdScore::default();
     // Summed in the users' order, so that a report is the same whatever the threads did.
     let mut answers: Vec<Answered> = answers.into_iter().collect::<Result<Vec<_>>>()?.concat();
     answers.sort_by_key(|(n, _, _)| *n);
@@ -374,16 +441,26 @@ fn score(
             hits += 1.0;
         }
         ndcg += dcg / ideal;
+        if tested[n].cold {
+            cold.users += 1;
+            cold.hit_rate += if dcg > 0.0 { 1.0 } else { 0.0 };
+            cold.ndcg += dcg / ideal;
+        }
         let found = ids.iter().filter(|id| relevant.contains(*id)).count();
         recall += found as f64 / relevant.len() as f64;
     }
     let users = tested.len().max(1) as f64;
+    if cold.users > 0 {
+        cold.hit_rate /= cold.users as f64;
+        cold.ndcg /= cold.users as f64;
+    }
     Ok(StrategyScore {
         strategy,
         hit_rate: hits / users,
         ndcg: ndcg / users,
         recall: recall / users,
         coverage: covered.len() as f64 / catalogue.max(1) as f64,
+        cold,
         answered_by,
         seconds: started.elapsed().as_secs_f64(),
     })

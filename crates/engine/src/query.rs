@@ -35,15 +35,16 @@ pub struct SearchOptions {
 /// How a user's recommendations are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum UserStrategy {
-    /// The collaborative model when the tenant has one and it knows the user's entities, else
-    /// the content vectors of the user's history, else what is trending.
+    /// The collaborative model when the tenant has one and it knows the user's entities
+    /// (`Hybrid` when the tenant has content vectors too), else the content vectors of the
+    /// user's history, else what is trending.
     #[default]
     Auto,
     /// The collaborative model (refused when there is none), falling back as `Auto` does.
     Collaborative,
-    /// The collaborative model and the content vectors blended (refused without both): the
-    /// two rankings fused by weighted reciprocal rank (see `EngineConfig::hybrid_weight`), so
-    /// an entity the model never learnt can still come from its content. Falls back as
+    /// The collaborative model with content blended in (refused without both): the learnt
+    /// entities by their factors, and every entity the model did not learn (too new to have
+    /// interactions) by the factors its content vector maps to, in one ranking. Falls back as
     /// `Collaborative` does when the model knows none of the user's entities.
     Hybrid,
     /// The content vectors of the user's history, else what is trending.
@@ -283,7 +284,7 @@ pub enum Strategy {
     Personalized,
     /// Nearest item factors to the user's factors, folded in from their history.
     Collaborative,
-    /// The collaborative and the content rankings of the user, fused.
+    /// The collaborative model, with the entities it did not learn placed by their content.
     Hybrid,
     /// Time-decayed interaction weight.
     Trending,

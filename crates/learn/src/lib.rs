@@ -36,6 +36,10 @@
 
 #![warn(missing_docs)]
 
+mod content;
+
+pub use content::{ContentMap, MAX_CONTENT_DIMENSION};
+
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::solvers::{Llt, Solve};
 use faer::{Accum, Mat, MatRef, Par, Side};

@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
-use reco_learn::{Model, Observation, Params};
+use reco_learn::{ContentMap, Model, Observation, Params};
 
 use super::Engine;
 use super::tenants::Tenant;
 use crate::checked::CheckedEntities;
 use crate::config::millis;
 use crate::error::{EngineError, Result};
-use crate::index::EntityIndex;
+use crate::index::{EntityIndex, Row};
 use crate::interactions::UserProfile;
 use crate::model::{EntityId, EntityView, Metric, Millis, NewEntity, TenantName, TenantSpec};
 
@@ -93,6 +93,12 @@ pub(crate) struct Collaborative {
     pub(super) info: ModelInfo,
     /// Fold-ins computed against this model.
     pub(super) fold_ins: Arc<AtomicU64>,
+    /// From content vectors to factors, fitted on the learnt entities, when the tenant has
+    /// content vectors (of at most `MAX_CONTENT_DIMENSION` components) and the model items.
+    content_map: Option<Arc<ContentMap>>,
+    /// The estimated factors of every entity the model did not learn (see `content_map`):
+    /// what the hybrid strategy searches besides `index`. Empty without a map.
+    pub(super) cold: Arc<EntityIndex>,
 }
 
 /// Trains a model of the tenant's interactions as they are now, with `params`, and puts it in
@@ -216,7 +222,8 @@ pub(super) fn parts(engine: &Engine, name: &TenantName) -> Result<Option<ModelPa
         }))
 }
 
-/// Builds a model's space from the entities as they are, then puts it in place under the
+/// Builds a model's space from the entities as they are, with the map from content to factors
+/// and the estimated factors of the entities it did not learn, then puts it in place under the
 /// tenant's writer lock, after bringing it up to the entities written meanwhile: so the space
 /// never holds an entity deleted before it was served, nor one's old category or tags.
 fn serve(
@@ -243,6 +250,7 @@ fn serve(
     index.upsert(CheckedEntities::new(spec, rows)?);
     // The space's stamp is its entities': a shared answer from it names the entities it read.
     index.stamp = content.stamp;
+    let content_map = fit_content_map(&model, &items, &content);
     let mut collaborative = Collaborative {
         model,
         items,
@@ -250,7 +258,14 @@ fn serve(
         index: Arc::new(index),
         info,
         fold_ins: Arc::new(AtomicU64::new(0)),
+        content_map,
+        cold: Arc::new(EntityIndex::new(
+            spec,
+            engine.next_generation(),
+            engine.config.search,
+        )),
     };
+    collaborative.cold = Arc::new(collaborative.cold_space(engine, &content)?);
     loop {
         let tenant = engine.tenant(name)?;
         let _writer = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
@@ -261,9 +276,50 @@ fn serve(
         if now.generation != content.generation {
             let items = collaborative.items.clone();
             collaborative = collaborative.following(engine, &now, items.iter());
+            collaborative.cold = Arc::new(collaborative.cold_space(engine, &now)?);
         }
         tenant.collaborative.store(Some(Arc::new(collaborative)));
         return Ok(());
+    }
+}
+
+/// The ridge of the map from content to factors, relative to the content's scale (see
+/// `ContentMap::fit`).
+const CONTENT_RIDGE: f64 = 0.1;
+
+/// The map from content vectors to factors, fitted on the learnt entities that have content
+/// vectors; `None` when the tenant keeps none, they are too long, or no entity has both.
+fn fit_content_map(
+    model: &Model,
+    items: &[EntityId],
+    content: &EntityIndex,
+) -> Option<Arc<ContentMap>> {
+    let spec = content.spec();
+    if !spec.has_vectors() || spec.dimension > reco_learn::MAX_CONTENT_DIMENSION {
+        return None;
+    }
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for (n, id) in items.iter().enumerate() {
+        let Some(row) = content.slot_of(id.as_str()).and_then(|s| content.row(s)) else {
+            continue;
+        };
+        xs.extend(content_vector(spec.metric, row.vector, row.inverse_norm));
+        ys.extend_from_slice(model.item(n)?);
+    }
+    if ys.is_empty() {
+        return None;
+    }
+    ContentMap::fit(&xs, &ys, spec.dimension, model.factors(), CONTENT_RIDGE)
+        .ok()
+        .map(Arc::new)
+}
+
+/// A content vector as the map reads it: the unit vector under cosine, else as stored.
+fn content_vector(metric: Metric, vector: &[f32], inverse_norm: f32) -> Vec<f32> {
+    match metric {
+        Metric::Cosine => vector.iter().map(|x| x * inverse_norm).collect(),
+        Metric::Dot | Metric::Euclidean => vector.to_vec(),
     }
 }
 
@@ -276,6 +332,31 @@ fn row(model: &Model, item: usize, entity: EntityView) -> Option<NewEntity> {
         tags: entity.tags.iter().map(|t| t.to_string()).collect(),
         attributes: None,
     })
+}
+
+/// A copy of `space` with `gone` deleted and `changed` written, at the entities' stamp; `None`
+/// when there is nothing to change.
+fn written(
+    engine: &Engine,
+    space: &EntityIndex,
+    content: &EntityIndex,
+    gone: &[EntityId],
+    changed: Vec<NewEntity>,
+) -> Option<EntityIndex> {
+    if gone.is_empty() && changed.is_empty() {
+        return None;
+    }
+    let mut next = space.clone();
+    for id in gone {
+        next.delete(id.as_str());
+    }
+    if !changed.is_empty() {
+        let spec = next.spec();
+        next.upsert(CheckedEntities::new(spec, changed).expect("rows of the model's own factors"));
+    }
+    next.generation = engine.next_generation();
+    next.stamp = content.stamp;
+    Some(next)
 }
 
 /// The tenant's model, when it has one.
@@ -317,7 +398,10 @@ pub(super) fn carry(engine: &Engine, live: &Tenant, staged: &Tenant) {
     if let Some(model) = live.collaborative.load_full() {
         let content = staged.entities.load();
         let items = model.items.clone();
-        let carried = model.following(engine, &content, items.iter());
+        let mut carried = model.following(engine, &content, items.iter());
+        if let Ok(cold) = carried.cold_space(engine, &content) {
+            carried.cold = Arc::new(cold);
+        }
         staged.collaborative.store(Some(Arc::new(carried)));
     }
 }
@@ -334,8 +418,20 @@ impl Collaborative {
     ) -> Self {
         let mut gone = Vec::new();
         let mut changed = Vec::new();
+        let mut cold_gone = Vec::new();
+        let mut cold_changed = Vec::new();
         for id in ids {
             let Some(&item) = self.item_of.get(id) else {
+                // An entity the model did not learn: its estimate follows its content.
+                if let Some(map) = &self.content_map {
+                    match content.slot_of(id.as_str()).and_then(|s| content.row(s)) {
+                        Some(now) => cold_changed.push(self.estimate(map, content, now)),
+                        None if self.cold.slot_of(id.as_str()).is_some() => {
+                            cold_gone.push(id.clone());
+                        }
+                        None => {}
+                    }
+                }
                 continue;
             };
             let now = content.get(id.as_str());
@@ -352,25 +448,48 @@ impl Collaborative {
                 (None, None) => {}
             }
         }
-        if gone.is_empty() && changed.is_empty() {
-            return self.clone();
+        let mut next = self.clone();
+        if let Some(index) = written(engine, &self.index, content, &gone, changed) {
+            next.index = Arc::new(index);
         }
-        let mut index = EntityIndex::clone(&self.index);
-        for id in &gone {
-            index.delete(id.as_str());
+        if let Some(cold) = written(engine, &self.cold, content, &cold_gone, cold_changed) {
+            next.cold = Arc::new(cold);
         }
-        if !changed.is_empty() {
-            let spec = index.spec();
-            index.upsert(
-                CheckedEntities::new(spec, changed).expect("rows of the model's own factors"),
-            );
+        next
+    }
+
+    /// Whether entities it did not learn get factors from their content.
+    pub(super) fn blends_content(&self) -> bool {
+        self.content_map.is_some()
+    }
+
+    /// The estimated row of an entity the model did not learn: its content mapped to factors.
+    fn estimate(&self, map: &ContentMap, content: &EntityIndex, row: Row<'_>) -> NewEntity {
+        let x = content_vector(content.spec().metric, row.vector, row.inverse_norm);
+        NewEntity {
+            id: row.record.id.clone(),
+            vector: map.project(&x),
+            category: row.record.category.as_deref().map(str::to_owned),
+            tags: row.record.tags.iter().map(|t| t.to_string()).collect(),
+            attributes: None,
         }
-        index.generation = engine.next_generation();
-        index.stamp = content.stamp;
-        Self {
-            index: Arc::new(index),
-            ..self.clone()
+    }
+
+    /// The estimated factors of every entity of `content` the model did not learn, as a space
+    /// of its own; empty without a map.
+    fn cold_space(&self, engine: &Engine, content: &EntityIndex) -> Result<EntityIndex> {
+        let spec = self.index.spec();
+        let mut cold = EntityIndex::new(spec, engine.next_generation(), engine.config.search);
+        if let Some(map) = &self.content_map {
+            let rows: Vec<NewEntity> = content
+                .rows()
+                .filter(|row| !self.item_of.contains_key(&row.record.id))
+                .map(|row| self.estimate(map, content, row))
+                .collect();
+            cold.upsert(CheckedEntities::new(spec, rows)?);
         }
+        cold.stamp = content.stamp;
+        Ok(cold)
     }
 
     /// A user's factors from their history now, against the model's items: the training's own

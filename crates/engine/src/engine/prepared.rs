@@ -179,8 +179,7 @@ impl Prepared {
         ] {
             key.number(millis(duration).unsigned_abs());
         }
-        key.number(config.history_floor.to_bits())
-            .number(config.hybrid_weight.to_bits());
+        key.number(config.history_floor.to_bits());
         self.query_key().encode(&mut key);
         key.finish()
     }

@@ -1,7 +1,6 @@
 //! Recommendations for a user: a preference vector from their time-decayed history (cached by
 //! the user's version), or what is trending when they have no usable history.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
@@ -45,13 +44,6 @@ pub(super) fn prepare(
     )
 }
 
-/// How far down each ranking a hybrid answer looks: its page, and at least this many.
-const HYBRID_DEPTH: usize = 100;
-
-/// The constant of reciprocal rank fusion (Cormack et al. 2009): how little the first places
-/// outweigh the next.
-const FUSION_K: f64 = 60.0;
-
 impl Prepared {
     pub(super) fn rank_user(
         &self,
@@ -76,11 +68,13 @@ impl Prepared {
             (&self.collaborative, steering, folded.as_ref())
         {
             let touched = profile.touched(&model.index);
-            if strategy == UserStrategy::Hybrid
-                && let Some(vector) = preference().as_ref()
-            {
+            // `auto` blends content in wherever the model can: its content map gives the
+            // entities it did not learn a place in its space.
+            let blend = strategy == UserStrategy::Hybrid
+                || (strategy == UserStrategy::Auto && model.blends_content());
+            if blend {
                 return Ok(Ranking {
-                    results: self.hybrid(model, factors, touched, vector, interacted, options),
+                    results: self.hybrid(model, factors, touched, profile, options),
                     missing: Vec::new(),
                     strategy: Strategy::Hybrid,
                 });
@@ -163,79 +157,66 @@ impl Prepared {
         })
     }
 
-    /// The collaborative and the content rankings of one user fused by weighted reciprocal
-    /// rank: each looks `HYBRID_DEPTH` (or the page) deep under the question's filters, an
-    /// entity absent from one ranking gets nothing from it, and ties go by id. The threshold
-    /// applies to the fused score; diversity re-ranks the fused list by content vectors.
+    /// The model's ranking of one user over every entity: the learnt ones by their factors,
+    /// the others by the factors their content maps to (`Collaborative::cold`), in one order of
+    /// the same dot product. Each space is searched under the question's filters for the page
+    /// (or the pool diversity needs), and the two are merged; diversity then re-ranks the merged
+    /// pool by content vectors.
     fn hybrid(
         &self,
         model: &Collaborative,
         factors: &[f32],
         touched_in_model: RoaringBitmap,
-        preference: &[f32],
-        touched: RoaringBitmap,
+        touched: &UserProfile,
         options: &SearchOptions,
     ) -> Vec<Scored> {
         let content = &self.index;
         let want = options.k + options.offset;
-        let depth = plans::pool_size(options).max(HYBRID_DEPTH);
         let deep = SearchOptions {
-            k: depth,
+            k: plans::pool_size(options),
             offset: 0,
-            score_threshold: None,
             diversity: 0.0,
             ..options.clone()
         };
-        let collaborative = {
-            let probe = Probe::new(factors, Metric::Dot);
-            plans::rank(
-                &model.index,
-                &deep,
-                touched_in_model,
-                Some(factors),
-                |v, n| probe.goodness(v, n),
-            )
-        };
-        let by_content = {
-            let probe = Probe::new(preference, content.spec().metric);
-            plans::rank(content, &deep, touched, Some(preference), |v, n| {
-                probe.goodness(v, n)
-            })
-        };
-        let weight = self.config.hybrid_weight;
-        let mut fused: HashMap<&EntityId, f64> = HashMap::new();
-        for (list, share) in [(&collaborative, weight), (&by_content, 1.0 - weight)] {
-            for (rank, scored) in list.iter().enumerate() {
-                #[expect(clippy::cast_precision_loss, reason = "ranks are small")]
-                let gain = share / (FUSION_K + rank as f64 + 1.0);
-                *fused.entry(&scored.id).or_default() += gain;
-            }
-        }
-        let floor = options.score_threshold.map_or(f64::NEG_INFINITY, f64::from);
-        let mut ranked: Vec<Candidate<'_>> = fused
-            .into_iter()
-            .filter(|(_, score)| *score >= floor)
-            .filter_map(|(id, score)| {
-                Some(Candidate {
-                    goodness: narrow(score),
-                    slot: content.slot_of(id.as_str())?,
-                    id: id.as_str(),
-                })
-            })
-            .collect();
-        ranked.sort_by(|a, b| b.goodness.total_cmp(&a.goodness).then(a.id.cmp(b.id)));
+        let probe = Probe::new(factors, Metric::Dot);
+        let mut merged = plans::rank(
+            &model.index,
+            &deep,
+            touched_in_model,
+            Some(factors),
+            |v, n| probe.goodness(v, n),
+        );
+        merged.extend(plans::rank(
+            &model.cold,
+            &deep,
+            touched.touched(&model.cold),
+            Some(factors),
+            |v, n| probe.goodness(v, n),
+        ));
+        // Dot products: higher is better, ties by id.
+        merged.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         if options.diversity > 0.0 {
-            ranked = mmr::rerank(content, ranked, want, options.diversity);
+            let pool: Vec<Candidate<'_>> = merged
+                .iter()
+                .filter_map(|s| {
+                    Some(Candidate {
+                        goodness: s.score,
+                        slot: content.slot_of(s.id.as_str())?,
+                        id: s.id.as_str(),
+                    })
+                })
+                .collect();
+            let picked = mmr::rerank(content, pool, want, options.diversity);
+            return picked
+                .into_iter()
+                .skip(options.offset)
+                .map(|c| Scored {
+                    id: EntityId::parse(c.id).expect("an entity's own id"),
+                    score: c.goodness,
+                })
+                .collect();
         }
-        ranked
-            .into_iter()
-            .take(want)
-            .skip(options.offset)
-            .map(|c| Scored {
-                id: EntityId::parse(c.id).expect("an entity's own id"),
-                score: c.goodness,
-            })
-            .collect()
+        merged.into_iter().take(want).skip(options.offset).collect()
     }
 }
 

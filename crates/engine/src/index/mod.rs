@@ -145,6 +145,24 @@ impl EntityIndex {
         })
     }
 
+    /// Every live row, in slot order.
+    pub fn rows(&self) -> impl Iterator<Item = Row<'_>> {
+        let dim = self.spec.dimension;
+        self.chunks.iter().flat_map(move |chunk| {
+            chunk
+                .records
+                .iter()
+                .enumerate()
+                .filter_map(move |(r, record)| {
+                    Some(Row {
+                        vector: chunk.vector(r, dim),
+                        inverse_norm: chunk.inverse_norms[r],
+                        record: record.as_ref()?,
+                    })
+                })
+        })
+    }
+
     pub fn get(&self, id: &str) -> Option<EntityView> {
         let row = self.row(self.slot_of(id)?)?;
         Some(EntityView {

@@ -246,8 +246,18 @@ fn user_strategies_choose_as_documented() {
         Err(EngineError::NoModel(_))
     ));
     engine.train_collaborative(&t, &params()).unwrap();
+    // With content vectors and a model, `auto` blends: the model, with the entities it did not
+    // learn placed by their content (here it learnt them all, so it answers as the model).
+    assert_eq!(strategy_of("a0", UserStrategy::Auto), Strategy::Hybrid);
     assert_eq!(
-        strategy_of("a0", UserStrategy::Auto),
+        ask("a0", UserStrategy::Auto).unwrap().ranking.results,
+        ask("a0", UserStrategy::Collaborative)
+            .unwrap()
+            .ranking
+            .results
+    );
+    assert_eq!(
+        strategy_of("a0", UserStrategy::Collaborative),
         Strategy::Collaborative
     );
     assert_eq!(

@@ -151,3 +151,29 @@ fn a_random_split_is_the_same_for_a_seed_and_strategies_that_cannot_apply_are_le
     assert!(one.tested > USERS / 2, "{one:?}");
     assert!(one.training_interactions < log().len() * 9 / 10);
 }
+
+/// Entities too new to have interactions: no model learns them, so `collaborative` never finds
+/// them; `hybrid` places them by the factors their content maps to, and here the content knows
+/// the groups, so it finds them, and `auto` blends as `hybrid` does.
+#[test]
+fn new_entities_come_from_their_content_in_hybrid_only() {
+    let spec = TenantSpec::new(2, Metric::Cosine).unwrap();
+    let entities: Vec<NewEntity> = (0..ITEMS).map(entity).collect();
+    let evaluation = Evaluation {
+        new_entities: 0.3,
+        new_seed: 3,
+        ..setup()
+    };
+    let report = evaluate(spec, entities, log(), &evaluation, &|_| {}).unwrap();
+    let by = |s: UserStrategy| report.scores.iter().find(|x| x.strategy == s).unwrap();
+    let cold_users = by(UserStrategy::Collaborative).cold.users;
+    assert!(cold_users > 5, "{report:?}");
+    assert_eq!(by(UserStrategy::Collaborative).cold.hit_rate, 0.0);
+    let hybrid = by(UserStrategy::Hybrid);
+    assert!(hybrid.cold.hit_rate > 0.3, "{hybrid:?}");
+    assert!(hybrid.hit_rate > by(UserStrategy::Collaborative).hit_rate);
+    assert_eq!(
+        by(UserStrategy::Auto).answered_by.get("hybrid"),
+        Some(&USERS)
+    );
+}

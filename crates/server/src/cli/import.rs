@@ -202,9 +202,9 @@ fn entity_problems(rows: &[(usize, Value)], spec: TenantSpec) -> Vec<(usize, Str
 
 /// Parses every line into the API's JSON shape, checking its fields: the good rows, and the
 /// bad lines with what is wrong with each.
-type Parsed = (Vec<(usize, Value)>, Vec<(usize, String)>);
+pub(super) type Parsed = (Vec<(usize, Value)>, Vec<(usize, String)>);
 
-fn parse(text: &str, format: Format, kind: Kind) -> Parsed {
+pub(super) fn parse(text: &str, format: Format, kind: Kind) -> Parsed {
     let mut rows = Vec::new();
     let mut bad = Vec::new();
     let mut check = |line: usize, row: Result<Value, String>| match row.and_then(|v| shape(v, kind))

@@ -4,6 +4,7 @@
 //! of reqwest or CSV.
 
 mod client;
+pub mod evaluate;
 pub mod import;
 
 use anyhow::Context;
@@ -35,6 +36,9 @@ enum Command {
     /// Import entities or interactions from JSON lines or CSV (checked whole, then batched;
     /// a rerun resumes).
     Import(ImportArgs),
+    /// Which user strategy wins on your own data: split each user's log, train on the rest,
+    /// and score HR@10, NDCG@10, recall@20 and coverage of every strategy.
+    Evaluate(Box<evaluate::EvaluateArgs>),
     /// Tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -124,6 +128,9 @@ impl Cli {
                         String::new()
                     }
                 );
+            }
+            Command::Evaluate(args) => {
+                evaluate::run(*args).await?;
             }
             Command::Tenant(TenantCommand::Create {
                 name,

@@ -643,7 +643,10 @@ async fn collaborative_models_train_in_the_background_and_answer(backend: Backen
             answer["strategy"].as_str().unwrap().to_owned()
         }
     };
-    assert_eq!(strategy("").await, "collaborative");
+    // With content vectors and a model, `auto` blends them (`hybrid`).
+    assert_eq!(strategy("").await, "hybrid");
+    assert_eq!(strategy("?strategy=collaborative").await, "collaborative");
+    assert_eq!(strategy("?strategy=hybrid").await, "hybrid");
     assert_eq!(strategy("?strategy=content").await, "personalized");
     assert_eq!(strategy("?strategy=trending").await, "trending");
     // The model's measures are in the metrics: one user folded in so far.

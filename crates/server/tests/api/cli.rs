@@ -165,3 +165,88 @@ async fn imports_go_in_batches_and_resume() {
     assert!(ok && out.contains("imported 15 line(s)"), "{out}");
     assert_eq!(counts(&app).await, (3, 40));
 }
+
+/// `reco evaluate` on a tenant as the database holds it, and on files: a table of every
+/// strategy that applies, JSON and a chart when asked, and a clear refusal of bad input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluate_compares_strategies_on_a_tenant_and_on_files() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    crate::helpers::mall(&app).await;
+    let database = format!("sqlite://{}", app.settings.sqlite.path.display());
+    let json = write("report.json", "");
+    let chart = json.with_file_name("report.svg");
+    let (ok, out, err) = reco(
+        &app,
+        &[
+            "evaluate",
+            "--tenant",
+            "mall",
+            "--database-url",
+            &database,
+            "--split",
+            "random",
+            "--json",
+            json.to_str().unwrap(),
+            "--chart",
+            chart.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    for row in [
+        "| trending |",
+        "| content |",
+        "| collaborative |",
+        "| hybrid |",
+        "| auto |",
+    ] {
+        assert!(out.contains(row), "{row} missing from {out}");
+    }
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["entities"], 20);
+    let collaborative = report["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["strategy"] == "collaborative")
+        .unwrap();
+    let hr = collaborative["hr@10"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&hr), "{report}");
+    assert!(std::fs::read_to_string(&chart).unwrap().contains("<svg"));
+    // Files without vectors: no content strategy; a bad line is named.
+    let entities = write(
+        "entities.jsonl",
+        &(0..6)
+            .map(|n| format!("{{\"id\": \"e{n}\"}}\n"))
+            .collect::<String>(),
+    );
+    let log: String = (0..24)
+        .map(|n| {
+            format!(
+                "{{\"user\": \"u{}\", \"entity\": \"e{}\", \"kind\": \"like\", \"timestamp\": \"2024-01-01T00:{:02}:00Z\"}}\n",
+                n % 4,
+                n % 6,
+                n
+            )
+        })
+        .collect();
+    let interactions = entities.with_file_name("interactions.jsonl");
+    std::fs::write(&interactions, log).unwrap();
+    let files = [
+        "evaluate",
+        "--entities",
+        entities.to_str().unwrap(),
+        "--interactions",
+        interactions.to_str().unwrap(),
+    ];
+    let (ok, out, err) = reco(&app, &files).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("| collaborative |") && !out.contains("| content |"),
+        "{out}"
+    );
+    std::fs::write(&interactions, "{\"user\": \"u1\"}\n").unwrap();
+    let (ok, _, err) = reco(&app, &files).await;
+    assert!(!ok);
+    assert!(err.contains("line 1"), "{err}");
+}
