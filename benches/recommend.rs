@@ -1,5 +1,5 @@
 //! Recommend by examples (both strategies, with diversity) and recommendations for users, from
-//! content vectors and from the collaborative model.
+//! content vectors, from the collaborative model, and hybrid.
 
 use std::hint::black_box;
 
@@ -75,6 +75,19 @@ fn for_users(c: &mut criterion::Criterion) {
                 black_box(
                     engine
                         .prepare_user_by(&tenant, &user, &options, UserStrategy::Collaborative)
+                        .and_then(Prepared::answer)
+                        .expect("an answer"),
+                )
+            })
+        });
+        // Hybrid: the same fold-in, searched over the learnt entities and over the estimated
+        // factors of those the model did not learn (here the entities no user touched).
+        group.bench_function(BenchmarkId::new(scale.label, "hybrid/k=10"), |b| {
+            b.iter(|| {
+                let user = user_id(cycle.next_index());
+                black_box(
+                    engine
+                        .prepare_user_by(&tenant, &user, &options, UserStrategy::Hybrid)
                         .and_then(Prepared::answer)
                         .expect("an answer"),
                 )

@@ -53,8 +53,9 @@ fn main() {
     let mut users: HashMap<&str, u32> = HashMap::new();
     let mut items: HashMap<&str, u32> = HashMap::new();
     let mut rows: Vec<(u32, u32, f32, i64)> = Vec::new();
-    // An item's number in the file, for breaking ties in time as the baselines do.
-    let mut item_number: Vec<u64> = Vec::new();
+    // An item's id, for breaking ties in time as the baselines and `reco evaluate` do (by the
+    // id as text).
+    let mut item_number: Vec<String> = Vec::new();
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split('\t').collect();
         let n = users.len();
@@ -62,21 +63,23 @@ fn main() {
         let n = items.len();
         let i = *items.entry(f[1]).or_insert(u32::try_from(n).unwrap());
         if i as usize == item_number.len() {
-            item_number.push(f[1].parse().unwrap());
+            item_number.push(f[1].to_owned());
         }
         let rating: f32 = f[2].parse().unwrap();
         let at: f64 = f[3].parse().unwrap();
         #[expect(clippy::cast_possible_truncation, reason = "unix seconds")]
         rows.push((u, i, rating, at as i64));
     }
-    // Each user's last rating in time (ties by the item's number) is the test when it is 4 or
-    // more.
+    // Each user's last rating in time (ties by the item's id as text) is the test when it is 4
+    // or more.
     let mut by_user: Vec<Vec<(i64, u32, f32)>> = vec![Vec::new(); users.len()];
     for &(u, i, r, at) in &rows {
         by_user[u as usize].push((at, i, r));
     }
     for events in &mut by_user {
-        events.sort_by_key(|&(at, i, _)| (at, item_number[i as usize]));
+        events.sort_by(|a, b| {
+            (a.0, &item_number[a.1 as usize]).cmp(&(b.0, &item_number[b.1 as usize]))
+        });
     }
     // With RECO_ML_VALIDATE, the same split once more inside training: the last training rating
     // becomes the held-out item, for choosing parameters without looking at the test.
