@@ -265,17 +265,27 @@ fn serve(
             engine.config.search,
         )),
     };
-    collaborative.cold = Arc::new(collaborative.cold_space(engine, &content)?);
+    // The spaces are built off the writer lock, from the entities as they are; when entities
+    // were written meanwhile they are built again from the newer snapshot, a few times, before
+    // the last catch-up is done under the lock (where writes wait for it).
+    let mut content = content;
+    let mut attempts = 0;
     loop {
+        collaborative.cold = Arc::new(collaborative.cold_space(engine, &content)?);
         let tenant = engine.tenant(name)?;
         let _writer = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if tenant.retired.load(Ordering::Acquire) {
             continue;
         }
-        let now = tenant.entities.load();
+        let now = tenant.entities.load_full();
         if now.generation != content.generation {
             let items = collaborative.items.clone();
             collaborative = collaborative.following(engine, &now, items.iter());
+            attempts += 1;
+            if attempts < 3 {
+                content = now;
+                continue;
+            }
             collaborative.cold = Arc::new(collaborative.cold_space(engine, &now)?);
         }
         tenant.collaborative.store(Some(Arc::new(collaborative)));
