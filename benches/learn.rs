@@ -1,5 +1,5 @@
-//! The learner: training time at 100k interactions (and, on request, 1M and 10M), and the
-//! fold-in of one user at request time.
+//! The learner: iALS training time at 100k interactions (and, on request, 1M and 10M), EASE's
+//! at 100k (500 items), and the fold-in of one user at request time.
 //!
 //! The logs are synthetic and popularity-skewed as real ones are: one user for every 50
 //! interactions, one item for every 200, items drawn from a Zipf law (exponent 1), users
@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use reco_benches::criterion;
-use reco_learn::{Model, Observation, Params, train};
+use reco_learn::{Algorithm, Model, Observation, Params, train};
 
 /// A log of `n` interactions: (users, items, observations).
 fn log(n: usize) -> (usize, usize, Vec<Observation>) {
@@ -57,12 +57,22 @@ fn trained(n: usize, params: &Params) -> Model {
 }
 
 fn learn(c: &mut criterion::Criterion) {
-    let params = Params::default();
+    let params = Params {
+        algorithm: Algorithm::Ials,
+        ..Params::default()
+    };
+    let ease = Params {
+        algorithm: Algorithm::Ease,
+        ..Params::default()
+    };
     let mut group = c.benchmark_group("learn");
     group.sample_size(10);
     let (users, items, observations) = log(100_000);
     group.bench_function(BenchmarkId::new("train", "100k"), |b| {
         b.iter(|| black_box(train(users, items, &observations, &params, |_| {})))
+    });
+    group.bench_function(BenchmarkId::new("train", "ease/100k"), |b| {
+        b.iter(|| black_box(train(users, items, &observations, &ease, |_| {})))
     });
     let model = train(users, items, &observations, &params, |_| {}).expect("a model");
     let history: Vec<(u32, f32)> = observations

@@ -97,4 +97,6 @@ pub use query::{
 };
 /// How a collaborative model is trained (see [`Engine::train_collaborative`]).
 pub use reco_learn::Params as LearnParams;
+/// Which collaborative model a training makes (EASE for small catalogues, iALS beyond).
+pub use reco_learn::{Algorithm, EASE_MAX_ITEMS};
 pub use stamp::{ChangeId, Lineage, Stamp};

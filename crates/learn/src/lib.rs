@@ -37,17 +37,57 @@
 #![warn(missing_docs)]
 
 mod content;
+mod ease;
 
 pub use content::{ContentMap, MAX_CONTENT_DIMENSION};
+pub use ease::EASE_MAX_ITEMS;
 
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::solvers::{Llt, Solve};
 use faer::{Accum, Mat, MatRef, Par, Side};
 
+/// Which model a training makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Algorithm {
+    /// EASE for a catalogue of up to [`EASE_MAX_ITEMS`] items, iALS beyond. The default.
+    #[default]
+    Auto,
+    /// Implicit-feedback matrix factorisation: `factors` per user and item.
+    Ials,
+    /// The closed-form item-item model (see `ease`): one component per item.
+    Ease,
+}
+
+impl Algorithm {
+    /// `auto`, `ials` or `ease`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Auto => "auto",
+            Algorithm::Ials => "ials",
+            Algorithm::Ease => "ease",
+        }
+    }
+
+    /// The algorithm of a name [`Algorithm::as_str`] gives.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "auto" => Some(Algorithm::Auto),
+            "ials" => Some(Algorithm::Ials),
+            "ease" => Some(Algorithm::Ease),
+            _ => None,
+        }
+    }
+}
+
 /// How a model is trained.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Params {
-    /// Factors per user and per item (`k`). Default 64.
+    /// Which model. Default [`Algorithm::Auto`].
+    pub algorithm: Algorithm,
+    /// EASE's `λ`, as a multiple of the mean number of users per item. Default 8.
+    pub ease_regularization: f64,
+    /// iALS: factors per user and per item (`k`). Default 64. A trained EASE model says its
+    /// item count here (one component per item).
     pub factors: usize,
     /// Sweeps over users and items. Default 10.
     pub iterations: usize,
@@ -71,8 +111,17 @@ impl Params {
     /// Refuses parameters out of their ranges: factors from 1 to 1024, iterations from 1 to
     /// 1000, a regularization above 0, an unobserved weight from 0 to 1, the rest at least 0.
     pub fn check(&self) -> Result<(), LearnError> {
-        if !(1..=1024).contains(&self.factors) {
+        // A trained EASE model says its item count in `factors`.
+        let most = if self.algorithm == Algorithm::Ease {
+            EASE_MAX_ITEMS
+        } else {
+            1024
+        };
+        if !(1..=most).contains(&self.factors) {
             return Err(LearnError::InvalidParams("factors is from 1 to 1024"));
+        }
+        if !(self.ease_regularization.is_finite() && self.ease_regularization > 0.0) {
+            return Err(LearnError::InvalidParams("ease_regularization is above 0"));
         }
         if self.iterations == 0 || self.iterations > 1000 {
             return Err(LearnError::InvalidParams("iterations is from 1 to 1000"));
@@ -97,6 +146,8 @@ impl Params {
 impl Default for Params {
     fn default() -> Self {
         Self {
+            algorithm: Algorithm::Auto,
+            ease_regularization: 8.0,
             factors: 64,
             iterations: 10,
             regularization: 0.01,
@@ -335,8 +386,27 @@ pub fn train(
             return Err(LearnError::NotFinite(index));
         }
     }
-    let k = params.factors;
     let by_user = Rows::group(users, observations, true);
+    let ease = match params.algorithm {
+        Algorithm::Ease => true,
+        Algorithm::Auto => (1..=EASE_MAX_ITEMS).contains(&items),
+        Algorithm::Ials => false,
+    };
+    if ease {
+        if !(1..=EASE_MAX_ITEMS).contains(&items) {
+            return Err(LearnError::InvalidParams(
+                "EASE trains catalogues of 1 to 2,500 items with interactions",
+            ));
+        }
+        let model = ease::train(&by_user, users, items, params)?;
+        progress(params.iterations);
+        return Ok(model);
+    }
+    let params = &Params {
+        algorithm: Algorithm::Ials,
+        ..*params
+    };
+    let k = params.factors;
     let by_item = Rows::group(items, observations, false);
     #[expect(clippy::cast_precision_loss, reason = "k is at most 1024")]
     let spread = params.init_scale / (k as f64).sqrt();
@@ -374,6 +444,20 @@ impl Model {
     pub fn from_item_factors(params: Params, items: Vec<f32>) -> Result<Self, LearnError> {
         params.check()?;
         let k = params.factors;
+        if params.algorithm == Algorithm::Ease {
+            if items.len() != k * k || !items.iter().all(|x| x.is_finite()) {
+                return Err(LearnError::InvalidParams(
+                    "an EASE model holds one finite component per item for each item",
+                ));
+            }
+            return Ok(Self {
+                params,
+                users: Vec::new(),
+                item_count: k,
+                item_gramian: Vec::new(),
+                items,
+            });
+        }
         if !items.len().is_multiple_of(k) {
             return Err(LearnError::InvalidParams(
                 "the item factors are not a whole number of rows of `factors`",
@@ -433,6 +517,9 @@ impl Model {
     /// factors: the training's own user solve, for one user, now. Items past the model's are
     /// left out (they were made after the training). Zeros for a history with no known item.
     pub fn fold_in(&self, history: &[(u32, f32)]) -> Vec<f32> {
+        if self.params.algorithm == Algorithm::Ease {
+            return ease::fold_in(history, self.item_count);
+        }
         let k = self.params.factors;
         let mut observed: Vec<(u32, f32)> = history
             .iter()

@@ -30,6 +30,7 @@ fn seen(user: usize, item: usize) -> bool {
 /// user has seen four in five items of their group (real logs are sparse).
 fn params(threads: usize) -> Params {
     Params {
+        algorithm: Algorithm::Ials,
         factors: 8,
         iterations: 15,
         regularization: 0.01,
@@ -176,4 +177,70 @@ fn bad_input_is_refused() {
     let mut iterations = Vec::new();
     train(1, 1, &[], &p, |done| iterations.push(done)).unwrap();
     assert_eq!(iterations, (1..=15).collect::<Vec<_>>());
+}
+
+#[test]
+fn ease_learns_the_groups_in_closed_form_and_serves_a_history_as_is() {
+    let data = two_groups();
+    let ease = Params {
+        algorithm: Algorithm::Ease,
+        ..Params::default()
+    };
+    let model = train(40, 20, &data, &ease, |_| {}).unwrap();
+    assert_eq!(
+        (model.factors(), model.item_count(), model.user_count()),
+        (20, 20, 0)
+    );
+    assert_eq!(model.params().algorithm, Algorithm::Ease);
+    // Auto takes EASE for a catalogue this small, and iALS when told.
+    let auto = train(40, 20, &data, &Params::default(), |_| {}).unwrap();
+    assert_eq!(auto, model, "auto is EASE here, and deterministic");
+    // A user's vector is their history; their best unseen items are their group's.
+    for user in [0usize, 27] {
+        let history: Vec<(u32, f32)> = data
+            .iter()
+            .filter(|o| o.user as usize == user)
+            .map(|o| (o.item, o.weight))
+            .collect();
+        let x = model.fold_in(&history);
+        assert_eq!(x.len(), 20);
+        let group = user / 20;
+        let best = (0..20)
+            .filter(|&i| !seen(user, i) || i / 10 != group)
+            .max_by(|&a, &b| score(&model, &x, a).total_cmp(&score(&model, &x, b)))
+            .unwrap();
+        assert_eq!(best / 10, group, "user {user}");
+    }
+    // An item does not recommend itself: B's diagonal is zero.
+    assert!((0..20).all(|i| model.item(i).unwrap()[i] == 0.0));
+    let rebuilt = Model::from_item_factors(*model.params(), model.item_factors().to_vec()).unwrap();
+    assert_eq!(rebuilt.fold_in(&[(3, 1.0)]), model.fold_in(&[(3, 1.0)]));
+    assert!(Model::from_item_factors(*model.params(), vec![0.0; 19]).is_err());
+    let too_many = Params {
+        algorithm: Algorithm::Ease,
+        ..Params::default()
+    };
+    let wide = [Observation {
+        user: 0,
+        item: 0,
+        weight: 1.0,
+    }];
+    assert!(train(1, EASE_MAX_ITEMS + 1, &wide, &too_many, |_| {}).is_err());
+    // A kept EASE model of more than 1,024 items is a valid model; iALS factors are not.
+    let kept = Params {
+        algorithm: Algorithm::Ease,
+        factors: 1_100,
+        ..Params::default()
+    };
+    assert!(kept.check().is_ok());
+    let wide_ials = Params {
+        algorithm: Algorithm::Ials,
+        ..kept
+    };
+    assert!(wide_ials.check().is_err());
+    let no_ridge = Params {
+        ease_regularization: 0.0,
+        ..Params::default()
+    };
+    assert!(no_ridge.check().is_err());
 }

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use reco_engine::{
-    EntityId, EntityView, Example, ExampleStrategy, Filter, Interaction, InteractionKind,
-    LearnParams, Learning, Metric, ModelInfo, NewEntity, Ranking, RecommendRequest, Scored,
-    SearchOptions, Space, Strategy, TenantInfo, TenantSpec, UserId, UserStrategy,
+    Algorithm, EntityId, EntityView, Example, ExampleStrategy, Filter, Interaction,
+    InteractionKind, LearnParams, Learning, Metric, ModelInfo, NewEntity, Ranking,
+    RecommendRequest, Scored, SearchOptions, Space, Strategy, TenantInfo, TenantSpec, UserId,
+    UserStrategy,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -51,6 +52,12 @@ pub struct CollaborativeBody {
     /// Whether the tenant gets a model (trained when enough interactions arrived, or when
     /// asked). Default true.
     pub enabled: Option<bool>,
+    /// `auto` (the default: EASE for up to 2,500 entities with interactions, iALS beyond),
+    /// `ials` or `ease`.
+    pub algorithm: Option<String>,
+    /// EASE's regularization, as a multiple of the mean number of users per entity; above 0.
+    /// Default 8.
+    pub ease_regularization: Option<f64>,
     /// Factors per user and entity, 1 to 1024. Default 64.
     pub factors: Option<usize>,
     /// Sweeps over users and entities, 1 to 1000. Default 10.
@@ -84,7 +91,19 @@ impl TenantBody {
         let c = self.collaborative.as_ref();
         let defaults = Learning::default();
         let p = defaults.params;
+        let algorithm = match c.and_then(|c| c.algorithm.as_deref()) {
+            None => p.algorithm,
+            Some(name) => Algorithm::parse(name).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "collaborative.algorithm is auto, ials or ease, not `{name}`"
+                ))
+            })?,
+        };
         let params = LearnParams {
+            algorithm,
+            ease_regularization: c
+                .and_then(|c| c.ease_regularization)
+                .unwrap_or(p.ease_regularization),
             factors: c.and_then(|c| c.factors).unwrap_or(p.factors),
             iterations: c.and_then(|c| c.iterations).unwrap_or(p.iterations),
             regularization: c.and_then(|c| c.regularization).unwrap_or(p.regularization),
@@ -114,6 +133,8 @@ impl From<&Learning> for CollaborativeBody {
         let p = &l.params;
         Self {
             enabled: Some(l.enabled),
+            algorithm: Some(p.algorithm.as_str().to_owned()),
+            ease_regularization: Some(p.ease_regularization),
             factors: Some(p.factors),
             iterations: Some(p.iterations),
             regularization: Some(p.regularization),

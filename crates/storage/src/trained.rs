@@ -3,7 +3,7 @@
 //! turns [`ModelParts`] into those columns and back; a row that does not read back into a model
 //! is corrupt, never half-served.
 
-use reco_engine::{EntityId, LearnParams, Learning, ModelInfo, ModelParts};
+use reco_engine::{Algorithm, EntityId, LearnParams, Learning, ModelInfo, ModelParts};
 
 use crate::error::Result;
 use crate::rows::{corrupt, vector_from_blob, vector_to_blob};
@@ -94,7 +94,8 @@ pub(crate) fn parts(row: ModelRow) -> Result<ModelParts> {
         fold_ins: 0,
         recorded: u64::try_from(recorded).map_err(|_| corrupt("a model's interaction count"))?,
     };
-    let mut params = params_from_json(&params)?;
+    // Models kept before EASE existed are iALS models.
+    let mut params = params_from_json(&params, Algorithm::Ials)?;
     if params.factors != info.factors {
         return Err(corrupt("a model whose parameters name other factors"));
     }
@@ -110,6 +111,8 @@ pub(crate) fn parts(row: ModelRow) -> Result<ModelParts> {
 /// The parameters a fold-in and a later reader need; the threads are this machine's, not kept.
 fn params_to_json(p: &LearnParams) -> String {
     serde_json::json!({
+        "algorithm": p.algorithm.as_str(),
+        "ease_regularization": p.ease_regularization,
         "factors": p.factors,
         "iterations": p.iterations,
         "regularization": p.regularization,
@@ -122,14 +125,27 @@ fn params_to_json(p: &LearnParams) -> String {
     .to_string()
 }
 
-fn params_from_json(text: &str) -> Result<LearnParams> {
+fn params_from_json(text: &str, algorithm: Algorithm) -> Result<LearnParams> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| corrupt(format!("a model's parameters: {e}")))?;
     let bad = |field: &str| corrupt(format!("a model's parameter `{field}`"));
     let float = |field: &str| value[field].as_f64().ok_or_else(|| bad(field));
     let whole = |field: &str| value[field].as_u64().ok_or_else(|| bad(field));
     let size = |field: &str| whole(field).and_then(|n| usize::try_from(n).map_err(|_| bad(field)));
+    let algorithm = match value.get("algorithm") {
+        None => algorithm,
+        Some(name) => name
+            .as_str()
+            .and_then(Algorithm::parse)
+            .ok_or_else(|| bad("algorithm"))?,
+    };
+    let ease_regularization = match value.get("ease_regularization") {
+        None => LearnParams::default().ease_regularization,
+        Some(_) => float("ease_regularization")?,
+    };
     Ok(LearnParams {
+        algorithm,
+        ease_regularization,
         factors: size("factors")?,
         iterations: size("iterations")?,
         regularization: float("regularization")?,
@@ -167,7 +183,7 @@ pub(crate) fn learning_from_json(text: &str) -> Result<Learning> {
         .ok_or_else(|| corrupt("a tenant's learning `enabled`"))?;
     Ok(Learning {
         enabled,
-        params: params_from_json(&filled.to_string())?,
+        params: params_from_json(&filled.to_string(), defaults.params.algorithm)?,
     })
 }
 

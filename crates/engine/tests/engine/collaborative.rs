@@ -51,8 +51,11 @@ fn history() -> Vec<Interaction> {
     out
 }
 
+/// iALS with 8 factors (the default would take EASE for a catalogue this small; it has a test
+/// of its own below).
 fn params() -> Params {
     Params {
+        algorithm: reco_engine::Algorithm::Ials,
         factors: 8,
         iterations: 15,
         regularization: 0.01,
@@ -424,4 +427,31 @@ fn a_tenant_without_content_vectors_is_served_by_its_model() {
     assert_eq!(numbers(&answer.results)[..2], [11, 16], "{answer:?}");
     let similar = engine.similar(&t, &id(12), &collaborative(4)).unwrap();
     assert!(numbers(&similar.ranking.results).iter().all(|n| *n >= 10));
+}
+
+/// By default a catalogue this small gets EASE: one component per entity, "also liked" and
+/// users served by the same engine, a user's vector being their history.
+#[test]
+fn a_small_catalogue_gets_ease_by_default() {
+    let (engine, t, _) = engine(Metric::Dot, 2, true);
+    engine.upsert(&t, entities()).unwrap();
+    engine.record(&t, history()).unwrap();
+    let info = engine.train_collaborative(&t, &Params::default()).unwrap();
+    assert_eq!((info.items, info.factors), (20, 20));
+    let parts = engine.model_parts(&t).unwrap().unwrap();
+    assert_eq!(parts.params.algorithm, reco_engine::Algorithm::Ease);
+    let found = numbers(
+        &engine
+            .similar(&t, &id(13), &collaborative(5))
+            .unwrap()
+            .ranking
+            .results,
+    );
+    assert!(found.iter().all(|n| *n >= 10 && *n != 13), "{found:?}");
+    let user = UserId::parse("b16").unwrap();
+    let answer = engine
+        .recommend_for_user(&t, &user, &collaborative(2))
+        .unwrap();
+    assert_eq!(answer.ranking.strategy, Strategy::Collaborative);
+    assert_eq!(numbers(&answer.ranking.results), [11, 16]);
 }

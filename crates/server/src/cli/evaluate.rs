@@ -12,8 +12,8 @@ use reco_engine::evaluate::{
     Evaluation, EvaluationReport, Progress, Split, evaluate, user_strategy_name,
 };
 use reco_engine::{
-    Interaction, InteractionKind, LearnParams, Metric, NewEntity, TenantName, TenantSpec,
-    UserStrategy,
+    Algorithm, Interaction, InteractionKind, LearnParams, Metric, NewEntity, TenantName,
+    TenantSpec, UserStrategy,
 };
 use reco_server::api::{EntitiesBody, InteractionsBody};
 use reco_server::{ServeArgs, Settings};
@@ -71,6 +71,13 @@ pub struct EvaluateArgs {
     /// that only content can find them, as between two trainings.
     #[arg(long, default_value_t = 0.0)]
     pub new_entities: f64,
+    /// The model: auto (EASE up to 2,500 entities with interactions, iALS beyond), ials or
+    /// ease, instead of the tenant's.
+    #[arg(long)]
+    pub algorithm: Option<String>,
+    /// EASE's regularization (a multiple of the mean users per entity), instead of the tenant's.
+    #[arg(long)]
+    pub ease_regularization: Option<f64>,
     /// Factors of the model, instead of the tenant's (or the default, 64).
     #[arg(long)]
     pub factors: Option<usize>,
@@ -132,7 +139,16 @@ pub async fn run(args: EvaluateArgs) -> anyhow::Result<EvaluationReport> {
         .iter()
         .map(|s| strategy(s))
         .collect::<anyhow::Result<_>>()?;
+    let algorithm = match args.algorithm.as_deref() {
+        None => learning.algorithm,
+        Some(name) => Algorithm::parse(name)
+            .with_context(|| format!("--algorithm is auto, ials or ease, not `{name}`"))?,
+    };
     evaluation.learning = LearnParams {
+        algorithm,
+        ease_regularization: args
+            .ease_regularization
+            .unwrap_or(learning.ease_regularization),
         factors: args.factors.unwrap_or(learning.factors),
         iterations: args.iterations.unwrap_or(learning.iterations),
         regularization: args.regularization.unwrap_or(learning.regularization),

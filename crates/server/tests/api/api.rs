@@ -60,7 +60,7 @@ async fn tenants_are_made_found_and_deleted(backend: Backend) {
         json!({
             "name": "shop", "dimension": 4, "metric": "cosine", "entities": 0, "interactions": 0,
             "collaborative": {
-                "enabled": true, "factors": 64, "iterations": 10, "regularization": 0.01,
+                "enabled": true, "algorithm": "auto", "ease_regularization": 8.0, "factors": 64, "iterations": 10, "regularization": 0.01,
                 "unobserved_weight": 1.0, "confidence": 0.25, "frequency_scaling": 1.0, "seed": 42
             },
             "model": null
@@ -618,7 +618,8 @@ async fn collaborative_models_train_in_the_background_and_answer(backend: Backen
         (model["users"].as_u64(), model["items"].as_u64()),
         (Some(30), Some(20))
     );
-    assert_eq!(model["factors"], 64);
+    // Twenty entities: EASE by default, one component per entity.
+    assert_eq!(model["factors"], 20);
     // "Also liked": the group, not the content vectors' parity.
     let similar = app
         .get("/v1/tenants/mall/entities/e0/similar?space=collaborative&k=5")
@@ -838,8 +839,7 @@ async fn collaborative_settings_are_the_tenants_own(backend: Backend) {
                 .unwrap()
         }
     };
-    let small =
-        json!({"dimension": 2, "metric": "dot", "collaborative": {"factors": 8, "iterations": 4}});
+    let small = json!({"dimension": 2, "metric": "dot", "collaborative": {"algorithm": "ials", "factors": 8, "iterations": 4}});
     assert_eq!(put("mall", small.clone()).await.status(), 201);
     assert_eq!(put("mall", small).await.status(), 200);
     assert_eq!(
@@ -868,6 +868,8 @@ async fn collaborative_settings_are_the_tenants_own(backend: Backend) {
         json!({"collaborative": {"regularization": -1.0}}),
         json!({"collaborative": {"unobserved_weight": 2.0}}),
         json!({"collaborative": {"colour": "red"}}),
+        json!({"collaborative": {"algorithm": "svd"}}),
+        json!({"collaborative": {"ease_regularization": 0.0}}),
     ] {
         assert_eq!(
             error_code(put("bad", bad.clone()).await, 400).await,
