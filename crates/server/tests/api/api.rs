@@ -759,18 +759,12 @@ async fn a_tenant_without_content_vectors_learns_from_its_log(backend: Backend) 
         stored,
         json!({"id": "e4", "category": "even", "tags": [], "attributes": null})
     );
-    let mut likes = Vec::new();
-    for u in 0..30usize {
-        let base = if u < 15 { 0 } else { 10 };
-        for n in base..base + 10 {
-            if !(u * 7 + n * 3).is_multiple_of(5) {
-                likes.push(
-                    json!({"user": format!("u{u}"), "entity": format!("e{n}"), "kind": "like"}),
-                );
-            }
-        }
-    }
-    assert_eq!(app.interact("log", Value::from(likes)).await.status(), 200);
+    assert_eq!(
+        app.interact("log", crate::helpers::group_likes())
+            .await
+            .status(),
+        200
+    );
     let before: Value = app
         .get("/v1/tenants/log/users/u16/recommendations")
         .await

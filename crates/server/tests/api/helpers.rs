@@ -233,6 +233,12 @@ pub async fn mall(app: &TestApp) {
         app.upsert("mall", Value::from(entities)).await.status(),
         200
     );
+    assert_eq!(app.interact("mall", group_likes()).await.status(), 200);
+}
+
+/// The likes of `mall` (and of any tenant with entities `e0`..`e19`): users `u0`..`u14` like
+/// about four in five of `e0`..`e9`, `u15`..`u29` of `e10`..`e19`.
+pub fn group_likes() -> Value {
     let mut likes = Vec::new();
     for u in 0..30usize {
         let base = if u < 15 { 0 } else { 10 };
@@ -244,7 +250,7 @@ pub async fn mall(app: &TestApp) {
             }
         }
     }
-    assert_eq!(app.interact("mall", Value::from(likes)).await.status(), 200);
+    Value::from(likes)
 }
 
 /// Asks `app` to train `tenant`'s model and waits until its status is ready at `version`.
