@@ -54,7 +54,8 @@ use faer::{Accum, Mat, MatRef, Par, Side};
 /// Which model a training makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Algorithm {
-    /// EASE for a catalogue of up to [`EASE_MAX_ITEMS`] items, iALS beyond. The default.
+    /// EASE for up to [`EASE_MAX_ITEMS`] items with observations, iALS beyond (the engine also
+    /// takes iALS for a wider catalogue, however few of its items were observed). The default.
     #[default]
     Auto,
     /// Implicit-feedback matrix factorisation: `factors` per user and item.

@@ -52,8 +52,8 @@ pub struct CollaborativeBody {
     /// Whether the tenant gets a model (trained when enough interactions arrived, or when
     /// asked). Default true.
     pub enabled: Option<bool>,
-    /// `auto` (the default: EASE for up to 2,500 entities with interactions, iALS beyond),
-    /// `ials` or `ease`.
+    /// `auto` (the default: EASE for a catalogue of up to 2,500 entities, iALS beyond),
+    /// `ials` or `ease` (at most 2,500 entities with interactions).
     pub algorithm: Option<String>,
     /// EASE's regularization, as a multiple of the mean number of users per entity; above 0.
     /// Default 8.

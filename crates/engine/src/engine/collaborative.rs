@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
-use reco_learn::{ContentMap, Model, Observation, Params};
+use reco_learn::{Algorithm, ContentMap, EASE_MAX_ITEMS, Model, Observation, Params};
 
 use super::Engine;
 use super::tenants::Tenant;
@@ -137,6 +137,15 @@ pub(super) fn train(engine: &Engine, name: &TenantName, params: &Params) -> Resu
             users += 1;
         }
     }
+    // `Auto` takes EASE for a small catalogue only: one whose every entity fits EASE's width,
+    // so that the entities it did not learn never make a wide cold space.
+    let params = &Params {
+        algorithm: match params.algorithm {
+            Algorithm::Auto if entities.len() > EASE_MAX_ITEMS => Algorithm::Ials,
+            chosen => chosen,
+        },
+        ..*params
+    };
     let model = reco_learn::train(users as usize, items.len(), &observations, params, |_| {})
         .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
     let version = tenant
@@ -297,6 +306,10 @@ fn serve(
 /// `ContentMap::fit`).
 const CONTENT_RIDGE: f64 = 0.1;
 
+/// The most components the cold space may hold (2^26 f32: 256 MiB): past it, entities the model
+/// did not learn get no estimate (hybrid then answers as collaborative).
+const COLD_BUDGET: usize = 1 << 26;
+
 /// The map from content vectors to factors, fitted on the learnt entities that have content
 /// vectors; `None` when the tenant keeps none, they are too long, or no entity has both.
 fn fit_content_map(
@@ -305,7 +318,11 @@ fn fit_content_map(
     content: &EntityIndex,
 ) -> Option<Arc<ContentMap>> {
     let spec = content.spec();
-    if !spec.has_vectors() || spec.dimension > reco_learn::MAX_CONTENT_DIMENSION {
+    let cold = content.len().saturating_sub(items.len());
+    if !spec.has_vectors()
+        || spec.dimension > reco_learn::MAX_CONTENT_DIMENSION
+        || cold.saturating_mul(model.factors()) > COLD_BUDGET
+    {
         return None;
     }
     let mut xs = Vec::new();

@@ -455,3 +455,25 @@ fn a_small_catalogue_gets_ease_by_default() {
     assert_eq!(answer.ranking.strategy, Strategy::Collaborative);
     assert_eq!(numbers(&answer.ranking.results), [11, 16]);
 }
+
+/// A catalogue wider than EASE's limit gets iALS by default, even when few of its entities
+/// have interactions: EASE's width would otherwise be the cold space's too.
+#[test]
+fn a_wide_catalogue_gets_ials_by_default() {
+    let (engine, t, _) = engine(Metric::Dot, 2, false);
+    let wide: Vec<NewEntity> = (0..reco_engine::EASE_MAX_ITEMS + 1)
+        .map(|n| NewEntity {
+            id: id(n),
+            vector: vec![1.0, f32::from(u16::try_from(n % 7).unwrap())],
+            category: None,
+            tags: Vec::new(),
+            attributes: None,
+        })
+        .collect();
+    engine.upsert(&t, wide).unwrap();
+    engine.record(&t, history()).unwrap();
+    let info = engine.train_collaborative(&t, &Params::default()).unwrap();
+    assert_eq!((info.items, info.factors), (20, 64));
+    let parts = engine.model_parts(&t).unwrap().unwrap();
+    assert_eq!(parts.params.algorithm, reco_engine::Algorithm::Ials);
+}

@@ -71,7 +71,7 @@ pub struct EvaluateArgs {
     /// that only content can find them, as between two trainings.
     #[arg(long, default_value_t = 0.0)]
     pub new_entities: f64,
-    /// The model: auto (EASE up to 2,500 entities with interactions, iALS beyond), ials or
+    /// The model: auto (EASE for a catalogue of up to 2,500 entities, iALS beyond), ials or
     /// ease, instead of the tenant's.
     #[arg(long)]
     pub algorithm: Option<String>,
