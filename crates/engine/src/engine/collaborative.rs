@@ -142,7 +142,7 @@ pub(super) fn train(engine: &Engine, name: &TenantName, params: &Params) -> Resu
     let params = &Params {
         algorithm: match params.algorithm {
             Algorithm::Auto if entities.len() > EASE_MAX_ITEMS => Algorithm::Ials,
-            chosen => chosen,
+            chosen @ (Algorithm::Auto | Algorithm::Ials | Algorithm::Ease) => chosen,
         },
         ..*params
     };
