@@ -69,6 +69,35 @@ fn for_users(c: &mut criterion::Criterion) {
         engine
             .train_collaborative(&tenant, &LearnParams::default())
             .expect("a model");
+        // The model's space keeps the service's recall: approximate against exact top 10 for
+        // 200 users, printed beside the timings.
+        let ids = |strategy, exact: bool, u: usize| -> Vec<String> {
+            let options = SearchOptions {
+                exact,
+                ..SearchOptions::top(10)
+            };
+            engine
+                .prepare_user_by(&tenant, &user_id(u), &options, strategy)
+                .and_then(Prepared::answer)
+                .expect("an answer")
+                .ranking
+                .results
+                .iter()
+                .map(|r| r.id.to_string())
+                .collect()
+        };
+        for strategy in [UserStrategy::Collaborative, UserStrategy::Hybrid] {
+            let (mut found, mut wanted) = (0usize, 0usize);
+            for u in 0..200 {
+                let truth = ids(strategy, true, u);
+                let approximate = ids(strategy, false, u);
+                wanted += truth.len();
+                found += approximate.iter().filter(|id| truth.contains(id)).count();
+            }
+            #[expect(clippy::cast_precision_loss, reason = "counts of a few thousand")]
+            let recall = found as f64 / wanted.max(1) as f64;
+            eprintln!("user/{}/{strategy:?}: recall@10 {recall:.4}", scale.label);
+        }
         group.bench_function(BenchmarkId::new(scale.label, "collaborative/k=10"), |b| {
             b.iter(|| {
                 let user = user_id(cycle.next_index());
