@@ -255,7 +255,11 @@ fn serve(
         .enumerate()
         .filter_map(|(n, id)| row(&model, n, content.get(id.as_str())?))
         .collect();
-    let mut index = EntityIndex::new(spec, engine.next_generation(), model_search(engine));
+    let mut index = EntityIndex::new(
+        spec,
+        engine.next_generation(),
+        model_search(engine, spec.dimension),
+    );
     index.upsert(CheckedEntities::new(spec, rows)?);
     // The space's stamp is its entities': a shared answer from it names the entities it read.
     index.stamp = content.stamp;
@@ -271,7 +275,7 @@ fn serve(
         cold: Arc::new(EntityIndex::new(
             spec,
             engine.next_generation(),
-            model_search(engine),
+            model_search(engine, spec.dimension),
         )),
     };
     // The spaces are built off the writer lock, from the entities as they are; when entities
@@ -302,17 +306,22 @@ fn serve(
     }
 }
 
-/// How the model's spaces are searched: as the engine's settings say, but never by a graph.
+/// How the model's spaces are searched: as the engine's settings say, but never by a graph, and
+/// without int8 codes for narrow vectors (iALS factors).
+///
 /// On the engine's fixture (10k and 20k entities, 64 factors), a graph of inner products walked
 /// by users' factors found 0.82 to 0.84 of the exact top 10 at the default breadth, 0.94 and
 /// 0.85 at a breadth of 256 and 0.98 at 1,024 (557 µs at 20k), under the 0.99 the service
 /// promises; HNSW assumes a metric, which inner products of vectors of unequal norms are not.
 /// Lengthening every row to one norm (the Euclidean transform of Bachrach et al. 2014) made
-/// it worse (0.52 to 0.62): the extra component swamps the int8 codes the walk reads. The scan
-/// of int8 codes rescored in f32 finds them all (392 µs at 20k).
-fn model_search(engine: &Engine) -> SearchConfig {
+/// it worse (0.52 to 0.62): the extra component swamps the int8 codes the walk reads. A scan
+/// finds them all; over 64 factors the exact f32 scan (300 µs at 20k) beats the int8 scan and
+/// its rescoring (590 µs), and the codes are not kept. Wide vectors (EASE's, one component per entity) keep their codes: at 1,000 components the
+/// int8 scan was the faster (68 µs against 91 for 1k entities).
+fn model_search(engine: &Engine, dimension: usize) -> SearchConfig {
     SearchConfig {
         threshold: usize::MAX,
+        quantized: engine.config.search.quantized && dimension > 256,
         ..engine.config.search
     }
 }
@@ -521,7 +530,11 @@ impl Collaborative {
     /// of its own; empty without a map.
     fn cold_space(&self, engine: &Engine, content: &EntityIndex) -> Result<EntityIndex> {
         let spec = self.index.spec();
-        let mut cold = EntityIndex::new(spec, engine.next_generation(), model_search(engine));
+        let mut cold = EntityIndex::new(
+            spec,
+            engine.next_generation(),
+            model_search(engine, spec.dimension),
+        );
         if let Some(map) = &self.content_map {
             let rows: Vec<NewEntity> = content
                 .rows()
