@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use crate::error::{EngineError, Result};
-use crate::model::{Embedding, Interaction, NewEntity, TenantSpec, check_label};
+use crate::model::{Embedding, Interaction, Millis, NewEntity, TenantSpec, check_label};
 
 /// A batch of entities checked against a tenant's spec: every vector fits it, every label is
 /// well formed, no id appears twice, and repeated tags are folded. Only [`CheckedEntities::new`]
@@ -96,21 +96,42 @@ pub struct CheckedInteractions {
     interactions: Vec<Interaction>,
 }
 
+/// The largest size of an interaction's weight (the contract's rule): with the kinds' weights
+/// (at most 8) a trending sum stays far inside f32, so every score is finite.
+pub const MAX_WEIGHT: f32 = 1e6;
+
+/// How far in the future an interaction's timestamp may lie: an hour of clock skew.
+pub const MAX_FUTURE: Millis = 3_600_000;
+
 impl CheckedInteractions {
-    /// Checks a batch whole: the first bad item refuses it, and the error names the item.
+    /// Checks a batch whole: every weight finite and at most [`MAX_WEIGHT`] in size. The first
+    /// bad item refuses it, and the error names the item.
     pub fn new(batch: Vec<Interaction>) -> Result<Self> {
-        if let Some(index) = batch
-            .iter()
-            .position(|i| i.weight.is_some_and(|w| !w.is_finite()))
-        {
+        if let Some(index) = batch.iter().position(|i| {
+            i.weight
+                .is_some_and(|w| !(w.is_finite() && w.abs() <= MAX_WEIGHT))
+        }) {
             return Err(EngineError::InvalidArgument(
-                "an interaction's weight must be a finite number".into(),
+                "an interaction's weight must be a finite number of at most 1e6 in size".into(),
             )
             .at(index));
         }
         Ok(Self {
             interactions: batch,
         })
+    }
+
+    /// [`CheckedInteractions::new`], and every timestamp at most [`MAX_FUTURE`] after `now`: a
+    /// new batch, as a host accepts it (rows read back from storage were checked when written).
+    pub fn new_at(batch: Vec<Interaction>, now: Millis) -> Result<Self> {
+        let latest = now.saturating_add(MAX_FUTURE);
+        if let Some(index) = batch.iter().position(|i| i.timestamp > latest) {
+            return Err(EngineError::InvalidArgument(
+                "an interaction's timestamp may lie at most one hour in the future".into(),
+            )
+            .at(index));
+        }
+        Self::new(batch)
     }
 
     /// The interactions, in the order they were recorded.
@@ -137,7 +158,45 @@ impl CheckedInteractions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{EntityId, Metric};
+    use crate::model::{EntityId, InteractionKind, Metric, UserId};
+
+    fn interaction(weight: Option<f32>, timestamp: Millis) -> Interaction {
+        Interaction {
+            user: UserId::parse("u").unwrap(),
+            entity: EntityId::parse("e").unwrap(),
+            kind: InteractionKind::Like,
+            weight,
+            timestamp,
+        }
+    }
+
+    /// The contract's time and weight rules: a weight finite and at most 1e6 in size (1e38 made
+    /// a trending score infinite), a timestamp at most an hour ahead (9999-12-31 pinned an
+    /// entity at full weight in every window).
+    #[test]
+    fn weights_past_1e6_and_timestamps_past_an_hour_ahead_are_refused() {
+        let now = 1_750_000_000_000;
+        let fine = vec![
+            interaction(Some(1e6), now),
+            interaction(Some(-1e6), 0),
+            interaction(None, now + MAX_FUTURE),
+        ];
+        assert_eq!(CheckedInteractions::new_at(fine, now).unwrap().len(), 3);
+        for weight in [1e38, -1e38, 1.000_001e6, f32::NAN] {
+            let batch = vec![interaction(None, now), interaction(Some(weight), now)];
+            let Err(EngineError::InvalidItem { index, .. }) = CheckedInteractions::new(batch)
+            else {
+                panic!("weight {weight} was taken");
+            };
+            assert_eq!(index, 1);
+        }
+        let ahead = vec![interaction(None, now + MAX_FUTURE + 1)];
+        assert!(CheckedInteractions::new_at(ahead.clone(), now).is_err());
+        assert!(
+            CheckedInteractions::new(ahead).is_ok(),
+            "rows read back from storage are not judged by today's clock"
+        );
+    }
 
     fn entity(id: &str, vector: Vec<f32>, tags: &[&str]) -> NewEntity {
         NewEntity {
@@ -187,9 +246,9 @@ mod tests {
     #[test]
     fn interactions_with_a_weight_that_is_not_finite_are_refused() {
         let interaction = |weight: Option<f32>| Interaction {
-            user: crate::model::UserId::parse("u").unwrap(),
+            user: UserId::parse("u").unwrap(),
             entity: EntityId::parse("e").unwrap(),
-            kind: crate::model::InteractionKind::View,
+            kind: InteractionKind::View,
             weight,
             timestamp: 0,
         };

@@ -78,7 +78,7 @@ mod stamp;
 mod topk;
 
 pub use cache::CacheTier;
-pub use checked::{CheckedEntities, CheckedInteractions};
+pub use checked::{CheckedEntities, CheckedInteractions, MAX_FUTURE, MAX_WEIGHT};
 pub use config::{
     CacheConfig, Clock, EngineConfig, KindWeights, ManualClock, SearchConfig, SystemClock,
 };

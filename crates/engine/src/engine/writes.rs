@@ -45,7 +45,7 @@ pub(super) fn delete(engine: &Engine, name: &TenantName, id: &EntityId) -> Resul
 }
 
 pub(super) fn record(engine: &Engine, name: &TenantName, batch: Vec<Interaction>) -> Result<usize> {
-    let batch = CheckedInteractions::new(batch)?;
+    let batch = CheckedInteractions::new_at(batch, engine.clock.now())?;
     record_stamped(engine, name, None, batch).map(done)
 }
 

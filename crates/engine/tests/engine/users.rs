@@ -25,7 +25,8 @@ fn interactions() -> impl Strategy<Value = Vec<(u8, Vec<Interaction>)>> {
         0..IDS + 2,
         kind(),
         prop::sample::select(vec![None, Some(0.5f32), Some(2.0)]),
-        -24i64..400,
+        // Up to an hour ahead, the most the contract takes (`MAX_FUTURE`).
+        -1i64..400,
     )
         .prop_map(|(u, e, kind, weight, hours_ago)| (u, e, kind, weight, hours_ago));
     prop::collection::vec((0..48u8, prop::collection::vec(one, 0..10)), 1..4).prop_map(|batches| {

@@ -17,7 +17,8 @@ pub async fn post_interactions(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = admitted.tenant;
     state.engine.tenant_info(&tenant)?;
-    let batch = CheckedInteractions::new(body.into_inner().into_interactions(state.engine.now())?)?;
+    let now = state.engine.now();
+    let batch = CheckedInteractions::new_at(body.into_inner().into_interactions(now)?, now)?;
     let accepted = batch.len();
     committed(&state, move |state| async move {
         let change = state

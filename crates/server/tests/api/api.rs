@@ -31,6 +31,7 @@ both!(
     collaborative_models_train_in_the_background_and_answer,
     enough_new_interactions_train_a_model_by_themselves,
     a_tenant_without_content_vectors_learns_from_its_log,
+    weights_past_1e6_and_timestamps_from_the_future_are_refused,
     collaborative_settings_are_the_tenants_own,
 );
 
@@ -904,4 +905,52 @@ async fn collaborative_settings_are_the_tenants_own(backend: Backend) {
     assert_eq!(error_code(refused, 409).await, "conflict");
     let view: Value = app.get("/v1/tenants/quiet").await.json().await.unwrap();
     assert_eq!(view["collaborative"]["enabled"], false);
+}
+
+/// Issue 14, F6 and F7: a weight of 1e38 made a trending score infinite (and -1e38 NaN), and a
+/// timestamp of 9999-12-31 pinned an entity at full weight in every window. Both are refused
+/// whole, naming the item, and change nothing; a weight of 1e6 and an hour ahead are fine.
+async fn weights_past_1e6_and_timestamps_from_the_future_are_refused(backend: Backend) {
+    let app = seeded(backend).await;
+    for bad in [
+        json!([{"user": "u", "entity": "a", "kind": "like"}, {"user": "u", "entity": "a", "kind": "like", "weight": 1e38}]),
+        json!([{"user": "u", "entity": "a", "kind": "like"}, {"user": "u", "entity": "a", "kind": "like", "weight": -1e38}]),
+        json!([{"user": "u", "entity": "a", "kind": "like"}, {"user": "u", "entity": "b", "kind": "view", "timestamp": "9999-12-31T00:00:00Z"}]),
+    ] {
+        let response = app.interact("shop", bad.clone()).await;
+        assert_eq!(response.status(), 400, "{bad}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("item 1"),
+            "{body}"
+        );
+    }
+    let info: Value = app.get("/v1/tenants/shop").await.json().await.unwrap();
+    assert_eq!(info["interactions"], 0, "nothing was recorded");
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::minutes(50);
+    let soon = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let fine = json!([
+        {"user": "u", "entity": "a", "kind": "like", "weight": 1e6},
+        {"user": "u", "entity": "b", "kind": "view", "timestamp": soon}
+    ]);
+    assert_eq!(app.interact("shop", fine).await.status(), 200);
+    let trending: Value = app
+        .get("/v1/tenants/shop/trending")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        trending["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["score"].as_f64().is_some_and(f64::is_finite)),
+        "{trending}"
+    );
 }
