@@ -242,10 +242,21 @@ impl Embedding {
                 values[position]
             )));
         }
-        if spec.has_vectors() && spec.metric == Metric::Cosine && values.iter().all(|v| *v == 0.0) {
-            return Err(EngineError::InvalidVector(
-                "the vector is all zeros, which has no direction under cosine".into(),
-            ));
+        if spec.has_vectors() && spec.metric == Metric::Cosine {
+            if values.iter().all(|v| *v == 0.0) {
+                return Err(EngineError::InvalidVector(
+                    "the vector is all zeros, which has no direction under cosine".into(),
+                ));
+            }
+            // Its length must fit in f32: a squared norm that overflows (`[3e38, 3e38]`) or
+            // underflows (`[1e-45, 0]`) would make every score against it 0.
+            let squared: f32 = values.iter().map(|v| v * v).sum();
+            if !squared.is_normal() {
+                return Err(EngineError::InvalidVector(
+                    "the vector's length does not fit in f32 (too large or too small) under cosine"
+                        .into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -387,6 +398,30 @@ pub struct TenantInfo {
 
 #[cfg(test)]
 mod tests {
+
+    /// Issue 14, F10: under cosine a vector whose length under- or overflows f32 had every
+    /// score 0; it is refused, as the contract says. Other metrics take it.
+    #[test]
+    fn cosine_vectors_whose_length_does_not_fit_in_f32_are_refused() {
+        let cosine = TenantSpec::new(3, Metric::Cosine).unwrap();
+        for values in [
+            vec![1e-45, 0.0, 0.0],
+            vec![3e38, 3e38, 3e38],
+            vec![1e-30, 1e-30, 0.0],
+        ] {
+            assert!(
+                matches!(
+                    Embedding::check(&values, cosine),
+                    Err(EngineError::InvalidVector(_))
+                ),
+                "{values:?}"
+            );
+        }
+        assert!(Embedding::check(&[1e-10, 0.0, 0.0], cosine).is_ok());
+        let dot = TenantSpec::new(3, Metric::Dot).unwrap();
+        assert!(Embedding::check(&[1e-45, 0.0, 0.0], dot).is_ok());
+    }
+
     use super::*;
 
     #[test]

@@ -63,7 +63,9 @@ pub async fn metrics(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let local = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
+    let local = req
+        .peer_addr()
+        .is_some_and(|a| crate::state::is_loopback(a.ip()));
     if !local {
         let authorization = req
             .headers()

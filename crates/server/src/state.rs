@@ -151,8 +151,7 @@ impl AppState {
             return Ok(Access::Admin);
         };
         let key = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(bearer_key)
             .filter(|k| !k.is_empty())
             .ok_or(ApiError::Unauthorized(
                 "send the key as `Authorization: Bearer <key>`",
@@ -212,6 +211,45 @@ impl AppState {
                     retry_after: wait.as_secs().max(1),
                 })
             }
+        }
+    }
+}
+
+/// The key of an `Authorization` header: the scheme `Bearer` in any case (RFC 9110: schemes are
+/// case-insensitive), then the key.
+pub(crate) fn bearer_key(header: &str) -> Option<&str> {
+    let (scheme, key) = header.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
+/// Whether an address is this machine's own: 127.0.0.0/8, `::1`, and IPv4 loopback mapped into
+/// IPv6 (`::ffff:127.0.0.1`, what a server bound to `[::]` sees of an IPv4 client).
+pub(crate) fn is_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| v6.is_loopback(), |v4| v4.is_loopback()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14, F12 and F13.
+    #[test]
+    fn schemes_in_any_case_and_loopback_in_every_form() {
+        assert_eq!(bearer_key("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_key("bearer abc"), Some("abc"));
+        assert_eq!(bearer_key("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_key("Basic abc"), None);
+        assert_eq!(bearer_key("Bearerabc"), None);
+        for local in ["127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_loopback(local.parse().unwrap()), "{local}");
+        }
+        for remote in ["10.0.0.1", "::ffff:10.0.0.1", "2001:db8::1"] {
+            assert!(!is_loopback(remote.parse().unwrap()), "{remote}");
         }
     }
 }

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, error_code, fresh_database, ids, mall, seeded};
+use crate::helpers::{ADMIN, Backend, TestApp, error_code, fresh_database, ids, mall, seeded};
 
 macro_rules! both {
     ($($test:ident),* $(,)?) => {
@@ -32,6 +32,7 @@ both!(
     enough_new_interactions_train_a_model_by_themselves,
     a_tenant_without_content_vectors_learns_from_its_log,
     weights_past_1e6_and_timestamps_from_the_future_are_refused,
+    the_scheme_is_case_insensitive_and_cosine_lengths_fit_in_f32,
     collaborative_settings_are_the_tenants_own,
 );
 
@@ -953,4 +954,29 @@ async fn weights_past_1e6_and_timestamps_from_the_future_are_refused(backend: Ba
             .all(|r| r["score"].as_f64().is_some_and(f64::is_finite)),
         "{trending}"
     );
+}
+
+/// Issue 14, F13 and F10 over HTTP: `bearer` in lower case opens as `Bearer` does (a wrong key
+/// is still refused), and a cosine vector whose length does not fit in f32 is `invalid_vector`.
+async fn the_scheme_is_case_insensitive_and_cosine_lengths_fit_in_f32(backend: Backend) {
+    let app = seeded(backend).await;
+    let with = |header: String| {
+        app.request(Method::GET, "/v1/tenants/shop", None)
+            .header("authorization", header)
+            .send()
+    };
+    assert_eq!(with(format!("bearer {ADMIN}")).await.unwrap().status(), 200);
+    assert_eq!(with(format!("BEARER {ADMIN}")).await.unwrap().status(), 200);
+    assert_eq!(with("bearer nope".to_owned()).await.unwrap().status(), 401);
+    assert_eq!(app.create_tenant("round", 3, "cosine").await.status(), 201);
+    for vector in [json!([1e-45, 0.0, 0.0]), json!([3e38, 3e38, 3e38])] {
+        let response = app
+            .upsert("round", json!([{"id": "x", "vector": vector}]))
+            .await;
+        assert_eq!(
+            error_code(response, 400).await,
+            "invalid_vector",
+            "{vector}"
+        );
+    }
 }
