@@ -51,6 +51,61 @@ pub fn service() -> SwaggerUi {
     SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi())
 }
 
+/// Each path of the document (as segments, `{...}` matching any one segment) and the methods it
+/// answers, in the `Allow` header's order.
+fn routes() -> &'static [(Vec<String>, Vec<&'static str>)] {
+    static ROUTES: std::sync::OnceLock<Vec<(Vec<String>, Vec<&'static str>)>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| {
+        ApiDoc::openapi()
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(name, present)| present.then_some(name))
+                .collect();
+                let segments = path.split('/').map(str::to_owned).collect();
+                (segments, methods)
+            })
+            .collect()
+    })
+}
+
+/// The methods the document lists for a request path (empty when it names no path of it).
+pub(crate) fn allowed(path: &str) -> Vec<&'static str> {
+    let asked: Vec<&str> = path.split('/').collect();
+    routes()
+        .iter()
+        .find(|(segments, _)| {
+            segments.len() == asked.len()
+                && segments.iter().zip(&asked).all(|(template, segment)| {
+                    (template.starts_with('{') && !segment.is_empty()) || template == segment
+                })
+        })
+        .map(|(_, methods)| methods.clone())
+        .unwrap_or_default()
+}
+
+/// What no route answered: `405` with `Allow` for a path of the document asked with another
+/// method, else `404`; both in the error envelope, as every answer of 400 or more is.
+pub async fn fallback(req: actix_web::HttpRequest) -> HttpResponse {
+    let methods = allowed(req.path());
+    let error = if methods.is_empty() {
+        crate::error::ApiError::NotFound(format!("there is no `{}` here", req.path()))
+    } else {
+        crate::error::ApiError::MethodNotAllowed(methods.join(", "))
+    };
+    actix_web::ResponseError::error_response(&error)
+}
+
 /// `/docs` without the slash goes to the page.
 pub async fn docs_redirect() -> HttpResponse {
     HttpResponse::PermanentRedirect()

@@ -26,6 +26,8 @@ pub enum ApiError {
     Forbidden(&'static str),
     /// 404 `not_found`.
     NotFound(String),
+    /// 405 `method_not_allowed`, with the methods the path answers (the `Allow` header).
+    MethodNotAllowed(String),
     /// 409 `conflict`.
     Conflict(String),
     /// 413 `payload_too_large`.
@@ -63,6 +65,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
@@ -81,6 +84,9 @@ impl ApiError {
             | ApiError::Conflict(m)
             | ApiError::PayloadTooLarge(m) => m.clone(),
             ApiError::Unauthorized(m) | ApiError::Forbidden(m) => (*m).to_owned(),
+            ApiError::MethodNotAllowed(allow) => {
+                format!("this path answers {allow} only")
+            }
             ApiError::RateLimited { retry_after } => {
                 format!("this tenant's request budget is spent; retry in {retry_after} s")
             }
@@ -140,6 +146,14 @@ impl ResponseError for ApiError {
                     );
                 }
                 Some(1)
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    response
+                        .headers_mut()
+                        .insert(actix_web::http::header::ALLOW, value);
+                }
+                None
             }
             ApiError::BadRequest(_)
             | ApiError::InvalidVector(_)

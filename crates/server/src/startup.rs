@@ -100,6 +100,7 @@ impl Application {
                 .app_data(query_config())
                 .app_data(path_config())
                 .configure(configure)
+                .default_service(web::to(crate::docs::fallback))
                 .wrap(from_fn(time_limit))
                 .wrap(from_fn(envelope))
                 .wrap(Compress::default())

@@ -384,3 +384,32 @@ async fn concurrent_exact_questions_share_passes_and_answer_as_one_by_one() {
             .contains("reco_batch_questions_count 0\n")
     );
 }
+
+/// Issue 14, F11: an unknown path is a `404` in the error envelope, and a known path asked with
+/// another method a `405` with `Allow` (the methods come from the OpenAPI document), in and out
+/// of the tenant scope.
+#[tokio::test]
+async fn unknown_paths_are_404_and_other_methods_405_with_allow() {
+    let app = seeded(Backend::Sqlite).await;
+    assert_eq!(error_code(app.get("/nope").await, 404).await, "not_found");
+    assert_eq!(
+        error_code(app.get("/v1/tenants/shop/nothing/here").await, 404).await,
+        "not_found"
+    );
+    for (method, path, allow) in [
+        (Method::PATCH, "/health/live", "GET"),
+        (Method::POST, "/metrics", "GET"),
+        (Method::POST, "/v1/tenants/shop", "GET, PUT, DELETE"),
+        (Method::GET, "/v1/tenants/shop/keys", "POST"),
+        (Method::PATCH, "/v1/tenants/shop/entities/a", "GET, DELETE"),
+    ] {
+        let response = app.admin(method.clone(), path).send().await.unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "method_not_allowed",
+            "{method} {path}"
+        );
+    }
+}
