@@ -601,20 +601,7 @@ async fn collaborative_models_train_in_the_background_and_answer(backend: Backen
         ["training", "ready"].contains(&body["state"].as_str().unwrap()),
         "{body}"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let model: Value = loop {
-        let model: Value = app
-            .get("/v1/tenants/mall/model")
-            .await
-            .json()
-            .await
-            .unwrap();
-        if model["state"] == "ready" {
-            break model;
-        }
-        assert!(std::time::Instant::now() < deadline, "never ready: {model}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let model = crate::helpers::model_at(&app, "mall", 1).await;
     assert_eq!(model["version"], 1);
     assert_eq!(
         (model["users"].as_u64(), model["items"].as_u64()),
