@@ -18,7 +18,7 @@ use crate::config::{SearchConfig, millis};
 use crate::error::{EngineError, Result};
 use crate::index::{EntityIndex, Row};
 use crate::interactions::UserProfile;
-use crate::model::{EntityId, EntityView, Metric, Millis, NewEntity, TenantName, TenantSpec};
+use crate::model::{EntityId, Metric, Millis, NewEntity, TenantName, TenantSpec};
 
 /// What a trained model is: for status pages and logs.
 #[derive(Debug, Clone, PartialEq)]
@@ -253,7 +253,12 @@ fn serve(
     let rows = items
         .iter()
         .enumerate()
-        .filter_map(|(n, id)| row(&model, n, content.get(id.as_str())?))
+        .filter_map(|(n, id)| {
+            Some(labelled(
+                content.row_of(id.as_str())?,
+                model.item(n)?.to_vec(),
+            ))
+        })
         .collect();
     let mut index = EntityIndex::new(
         spec,
@@ -316,8 +321,9 @@ fn serve(
 /// Lengthening every row to one norm (the Euclidean transform of Bachrach et al. 2014) made
 /// it worse (0.52 to 0.62): the extra component swamps the int8 codes the walk reads. A scan
 /// finds them all; over 64 factors the exact f32 scan (300 µs at 20k) beats the int8 scan and
-/// its rescoring (590 µs), and the codes are not kept. Wide vectors (EASE's, one component per entity) keep their codes: at 1,000 components the
-/// int8 scan was the faster (68 µs against 91 for 1k entities).
+/// its rescoring (590 µs), and the codes are not kept. Wide vectors (EASE's, one component per
+/// entity) keep their codes: at 1,000 components the int8 scan was the faster (68 µs against
+/// 91 for 1k entities).
 fn model_search(engine: &Engine, dimension: usize) -> SearchConfig {
     SearchConfig {
         threshold: usize::MAX,
@@ -352,7 +358,7 @@ fn fit_content_map(
     let mut xs = Vec::new();
     let mut ys = Vec::new();
     for (n, id) in items.iter().enumerate() {
-        let Some(row) = content.slot_of(id.as_str()).and_then(|s| content.row(s)) else {
+        let Some(row) = content.row_of(id.as_str()) else {
             continue;
         };
         xs.extend(content_vector(spec.metric, row.vector, row.inverse_norm));
@@ -374,15 +380,16 @@ fn content_vector(metric: Metric, vector: &[f32], inverse_norm: f32) -> Vec<f32>
     }
 }
 
-/// A learnt item's row in the model's space: its factors, with the entity's category and tags.
-fn row(model: &Model, item: usize, entity: EntityView) -> Option<NewEntity> {
-    Some(NewEntity {
-        id: entity.id,
-        vector: model.item(item)?.to_vec(),
-        category: entity.category.as_deref().map(str::to_owned),
-        tags: entity.tags.iter().map(|t| t.to_string()).collect(),
+/// A content entity's row in a model's space: `vector` (its factors, or their estimate), with
+/// the entity's category and tags, so filters read what the entity says now.
+fn labelled(entity: Row<'_>, vector: Vec<f32>) -> NewEntity {
+    NewEntity {
+        id: entity.record.id.clone(),
+        vector,
+        category: entity.record.category.as_deref().map(str::to_owned),
+        tags: entity.record.tags.iter().map(|t| t.to_string()).collect(),
         attributes: None,
-    })
+    }
 }
 
 /// A copy of `space` with `gone` deleted and `changed` written, at the entities' stamp; `None`
@@ -475,7 +482,7 @@ impl Collaborative {
             let Some(&item) = self.item_of.get(id) else {
                 // An entity the model did not learn: its estimate follows its content.
                 if let Some(map) = &self.content_map {
-                    match content.slot_of(id.as_str()).and_then(|s| content.row(s)) {
+                    match content.row_of(id.as_str()) {
                         Some(now) => cold_changed.push(self.estimate(map, content, now)),
                         None if self.cold.slot_of(id.as_str()).is_some() => {
                             cold_gone.push(id.clone());
@@ -485,15 +492,15 @@ impl Collaborative {
                 }
                 continue;
             };
-            let now = content.get(id.as_str());
-            let was = self.index.get(id.as_str());
-            match (now, was) {
+            // Rows are borrowed: only their labels are compared.
+            match (content.row_of(id.as_str()), self.index.row_of(id.as_str())) {
                 (None, Some(_)) => gone.push(id.clone()),
                 (Some(now), was) => {
-                    let same =
-                        was.is_some_and(|w| w.category == now.category && w.tags == now.tags);
-                    if !same && let Some(row) = row(&self.model, item as usize, now) {
-                        changed.push(row);
+                    let same = was.is_some_and(|w| {
+                        w.record.category == now.record.category && w.record.tags == now.record.tags
+                    });
+                    if !same && let Some(factors) = self.model.item(item as usize) {
+                        changed.push(labelled(now, factors.to_vec()));
                     }
                 }
                 (None, None) => {}
@@ -517,13 +524,7 @@ impl Collaborative {
     /// The estimated row of an entity the model did not learn: its content mapped to factors.
     fn estimate(&self, map: &ContentMap, content: &EntityIndex, row: Row<'_>) -> NewEntity {
         let x = content_vector(content.spec().metric, row.vector, row.inverse_norm);
-        NewEntity {
-            id: row.record.id.clone(),
-            vector: map.project(&x),
-            category: row.record.category.as_deref().map(str::to_owned),
-            tags: row.record.tags.iter().map(|t| t.to_string()).collect(),
-            attributes: None,
-        }
+        labelled(row, map.project(&x))
     }
 
     /// The estimated factors of every entity of `content` the model did not learn, as a space

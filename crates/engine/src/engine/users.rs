@@ -239,7 +239,7 @@ fn preference(
     let mut sum = vec![0.0f64; index.spec().dimension];
     let mut positive_total = 0.0f64;
     for (entity, weight) in profile.weights(half_life, floor) {
-        let Some(row) = index.slot_of(entity.as_str()).and_then(|s| index.row(s)) else {
+        let Some(row) = index.row_of(entity.as_str()) else {
             continue;
         };
         if weight > 0.0 {

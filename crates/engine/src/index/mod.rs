@@ -145,6 +145,11 @@ impl EntityIndex {
         })
     }
 
+    /// The row of an entity, by id.
+    pub fn row_of(&self, id: &str) -> Option<Row<'_>> {
+        self.row(self.slot_of(id)?)
+    }
+
     /// Every live row, in slot order.
     pub fn rows(&self) -> impl Iterator<Item = Row<'_>> {
         let dim = self.spec.dimension;
