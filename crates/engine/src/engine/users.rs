@@ -18,6 +18,7 @@ use crate::interactions::UserProfile;
 use crate::mmr;
 use crate::model::{EntityId, Metric, Millis, Scored, TenantName, UserId};
 use crate::query::{Ranking, SearchOptions, Space, Strategy, UserStrategy, Window};
+use crate::stamp::Generation;
 use crate::topk::Candidate;
 
 pub(super) fn prepare(
@@ -119,42 +120,44 @@ impl Prepared {
         })
     }
 
-    /// The user's factors against `model`, folded in from their history now. A fold-in is
-    /// cached as a preference is: by the user's version, against the model's space (whose
-    /// generation no content snapshot shares).
+    /// The user's factors against `model`, folded in from their history now, cached against
+    /// the model's space (whose generation no content snapshot shares).
     fn folded(
         &self,
         model: &Collaborative,
         user: &UserId,
         profile: &UserProfile,
     ) -> Arc<Option<Vec<f32>>> {
-        let half_life = millis(self.config.half_life);
-        let key = || PreferenceKey {
-            tenant: self.tenant.name.clone(),
-            user: user.clone(),
-            entity_generation: model.index.generation,
-            user_version: profile.version,
-        };
-        self.caches.preference(key, || {
-            Arc::new(model.fold_in(profile, half_life, self.config.history_floor))
+        let (half_life, floor) = (millis(self.config.half_life), self.config.history_floor);
+        self.user_vector(user, profile, model.index.generation, || {
+            model.fold_in(profile, half_life, floor)
         })
     }
 
-    /// The user's preference vector in the content space, cached by the user's version and the
-    /// entities' generation.
+    /// The user's preference vector in the content space, cached against the entities.
     fn preference(&self, user: &UserId, profile: &UserProfile) -> Arc<Option<Vec<f32>>> {
-        let index = &self.index;
+        let (half_life, floor) = (millis(self.config.half_life), self.config.history_floor);
+        self.user_vector(user, profile, self.index.generation, || {
+            preference(&self.index, profile, half_life, floor)
+        })
+    }
+
+    /// A vector of the user's, from the cache of preferences: by the user's version and the
+    /// generation of the space it was computed against.
+    fn user_vector(
+        &self,
+        user: &UserId,
+        profile: &UserProfile,
+        generation: Generation,
+        compute: impl FnOnce() -> Option<Vec<f32>>,
+    ) -> Arc<Option<Vec<f32>>> {
         let key = || PreferenceKey {
             tenant: self.tenant.name.clone(),
             user: user.clone(),
-            entity_generation: index.generation,
+            entity_generation: generation,
             user_version: profile.version,
         };
-        let half_life = millis(self.config.half_life);
-        let floor = self.config.history_floor;
-        self.caches.preference(key, || {
-            Arc::new(preference(index, profile, half_life, floor))
-        })
+        self.caches.preference(key, || Arc::new(compute()))
     }
 
     /// The model's ranking of one user over every entity: the learnt ones by their factors,
@@ -167,7 +170,7 @@ impl Prepared {
         model: &Collaborative,
         factors: &[f32],
         touched_in_model: RoaringBitmap,
-        touched: &UserProfile,
+        profile: &UserProfile,
         options: &SearchOptions,
     ) -> Vec<Scored> {
         let content = &self.index;
@@ -189,7 +192,7 @@ impl Prepared {
         merged.extend(plans::rank(
             &model.cold,
             &deep,
-            touched.touched(&model.cold),
+            profile.touched(&model.cold),
             Some(factors),
             |v, n| probe.goodness(v, n),
         ));
