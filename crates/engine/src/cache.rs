@@ -218,13 +218,7 @@ impl QueryKey {
             QueryKey::User(user, options, strategy) => {
                 key.text("user").text(user.as_str());
                 options.encode(key);
-                key.text(match strategy {
-                    UserStrategy::Auto => "auto",
-                    UserStrategy::Collaborative => "collaborative",
-                    UserStrategy::Hybrid => "hybrid",
-                    UserStrategy::Content => "content",
-                    UserStrategy::Trending => "trending",
-                });
+                key.text(strategy.as_str());
             }
             QueryKey::Trending {
                 k,

@@ -151,30 +151,6 @@ pub struct EvaluationReport {
     pub scores: Vec<StrategyScore>,
 }
 
-/// A name for an answering strategy.
-pub fn strategy_name(strategy: Strategy) -> &'static str {
-    match strategy {
-        Strategy::Similar => "similar",
-        Strategy::AverageVector => "average_vector",
-        Strategy::BestScore => "best_score",
-        Strategy::Personalized => "content",
-        Strategy::Collaborative => "collaborative",
-        Strategy::Hybrid => "hybrid",
-        Strategy::Trending => "trending",
-    }
-}
-
-/// A name for a strategy asked for.
-pub fn user_strategy_name(strategy: UserStrategy) -> &'static str {
-    match strategy {
-        UserStrategy::Auto => "auto",
-        UserStrategy::Collaborative => "collaborative",
-        UserStrategy::Hybrid => "hybrid",
-        UserStrategy::Content => "content",
-        UserStrategy::Trending => "trending",
-    }
-}
-
 /// One user's part of the split.
 struct Tested {
     user: UserId,
@@ -425,7 +401,7 @@ fn score(
     answers.sort_by_key(|(n, _, _)| *n);
     for (n, answered, ids) in answers {
         let relevant = &tested[n].relevant;
-        *answered_by.entry(strategy_name(answered)).or_default() += 1;
+        *answered_by.entry(answered.as_str()).or_default() += 1;
         let top = &ids[..ids.len().min(CUTOFF)];
         covered.extend(top.iter().cloned());
         let mut dcg = 0.0;

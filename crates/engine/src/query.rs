@@ -53,6 +53,33 @@ pub enum UserStrategy {
     Trending,
 }
 
+impl UserStrategy {
+    /// `auto`, `collaborative`, `hybrid`, `content` or `trending`: the API's names, which the
+    /// shared cache keys encode too.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStrategy::Auto => "auto",
+            UserStrategy::Collaborative => "collaborative",
+            UserStrategy::Hybrid => "hybrid",
+            UserStrategy::Content => "content",
+            UserStrategy::Trending => "trending",
+        }
+    }
+
+    /// The strategy of a name [`UserStrategy::as_str`] gives.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            UserStrategy::Auto,
+            UserStrategy::Collaborative,
+            UserStrategy::Hybrid,
+            UserStrategy::Content,
+            UserStrategy::Trending,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
 /// A tenant's two vector spaces over its entities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Space {
@@ -288,6 +315,37 @@ pub enum Strategy {
     Hybrid,
     /// Time-decayed interaction weight.
     Trending,
+}
+
+impl Strategy {
+    const ALL: [Strategy; 7] = [
+        Strategy::Similar,
+        Strategy::AverageVector,
+        Strategy::BestScore,
+        Strategy::Personalized,
+        Strategy::Collaborative,
+        Strategy::Hybrid,
+        Strategy::Trending,
+    ];
+
+    /// `similar`, `average_vector`, `best_score`, `personalized`, `collaborative`, `hybrid` or
+    /// `trending`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Similar => "similar",
+            Strategy::AverageVector => "average_vector",
+            Strategy::BestScore => "best_score",
+            Strategy::Personalized => "personalized",
+            Strategy::Collaborative => "collaborative",
+            Strategy::Hybrid => "hybrid",
+            Strategy::Trending => "trending",
+        }
+    }
+
+    /// The strategy of a name [`Strategy::as_str`] gives.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 /// A ranked answer.

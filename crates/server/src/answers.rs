@@ -26,34 +26,9 @@ struct Stored {
     missing: Vec<String>,
 }
 
-fn strategy_name(strategy: Strategy) -> &'static str {
-    match strategy {
-        Strategy::Similar => "similar",
-        Strategy::AverageVector => "average_vector",
-        Strategy::BestScore => "best_score",
-        Strategy::Personalized => "personalized",
-        Strategy::Trending => "trending",
-        Strategy::Collaborative => "collaborative",
-        Strategy::Hybrid => "hybrid",
-    }
-}
-
-fn strategy_of(name: &str) -> Option<Strategy> {
-    Some(match name {
-        "similar" => Strategy::Similar,
-        "average_vector" => Strategy::AverageVector,
-        "best_score" => Strategy::BestScore,
-        "personalized" => Strategy::Personalized,
-        "trending" => Strategy::Trending,
-        "collaborative" => Strategy::Collaborative,
-        "hybrid" => Strategy::Hybrid,
-        _ => return None,
-    })
-}
-
 fn encode(ranking: &Ranking) -> Vec<u8> {
     let stored = Stored {
-        strategy: strategy_name(ranking.strategy).to_owned(),
+        strategy: ranking.strategy.as_str().to_owned(),
         results: ranking
             .results
             .iter()
@@ -69,7 +44,7 @@ fn decode(bytes: &[u8]) -> Option<Ranking> {
     let stored: Stored = serde_json::from_slice(bytes).ok()?;
     let id = |text: &str| EntityId::parse(text).ok();
     Some(Ranking {
-        strategy: strategy_of(&stored.strategy)?,
+        strategy: Strategy::parse(&stored.strategy)?,
         results: stored
             .results
             .iter()

@@ -426,14 +426,12 @@ impl SearchQuery {
     /// The strategy of a user's recommendations.
     pub fn user_strategy(&self) -> Result<UserStrategy, ApiError> {
         match self.strategy.as_deref() {
-            None | Some("auto") => Ok(UserStrategy::Auto),
-            Some("collaborative") => Ok(UserStrategy::Collaborative),
-            Some("hybrid") => Ok(UserStrategy::Hybrid),
-            Some("content") => Ok(UserStrategy::Content),
-            Some("trending") => Ok(UserStrategy::Trending),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "strategy is auto, collaborative, hybrid, content or trending, not `{other}`"
-            ))),
+            None => Ok(UserStrategy::Auto),
+            Some(name) => UserStrategy::parse(name).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "strategy is auto, collaborative, hybrid, content or trending, not `{name}`"
+                ))
+            }),
         }
     }
 

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
-use reco_engine::evaluate::{
-    Evaluation, EvaluationReport, Progress, Split, evaluate, user_strategy_name,
-};
+use reco_engine::evaluate::{Evaluation, EvaluationReport, Progress, Split, evaluate};
 use reco_engine::{
     Algorithm, Interaction, InteractionKind, LearnParams, Metric, NewEntity, TenantName,
     TenantSpec, UserStrategy,
@@ -137,7 +135,11 @@ pub async fn run(args: EvaluateArgs) -> anyhow::Result<EvaluationReport> {
     evaluation.strategies = args
         .strategies
         .iter()
-        .map(|s| strategy(s))
+        .map(|s| {
+            UserStrategy::parse(s).with_context(|| {
+                format!("strategy is auto, collaborative, hybrid, content or trending, not `{s}`")
+            })
+        })
         .collect::<anyhow::Result<_>>()?;
     let algorithm = match args.algorithm.as_deref() {
         None => learning.algorithm,
@@ -212,19 +214,6 @@ pub async fn run(args: EvaluateArgs) -> anyhow::Result<EvaluationReport> {
         chart(&report, path).with_context(|| format!("drawing {}", path.display()))?;
     }
     Ok(report)
-}
-
-fn strategy(name: &str) -> anyhow::Result<UserStrategy> {
-    Ok(match name {
-        "auto" => UserStrategy::Auto,
-        "collaborative" => UserStrategy::Collaborative,
-        "hybrid" => UserStrategy::Hybrid,
-        "content" => UserStrategy::Content,
-        "trending" => UserStrategy::Trending,
-        other => {
-            bail!("strategy is auto, collaborative, hybrid, content or trending, not `{other}`")
-        }
-    })
 }
 
 /// The catalogue, log and settings of one tenant as the database holds them: every
@@ -350,7 +339,7 @@ pub fn table(report: &EvaluationReport) -> String {
             .collect();
         out.push_str(&format!(
             "| {} | {:.4} | {:.4} | {:.4} | {:.3} | {:.4} | {:.4} | {} |\n",
-            user_strategy_name(s.strategy),
+            s.strategy.as_str(),
             s.hit_rate,
             s.ndcg,
             s.recall,
@@ -380,7 +369,7 @@ pub fn to_json(report: &EvaluationReport) -> Value {
         "training_interactions": report.training_interactions,
         "training_seconds": report.training_seconds,
         "strategies": report.scores.iter().map(|s| json!({
-            "strategy": user_strategy_name(s.strategy),
+            "strategy": s.strategy.as_str(),
             "hr@10": s.hit_rate,
             "ndcg@10": s.ndcg,
             "recall@20": s.recall,
@@ -407,11 +396,7 @@ pub fn chart(report: &EvaluationReport, path: &Path) -> anyhow::Result<()> {
         .fold(0.0f64, f64::max)
         .max(0.01)
         * 1.15;
-    let names: Vec<&str> = report
-        .scores
-        .iter()
-        .map(|s| user_strategy_name(s.strategy))
-        .collect();
+    let names: Vec<&str> = report.scores.iter().map(|s| s.strategy.as_str()).collect();
     let count = u32::try_from(names.len()).unwrap_or(u32::MAX);
     let root = SVGBackend::new(path, (160 * count.max(3) + 120, 420)).into_drawing_area();
     root.fill(&WHITE)?;
