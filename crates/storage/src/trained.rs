@@ -62,7 +62,7 @@ pub(crate) fn columns(parts: &ModelParts) -> Columns {
         factors: count(info.factors),
         seconds: info.seconds,
         recorded: i64::try_from(info.recorded).unwrap_or(i64::MAX),
-        params: params_to_json(&parts.params),
+        params: params_value(&parts.params).to_string(),
         item_ids: ids_to_blob(&parts.items),
         item_factors: vector_to_blob(&parts.factors),
     }
@@ -95,7 +95,9 @@ pub(crate) fn parts(row: ModelRow) -> Result<ModelParts> {
         recorded: u64::try_from(recorded).map_err(|_| corrupt("a model's interaction count"))?,
     };
     // Models kept before EASE existed are iALS models.
-    let mut params = params_from_json(&params, Algorithm::Ials)?;
+    let params: serde_json::Value =
+        serde_json::from_str(&params).map_err(|e| corrupt(format!("a model's parameters: {e}")))?;
+    let mut params = params_from_value(&params, Algorithm::Ials)?;
     if params.factors != info.factors {
         return Err(corrupt("a model whose parameters name other factors"));
     }
@@ -109,7 +111,7 @@ pub(crate) fn parts(row: ModelRow) -> Result<ModelParts> {
 }
 
 /// The parameters a fold-in and a later reader need; the threads are this machine's, not kept.
-fn params_to_json(p: &LearnParams) -> String {
+fn params_value(p: &LearnParams) -> serde_json::Value {
     serde_json::json!({
         "algorithm": p.algorithm.as_str(),
         "ease_regularization": p.ease_regularization,
@@ -122,12 +124,11 @@ fn params_to_json(p: &LearnParams) -> String {
         "init_scale": p.init_scale,
         "seed": p.seed,
     })
-    .to_string()
 }
 
-fn params_from_json(text: &str, algorithm: Algorithm) -> Result<LearnParams> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| corrupt(format!("a model's parameters: {e}")))?;
+/// Parameters from their JSON object; a model kept before a field existed gets the field's
+/// default (`algorithm` the one given).
+fn params_from_value(value: &serde_json::Value, algorithm: Algorithm) -> Result<LearnParams> {
     let bad = |field: &str| corrupt(format!("a model's parameter `{field}`"));
     let float = |field: &str| value[field].as_f64().ok_or_else(|| bad(field));
     let whole = |field: &str| value[field].as_u64().ok_or_else(|| bad(field));
@@ -159,11 +160,15 @@ fn params_from_json(text: &str, algorithm: Algorithm) -> Result<LearnParams> {
 }
 
 /// How a tenant's model is trained, as its `learning` column keeps it: every field written.
-pub(crate) fn learning_to_json(learning: &Learning) -> String {
-    let mut value: serde_json::Value =
-        serde_json::from_str(&params_to_json(&learning.params)).expect("JSON made here");
+fn learning_value(learning: &Learning) -> serde_json::Value {
+    let mut value = params_value(&learning.params);
     value["enabled"] = learning.enabled.into();
-    value.to_string()
+    value
+}
+
+/// [`learning_value`] as the column's text.
+pub(crate) fn learning_to_json(learning: &Learning) -> String {
+    learning_value(learning).to_string()
 }
 
 /// A `learning` column read back; a field it lacks (`'{}'`, the column's default) is the
@@ -172,18 +177,18 @@ pub(crate) fn learning_from_json(text: &str) -> Result<Learning> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| corrupt(format!("a tenant's learning: {e}")))?;
     let defaults = Learning::default();
-    let mut filled = serde_json::json!({});
-    let mine: serde_json::Value =
-        serde_json::from_str(&learning_to_json(&defaults)).expect("JSON made here");
-    for (field, default) in mine.as_object().expect("an object") {
-        filled[field] = value.get(field).cloned().unwrap_or_else(|| default.clone());
+    let mut filled = learning_value(&defaults);
+    for (field, slot) in filled.as_object_mut().expect("an object") {
+        if let Some(given) = value.get(field) {
+            *slot = given.clone();
+        }
     }
     let enabled = filled["enabled"]
         .as_bool()
         .ok_or_else(|| corrupt("a tenant's learning `enabled`"))?;
     Ok(Learning {
         enabled,
-        params: params_from_json(&filled.to_string(), defaults.params.algorithm)?,
+        params: params_from_value(&filled, defaults.params.algorithm)?,
     })
 }
 
