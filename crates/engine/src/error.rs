@@ -70,6 +70,22 @@ pub enum EngineError {
     /// None of the examples of a recommendation exist, so there is nothing to rank against.
     #[error("none of the examples exist: {0}")]
     NoUsableExamples(String),
+    /// The host stopped the ranking (see [`Interrupt`](crate::Interrupt)) before it finished.
+    #[error("the ranking was stopped before it finished")]
+    Interrupted,
+    /// The question's ranking would take more work than the engine's budget allows
+    /// (`EngineConfig::work_budget`).
+    #[error(
+        "this question would read about {cost} vector components, over the budget of {budget}: {lower}"
+    )]
+    OverBudget {
+        /// The estimated work, in vector components read.
+        cost: u64,
+        /// The budget.
+        budget: u64,
+        /// What to lower.
+        lower: String,
+    },
 }
 
 impl EngineError {

@@ -71,6 +71,7 @@ mod error;
 pub mod evaluate;
 mod index;
 mod interactions;
+mod interrupt;
 mod mmr;
 mod model;
 mod query;
@@ -80,12 +81,14 @@ mod topk;
 pub use cache::CacheTier;
 pub use checked::{CheckedEntities, CheckedInteractions, MAX_FUTURE, MAX_WEIGHT};
 pub use config::{
-    CacheConfig, Clock, EngineConfig, KindWeights, ManualClock, SearchConfig, SystemClock,
+    CacheConfig, Clock, DEFAULT_WORK_BUDGET, EngineConfig, KindWeights, ManualClock, SearchConfig,
+    SystemClock,
 };
 pub use engine::{
-    Applied, Created, Engine, Installed, Learning, ModelInfo, ModelParts, Prepared, StagedTenant,
+    Applied, Cost, CostPart, Created, Engine, Installed, Learning, ModelInfo, ModelParts, Prepared, StagedTenant,
 };
 pub use error::{EngineError, Result};
+pub use interrupt::Interrupt;
 pub use index::Filter;
 pub use model::{
     Embedding, EntityId, EntityView, Interaction, InteractionKind, MAX_DIMENSION, MAX_ID_BYTES,

@@ -43,6 +43,10 @@ pub(crate) fn rerank<'a>(
     let mut taken = vec![false; pool.len()];
     let mut picks = Vec::with_capacity(want.min(pool.len()));
     while picks.len() < want {
+        // Each pick reads the whole pool: a page of thousands is seconds of work.
+        if crate::interrupt::stopped() {
+            break;
+        }
         let mut best: Option<(usize, f32)> = None;
         for (i, c) in pool.iter().enumerate() {
             if taken[i] {

@@ -45,14 +45,21 @@ impl fmt::Display for TenantName {
 }
 
 fn parse_id(kind: &str, id: &str) -> Result<Arc<str>> {
-    if (1..=MAX_ID_BYTES).contains(&id.len()) {
-        Ok(id.into())
-    } else {
-        Err(EngineError::InvalidName(format!(
+    if !(1..=MAX_ID_BYTES).contains(&id.len()) {
+        return Err(EngineError::InvalidName(format!(
             "{kind} is 1 to {MAX_ID_BYTES} bytes of UTF-8, not {} bytes",
             id.len()
-        )))
+        )));
     }
+    // The contract's rule, and PostgreSQL's: its text cannot hold NUL, so a backend that took
+    // it would disagree with one that cannot.
+    if id.contains('\0') {
+        return Err(EngineError::InvalidName(format!(
+            "{kind} cannot contain NUL (`{}`)",
+            id.escape_default()
+        )));
+    }
+    Ok(id.into())
 }
 
 /// An entity id: 1 to 256 bytes of UTF-8. Cloning is cheap.
@@ -423,6 +430,16 @@ mod tests {
     }
 
     use super::*;
+
+    /// Issue 14, F5: NUL in an id, user id, category or tag answered 500 on PostgreSQL and was
+    /// taken by the embedded database; every backend now refuses it, here.
+    #[test]
+    fn ids_and_labels_carry_no_nul() {
+        assert!(EntityId::parse("a\0b").is_err());
+        assert!(UserId::parse("\0").is_err());
+        assert!(check_label("a tag", "x\0").is_err());
+        assert!(EntityId::parse("a b é").is_ok());
+    }
 
     #[test]
     fn tenant_names_follow_the_contract() {

@@ -10,7 +10,7 @@ use std::future::{Ready, ready};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use reco_engine::TenantName;
@@ -18,6 +18,7 @@ use utoipa::IntoResponses;
 
 use crate::api::ErrorOut;
 use crate::error::ApiError;
+use crate::settings::Settings;
 use crate::state::{AppState, Budget};
 
 /// The tenant a request was admitted for.
@@ -78,53 +79,89 @@ pub async fn admit(
         .app_data::<web::Data<AppState>>()
         .cloned()
         .expect("the state is registered");
-    let limit = state.settings.rate_limit;
+    let name = req.match_info().get("tenant").unwrap_or_default();
+    let tenant = TenantName::parse(name);
     let admitted = async {
-        let name = req.match_info().get("tenant").unwrap_or_default();
-        let tenant = TenantName::parse(name)?;
+        let tenant = tenant.clone()?;
         let authorization = req
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
+        let peer = req.peer_addr().map(|a| a.ip());
         let admin = admin_only(req.method(), req.path(), tenant.as_str());
-        let budget = state.admit(authorization, &tenant, admin).await?;
+        let budget = state.admit(authorization, peer, &tenant, admin).await?;
         Ok::<_, ApiError>((tenant, budget))
     }
     .await;
     match admitted {
         Ok((tenant, budget)) => {
             req.extensions_mut().insert(Admitted { tenant });
+            // The body is read only now, after authentication, and within its own deadline.
+            let mut req = req;
+            if let Err(refused) = buffer_body(&mut req, &state.settings).await {
+                let mut res = req
+                    .into_response(refused.error_response())
+                    .map_into_right_body();
+                headers(res.headers_mut(), budget);
+                return Ok(res);
+            }
             let mut res = next.call(req).await?.map_into_left_body();
-            let status = res.status();
-            headers(res.headers_mut(), Some(budget), status, limit);
+            headers(res.headers_mut(), budget);
             Ok(res)
         }
         Err(refused) => {
             let mut res = req
                 .into_response(refused.error_response())
                 .map_into_right_body();
-            let status = res.status();
-            headers(res.headers_mut(), None, status, limit);
+            // A refusal about a valid tenant's name still tells the budget, untouched by it.
+            if let Ok(tenant) = tenant {
+                headers(res.headers_mut(), state.budget(&tenant));
+            }
             Ok(res)
         }
     }
 }
 
-/// `X-RateLimit-Limit` and `X-RateLimit-Remaining`: the budget after an admitted request, or
-/// none left on a 429.
-fn headers(headers: &mut HeaderMap, budget: Option<Budget>, status: StatusCode, limit: u32) {
-    let (limit, remaining) = match budget {
-        Some(b) => (b.limit, b.remaining),
-        None if status == StatusCode::TOO_MANY_REQUESTS => (limit, 0),
-        None => return,
+/// Reads a request's whole body within `deadline` and hands the request on with it, or
+/// answers 408: a body that trickles in (one byte a second) would otherwise hold a connection
+/// and a handler for ever. The size limit still applies where the body is parsed; bodies past
+/// the server's limit are refused here already, without being kept.
+async fn buffer_body(req: &mut ServiceRequest, settings: &Settings) -> Result<(), ApiError> {
+    use futures::StreamExt;
+
+    let (limit, deadline) = (settings.body_limit, settings.body_timeout);
+    let mut payload = req.take_payload();
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("the body: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "a request body is at most {limit} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     };
+    let body = tokio::time::timeout(deadline, read)
+        .await
+        .map_err(|_| ApiError::BodyTimedOut {
+            after_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+        })??;
+    req.set_payload(Payload::from(body));
+    Ok(())
+}
+
+/// `X-RateLimit-Limit` and `X-RateLimit-Remaining`.
+fn headers(headers: &mut HeaderMap, budget: Budget) {
     headers.insert(
         HeaderName::from_static("x-ratelimit-limit"),
-        HeaderValue::from(limit),
+        HeaderValue::from(budget.limit),
     );
     headers.insert(
         HeaderName::from_static("x-ratelimit-remaining"),
-        HeaderValue::from(remaining),
+        HeaderValue::from(budget.remaining),
     );
 }
 

@@ -125,12 +125,10 @@ pub async fn answer(
     Ok(answer)
 }
 
-/// Ranks: a batchable question in the batcher's next pass, any other one here.
+/// Ranks on the rankers' threads, stopped with the request's time limit.
 async fn rank(state: &AppState, prepared: Prepared) -> Result<Answer, ApiError> {
-    match &state.batcher {
-        Some(batcher) if prepared.batchable() => batcher.answer(prepared).await,
-        Some(_) | None => Ok(prepared.answer()?),
-    }
+    let deadline = std::time::Instant::now() + state.settings.request_timeout;
+    state.rankers.answer(prepared, deadline).await
 }
 
 /// Writes an answer to L2 in the background: the response does not wait for Redis.

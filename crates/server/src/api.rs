@@ -1,6 +1,7 @@
 //! The JSON shapes of `../shared/API.md`, and their conversion to and from engine types. Only
 //! this crate knows JSON; the engine's types are plain Rust.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use reco_engine::{
@@ -42,6 +43,19 @@ pub struct TenantBody {
     /// How the tenant's collaborative model is trained; every field is optional.
     #[serde(default)]
     pub collaborative: Option<CollaborativeBody>,
+    /// The tenant's own request budget, requests per second (1 to 2147483647); without it the
+    /// server's default applies (`RECO_RATE_LIMIT`, no limit unless set).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 2147483647)]
+    pub rate_limit: Option<u32>,
+}
+
+/// What `PUT /v1/tenants/{tenant}` asks for, checked.
+#[derive(Debug, Clone, Copy)]
+pub struct TenantSettings {
+    pub spec: TenantSpec,
+    pub learning: Learning,
+    pub rate_limit: Option<NonZeroU32>,
 }
 
 /// `"collaborative"` in a tenant's settings: whether it gets a model, and the training's
@@ -75,8 +89,8 @@ pub struct CollaborativeBody {
 }
 
 impl TenantBody {
-    /// The content spec and the learning these settings ask for, checked.
-    pub fn settings(&self) -> Result<(TenantSpec, Learning), ApiError> {
+    /// The content spec, learning and budget these settings ask for, checked.
+    pub fn settings(&self) -> Result<TenantSettings, ApiError> {
         let spec = match (self.dimension, self.metric.as_deref()) {
             (Some(dimension), Some(name)) => TenantSpec::new(dimension, metric(name)?)?,
             (None, None) => TenantSpec::WITHOUT_VECTORS,
@@ -124,7 +138,23 @@ impl TenantBody {
             enabled: c.and_then(|c| c.enabled).unwrap_or(defaults.enabled),
             params,
         };
-        Ok((spec, learning))
+        let rate_limit = match self.rate_limit {
+            None => None,
+            Some(n) => Some(
+                NonZeroU32::new(n)
+                    .filter(|n| i32::try_from(n.get()).is_ok())
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "rate_limit is from 1 to 2147483647 requests a second, not {n}"
+                        ))
+                    })?,
+            ),
+        };
+        Ok(TenantSettings {
+            spec,
+            learning,
+            rate_limit,
+        })
     }
 }
 
@@ -160,11 +190,18 @@ pub struct TenantView {
     pub collaborative: CollaborativeBody,
     /// The model's status, null before its first training.
     pub model: Option<ModelStatus>,
+    /// The tenant's own request budget, requests per second; null when the server's default
+    /// applies.
+    pub rate_limit: Option<u32>,
 }
 
 impl TenantView {
     /// The view of a tenant, with its model's status when it has one.
-    pub fn new(info: &TenantInfo, model: Option<ModelStatus>) -> Self {
+    pub fn new(
+        info: &TenantInfo,
+        model: Option<ModelStatus>,
+        rate_limit: Option<NonZeroU32>,
+    ) -> Self {
         let vectors = info.spec.has_vectors();
         Self {
             name: info.name.to_string(),
@@ -174,6 +211,7 @@ impl TenantView {
             interactions: info.interactions,
             collaborative: CollaborativeBody::from(&info.learning),
             model,
+            rate_limit: rate_limit.map(NonZeroU32::get),
         }
     }
 }
@@ -229,8 +267,10 @@ impl EntityBody {
     pub fn into_entity(self) -> Result<NewEntity, String> {
         let id = EntityId::parse(&self.id).map_err(|e| e.to_string())?;
         let attributes = match self.attributes {
-            Some(raw) if raw.get().trim_start().starts_with('{') => Some(Arc::from(raw.get())),
-            Some(_) => return Err("attributes must be a JSON object".into()),
+            Some(raw) => {
+                crate::attributes::check(raw.get())?;
+                Some(Arc::from(raw.get()))
+            }
             None => None,
         };
         Ok(NewEntity {

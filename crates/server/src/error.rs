@@ -34,6 +34,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     /// 429 `rate_limited`, with the seconds to wait.
     RateLimited { retry_after: u64 },
+    /// 429 `rate_limited`: this client address sent too many keys unknown here.
+    UnknownKeys { retry_after: u64 },
     /// 503 `unavailable`, with the seconds to wait.
     Unavailable { message: String, retry_after: u64 },
     /// 503 `unavailable`: the request took longer than the limit. Answered from outside the
@@ -42,6 +44,8 @@ pub enum ApiError {
         after_ms: u64,
         request_id: Option<HeaderValue>,
     },
+    /// 408 `request_timeout`: the body did not arrive within its deadline.
+    BodyTimedOut { after_ms: u64 },
     /// 500 `internal`; the detail is logged, not sent.
     Internal(String),
 }
@@ -68,10 +72,13 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::RateLimited { .. } | ApiError::UnknownKeys { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            }
             ApiError::Unavailable { .. } | ApiError::TimedOut { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
+            ApiError::BodyTimedOut { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -89,6 +96,12 @@ impl ApiError {
             }
             ApiError::RateLimited { retry_after } => {
                 format!("this tenant's request budget is spent; retry in {retry_after} s")
+            }
+            ApiError::UnknownKeys { retry_after } => format!(
+                "too many unknown keys from this address; retry in {retry_after} s with a valid key"
+            ),
+            ApiError::BodyTimedOut { after_ms } => {
+                format!("the request's body did not arrive within {after_ms} ms")
             }
             ApiError::Unavailable { message, .. } => message.clone(),
             ApiError::TimedOut { after_ms, .. } => {
@@ -135,9 +148,9 @@ impl ResponseError for ApiError {
             },
         });
         let retry_after = match self {
-            ApiError::RateLimited { retry_after } | ApiError::Unavailable { retry_after, .. } => {
-                Some(*retry_after)
-            }
+            ApiError::RateLimited { retry_after }
+            | ApiError::UnknownKeys { retry_after }
+            | ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
             ApiError::TimedOut { request_id, .. } => {
                 if let Some(id) = request_id {
                     response.headers_mut().insert(
@@ -162,6 +175,7 @@ impl ResponseError for ApiError {
             | ApiError::NotFound(_)
             | ApiError::Conflict(_)
             | ApiError::PayloadTooLarge(_)
+            | ApiError::BodyTimedOut { .. }
             | ApiError::Internal(_) => None,
         };
         if let Some(seconds) = retry_after {
@@ -194,7 +208,9 @@ impl From<EngineError> for ApiError {
                     | EngineError::NoModel(_)
                     | EngineError::NotLearnt(_)
                     | EngineError::NoContentVectors(_)
-                    | EngineError::NoUsableExamples(_) => ApiError::BadRequest(message),
+                    | EngineError::NoUsableExamples(_)
+                    | EngineError::Interrupted
+                    | EngineError::OverBudget { .. } => ApiError::BadRequest(message),
                 }
             }
             EngineError::TenantNotFound(t) => {
@@ -211,6 +227,14 @@ impl From<EngineError> for ApiError {
             EngineError::NoUsableExamples(m) => {
                 ApiError::NotFound(format!("none of the examples exist: {m}"))
             }
+            EngineError::OverBudget { .. } => ApiError::BadRequest(e.to_string()),
+            // Only the time limit stops a ranking (or a client that left, who reads nothing).
+            EngineError::Interrupted => ApiError::Unavailable {
+                message: "the ranking was stopped at the server's time limit; ask for less work \
+                          or retry"
+                    .into(),
+                retry_after: 1,
+            },
             // The server applies changes in order; this is its own mistake, not the client's.
             EngineError::OutOfOrder { .. } => ApiError::Internal(e.to_string()),
         }

@@ -14,13 +14,14 @@
 
 pub mod admission;
 mod answers;
+pub mod attributes;
 pub mod api;
-mod batch;
 pub mod docs;
 pub mod error;
 mod health;
 pub mod metrics;
 mod progress;
+mod rankers;
 mod routes;
 pub mod settings;
 mod startup;

@@ -73,9 +73,31 @@ pub struct ServeArgs {
     /// Where similar-by-id is ranked. [default: memory]
     #[arg(long, env = "RECO_RANKING")]
     pub ranking: Option<RankingMode>,
-    /// Requests per second each tenant may make (its bucket holds as many). [default: 20000]
+    /// Requests per second each tenant may make (its bucket holds as many), unless the
+    /// tenant's own `rate_limit` says otherwise. [default: no limit]
     #[arg(long, env = "RECO_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
+    /// The most work one ranking may take, in vector components read; a question estimated
+    /// over it is refused with 400, naming what to lower. [default: 2000000000]
+    #[arg(long, env = "RECO_WORK_BUDGET")]
+    pub work_budget: Option<u64>,
+    /// The most work the rankings of one batch may take together. [default: 20000000000]
+    #[arg(long, env = "RECO_BATCH_WORK_BUDGET")]
+    pub batch_work_budget: Option<u64>,
+    /// Threads rankings run on, off the HTTP workers. [default: every core]
+    #[arg(long, env = "RECO_RANK_THREADS")]
+    pub rank_threads: Option<usize>,
+    /// Rankings that may wait for a thread; past it a read answers 503. [default: 4096]
+    #[arg(long, env = "RECO_RANK_QUEUE")]
+    pub rank_queue: Option<usize>,
+    /// The longest a request's body may take to arrive, in milliseconds (408 past it).
+    /// [default: 30000]
+    #[arg(long, env = "RECO_BODY_TIMEOUT_MS")]
+    pub body_timeout_ms: Option<u64>,
+    /// Lookups of unknown keys each client address may cause per second, before storage is
+    /// asked (429 past it). [default: 20]
+    #[arg(long, env = "RECO_UNKNOWN_KEY_RATE")]
+    pub unknown_key_rate: Option<u32>,
     /// The longest a read may take, in milliseconds (writes are bounded by the database's own
     /// timeouts). [default: 30000]
     #[arg(long, env = "RECO_REQUEST_TIMEOUT_MS")]
@@ -134,10 +156,20 @@ pub struct Settings {
     pub cache: bool,
     /// Where similar-by-id is ranked.
     pub ranking: RankingMode,
-    /// Requests per second per tenant.
-    pub rate_limit: u32,
+    /// Requests per second per tenant whose settings name none; `None` for no limit.
+    pub rate_limit: Option<u32>,
     /// The longest a read may take.
     pub request_timeout: Duration,
+    /// The longest a body may take to arrive.
+    pub body_timeout: Duration,
+    /// The most work of a batch's rankings together, in vector components read.
+    pub batch_work_budget: u64,
+    /// Threads rankings run on.
+    pub rank_threads: usize,
+    /// Rankings that may wait for a thread.
+    pub rank_queue: usize,
+    /// Unknown-key lookups per client address per second.
+    pub unknown_key_rate: u32,
     /// The largest request body.
     pub body_limit: usize,
     /// PostgreSQL pool and session settings.
@@ -165,8 +197,13 @@ impl Default for Settings {
             admin_key: None,
             cache: true,
             ranking: RankingMode::Memory,
-            rate_limit: 20_000,
+            rate_limit: None,
             request_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            batch_work_budget: 10 * reco_engine::DEFAULT_WORK_BUDGET,
+            rank_threads: std::thread::available_parallelism().map_or(2, usize::from),
+            rank_queue: 4096,
+            unknown_key_rate: 20,
             body_limit: 64 * 1024 * 1024,
             postgres: PostgresSettings::default(),
             sqlite: SqliteSettings::default(),
@@ -214,7 +251,7 @@ impl Settings {
             admin_key: args.admin_key.or(file.admin_key).filter(|k| !k.is_empty()),
             cache: args.cache.or(file.cache).unwrap_or(Switch::On) == Switch::On,
             ranking: args.ranking.or(file.ranking).unwrap_or(d.ranking),
-            rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(d.rate_limit),
+            rate_limit: args.rate_limit.or(file.rate_limit).or(d.rate_limit),
             request_timeout: args
                 .request_timeout_ms
                 .or(file.request_timeout_ms)
@@ -255,21 +292,48 @@ impl Settings {
         if let Some(after) = args.train_after.or(file.train_after) {
             s.train_after = after;
         }
+        if let Some(budget) = args.work_budget.or(file.work_budget) {
+            s.engine.work_budget = budget;
+        }
+        if let Some(budget) = args.batch_work_budget.or(file.batch_work_budget) {
+            s.batch_work_budget = budget;
+        }
+        if let Some(threads) = args.rank_threads.or(file.rank_threads) {
+            s.rank_threads = threads;
+        }
+        if let Some(queue) = args.rank_queue.or(file.rank_queue) {
+            s.rank_queue = queue;
+        }
+        if let Some(ms) = args.body_timeout_ms.or(file.body_timeout_ms) {
+            s.body_timeout = Duration::from_millis(ms);
+        }
+        if let Some(rate) = args.unknown_key_rate.or(file.unknown_key_rate) {
+            s.unknown_key_rate = rate;
+        }
         s.validate()?;
         Ok(s)
     }
 
     /// Checks that the settings can run, and keeps an open server on loopback.
     pub fn validate(&mut self) -> Result<(), SettingsError> {
-        if self.rate_limit == 0 {
-            return Err(SettingsError::Invalid(
-                "the rate limit must be at least 1 request a second".into(),
-            ));
+        let invalid = |what: &str| Err(SettingsError::Invalid(what.to_owned()));
+        if self.rate_limit == Some(0) {
+            return invalid("the rate limit must be at least 1 request a second (unset it for none)");
         }
-        if self.request_timeout.is_zero() {
-            return Err(SettingsError::Invalid(
-                "the request timeout must be above zero".into(),
-            ));
+        if self.request_timeout.is_zero() || self.body_timeout.is_zero() {
+            return invalid("the request and body timeouts must be above zero");
+        }
+        if self.batch_work_budget == 0 {
+            return invalid("the batch work budget must be at least 1");
+        }
+        if !(1..=1024).contains(&self.rank_threads) {
+            return invalid("the ranking threads are from 1 to 1024");
+        }
+        if self.rank_queue == 0 {
+            return invalid("the ranking queue must hold at least 1");
+        }
+        if self.unknown_key_rate == 0 {
+            return invalid("the unknown-key rate must be at least 1 a second");
         }
         if self.ranking == RankingMode::Database && self.database_url.is_none() {
             return Err(SettingsError::Invalid(
@@ -321,6 +385,8 @@ mod tests {
         assert_eq!(s.ranking, RankingMode::Memory);
         assert_eq!(s.body_limit, 64 * 1024 * 1024);
         assert_eq!(s.sqlite.path, PathBuf::from("data/reco.db"));
+        assert_eq!(s.rate_limit, None, "no limit unless configured");
+        assert_eq!(s.engine.work_budget, reco_engine::DEFAULT_WORK_BUDGET);
     }
 
     #[test]
@@ -337,7 +403,7 @@ mod tests {
         let s = parse(&["--config", config, "--rate-limit", "9"]).unwrap();
         assert_eq!(s.bind.port(), 9000, "from the file");
         assert!(!s.cache && !s.engine.cache.enabled, "from the file");
-        assert_eq!(s.rate_limit, 9, "the flag wins");
+        assert_eq!(s.rate_limit, Some(9), "the flag wins");
         assert_eq!(s.admin_key.as_deref(), Some("from-file"));
         std::fs::write(&file, "no_such_setting = 1\n").unwrap();
         assert!(matches!(
@@ -365,6 +431,11 @@ mod tests {
         assert!(parse(&["--pg-min-connections", "500"]).is_err());
         assert!(parse(&["--ann-ef", "0"]).is_err());
         assert!(parse(&["--build-threads", "0"]).is_err());
+        assert!(parse(&["--work-budget", "0"]).is_err());
+        assert!(parse(&["--rank-threads", "0"]).is_err());
+        assert!(parse(&["--body-timeout-ms", "0"]).is_err());
+        let s = parse(&["--work-budget", "5", "--batch-work-budget", "7"]).unwrap();
+        assert_eq!((s.engine.work_budget, s.batch_work_budget), (5, 7));
     }
 
     #[test]

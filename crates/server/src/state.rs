@@ -1,35 +1,49 @@
 //! What every handler shares.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use reco_engine::{Engine, TenantName};
 use reco_storage::{RedisCache, Store};
 use sha2::{Digest, Sha256};
 
-use crate::batch::Batcher;
+use crate::rankers::Rankers;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 
-type Limiter = RateLimiter<
-    TenantName,
-    DefaultKeyedStateStore<TenantName>,
-    DefaultClock,
-    StateInformationMiddleware,
->;
+/// A tenant's token bucket: its limit, the bucket, and what it held after the last request.
+struct Bucket {
+    limit: NonZeroU32,
+    limiter: RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>,
+    remaining: AtomicU32,
+}
 
-/// The state of a tenant's budget after a request, for the rate-limit headers.
+/// Unknown-key lookups per client address.
+type AddressLimiter = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
+
+/// What the rate-limit headers say of a tenant's budget. A tenant without a limit reports
+/// `u32::MAX` for both: a number every client can parse, and one it never runs down.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
     pub limit: u32,
     pub remaining: u32,
+}
+
+impl Budget {
+    const UNLIMITED: Budget = Budget {
+        limit: u32::MAX,
+        remaining: u32::MAX,
+    };
 }
 
 /// Handlers' shared state.
@@ -45,14 +59,19 @@ pub struct AppState {
     /// follows the change feed. HTTP workers are busy ranking under load; a write's several
     /// round trips to storage would each wait behind every read a worker has queued.
     pub writer: tokio::runtime::Handle,
-    /// Answers exact similar questions together (see `batch`); none when batching is off.
-    pub batcher: Option<Batcher>,
+    /// The threads every ranking runs on (see `rankers`).
+    pub rankers: Rankers,
     /// Collaborative trainings running, or failed last, per tenant (see `routes::model`).
-    pub trainings: std::sync::Mutex<std::collections::HashMap<TenantName, Training>>,
+    pub trainings: std::sync::Mutex<HashMap<TenantName, Training>>,
     /// Key hash to tenant; `None` remembers briefly that a key opens nothing.
     keys: moka::sync::Cache<[u8; 32], Option<TenantName>>,
     admin_hash: Option<[u8; 32]>,
-    limiter: Limiter,
+    /// The limits tenants set for themselves (`rate_limit`); others take the server's default.
+    own_limits: RwLock<HashMap<TenantName, NonZeroU32>>,
+    /// Every limited tenant's bucket, made at its first request.
+    buckets: RwLock<HashMap<TenantName, Arc<Bucket>>>,
+    /// Lookups in storage of keys not known here, per client address.
+    unknown_keys: AddressLimiter,
     clock: DefaultClock,
     ready: AtomicBool,
 }
@@ -95,31 +114,31 @@ impl AppState {
         redis: Option<RedisCache>,
         settings: Arc<Settings>,
     ) -> std::io::Result<Self> {
-        let per_second = NonZeroU32::new(settings.rate_limit).unwrap_or(NonZeroU32::MIN);
-        let limiter = RateLimiter::keyed(Quota::per_second(per_second))
-            .with_middleware::<StateInformationMiddleware>();
+        let lookups = NonZeroU32::new(settings.unknown_key_rate).unwrap_or(NonZeroU32::MIN);
         let metrics = Metrics::new();
-        let batcher = (settings.batch_max > 0)
-            .then(|| {
-                let threads = std::thread::available_parallelism().map_or(2, usize::from);
-                Batcher::start(threads, settings.batch_max, &metrics.batch_sizes())
-            })
-            .transpose()?;
+        let rankers = Rankers::start(
+            settings.rank_threads,
+            settings.rank_queue,
+            settings.batch_max,
+            &metrics.batch_sizes(),
+        )?;
         Ok(Self {
             engine,
             store,
             redis,
             metrics,
-            batcher,
+            rankers,
             applied: tokio::sync::Notify::new(),
-            trainings: std::sync::Mutex::new(std::collections::HashMap::new()),
+            trainings: std::sync::Mutex::new(HashMap::new()),
             writer: tokio::runtime::Handle::current(),
             keys: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
             admin_hash: settings.admin_key.as_deref().map(hash_key),
-            limiter,
+            own_limits: RwLock::new(HashMap::new()),
+            buckets: RwLock::new(HashMap::new()),
+            unknown_keys: RateLimiter::keyed(Quota::per_second(lookups)),
             clock: DefaultClock::default(),
             ready: AtomicBool::new(false),
             settings,
@@ -144,9 +163,15 @@ impl AppState {
         self.keys.insert(hash, Some(tenant));
     }
 
-    /// Who the bearer key speaks for. Keys are looked up by hash in memory first, then in the
-    /// database; a known key keeps working while the database is down.
-    pub async fn access(&self, authorization: Option<&str>) -> Result<Access, ApiError> {
+    /// Who the bearer key speaks for. Keys are looked up by hash in memory first (a key found
+    /// to open nothing is remembered as such for a minute), then in the database, at most
+    /// `unknown_key_rate` times a second per client address (`peer`); a known key keeps
+    /// working while the database is down.
+    pub async fn access(
+        &self,
+        authorization: Option<&str>,
+        peer: Option<IpAddr>,
+    ) -> Result<Access, ApiError> {
         let Some(admin_hash) = self.admin_hash else {
             return Ok(Access::Admin);
         };
@@ -163,6 +188,14 @@ impl AppState {
         let tenant = match self.keys.get(&hash) {
             Some(known) => known,
             None => {
+                if let Some(peer) = peer
+                    && let Err(not_until) = self.unknown_keys.check_key(&peer)
+                {
+                    let wait = not_until.wait_time_from(self.clock.now());
+                    return Err(ApiError::UnknownKeys {
+                        retry_after: wait.as_secs().max(1),
+                    });
+                }
                 let found = self.store.find_api_key(hash).await?;
                 self.keys.insert(hash, found.clone());
                 found
@@ -178,6 +211,7 @@ impl AppState {
     pub async fn admit(
         &self,
         authorization: Option<&str>,
+        peer: Option<IpAddr>,
         tenant: &TenantName,
         admin_only: bool,
     ) -> Result<Budget, ApiError> {
@@ -187,7 +221,7 @@ impl AppState {
                 retry_after: 1,
             });
         }
-        match self.access(authorization).await? {
+        match self.access(authorization, peer).await? {
             Access::Admin => {}
             Access::Tenant(_) if admin_only => {
                 return Err(ApiError::Forbidden("this needs the admin key"));
@@ -198,20 +232,84 @@ impl AppState {
         self.spend(tenant)
     }
 
+    /// Sets the limit a tenant named for itself (or none), as storage holds it.
+    pub fn set_rate_limit(&self, tenant: &TenantName, own: Option<NonZeroU32>) {
+        let mut limits = self.own_limits.write().expect("limits are never poisoned");
+        let changed = match own {
+            Some(limit) => limits.insert(tenant.clone(), limit) != Some(limit),
+            None => limits.remove(tenant).is_some(),
+        };
+        drop(limits);
+        if changed {
+            self.buckets
+                .write()
+                .expect("buckets are never poisoned")
+                .remove(tenant);
+        }
+    }
+
+    /// The limit a tenant named for itself, if any.
+    pub fn own_rate_limit(&self, tenant: &TenantName) -> Option<NonZeroU32> {
+        self.own_limits
+            .read()
+            .expect("limits are never poisoned")
+            .get(tenant)
+            .copied()
+    }
+
+    /// A tenant's bucket, made at its first request; none when it has no limit.
+    fn bucket(&self, tenant: &TenantName) -> Option<Arc<Bucket>> {
+        if let Some(bucket) = self
+            .buckets
+            .read()
+            .expect("buckets are never poisoned")
+            .get(tenant)
+        {
+            return Some(bucket.clone());
+        }
+        let server_default = self.settings.rate_limit.and_then(NonZeroU32::new);
+        let limit = self.own_rate_limit(tenant).or(server_default)?;
+        let bucket = Arc::new(Bucket {
+            limit,
+            limiter: RateLimiter::direct(Quota::per_second(limit))
+                .with_middleware::<StateInformationMiddleware>(),
+            remaining: AtomicU32::new(limit.get()),
+        });
+        let mut buckets = self.buckets.write().expect("buckets are never poisoned");
+        Some(buckets.entry(tenant.clone()).or_insert(bucket).clone())
+    }
+
     /// Takes one request from a tenant's budget.
     pub fn spend(&self, tenant: &TenantName) -> Result<Budget, ApiError> {
-        match self.limiter.check_key(tenant) {
-            Ok(snapshot) => Ok(Budget {
-                limit: self.settings.rate_limit,
-                remaining: snapshot.remaining_burst_capacity(),
-            }),
+        let Some(bucket) = self.bucket(tenant) else {
+            return Ok(Budget::UNLIMITED);
+        };
+        match bucket.limiter.check() {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                bucket.remaining.store(remaining, Ordering::Relaxed);
+                Ok(Budget {
+                    limit: bucket.limit.get(),
+                    remaining,
+                })
+            }
             Err(not_until) => {
+                bucket.remaining.store(0, Ordering::Relaxed);
                 let wait = not_until.wait_time_from(self.clock.now());
                 Err(ApiError::RateLimited {
                     retry_after: wait.as_secs().max(1),
                 })
             }
         }
+    }
+
+    /// A tenant's budget as its last request left it, without taking from it: for the headers
+    /// of answers refused before the budget was asked (bad key, wrong tenant, over budget).
+    pub fn budget(&self, tenant: &TenantName) -> Budget {
+        self.bucket(tenant).map_or(Budget::UNLIMITED, |bucket| Budget {
+            limit: bucket.limit.get(),
+            remaining: bucket.remaining.load(Ordering::Relaxed),
+        })
     }
 }
 
@@ -224,10 +322,10 @@ pub(crate) fn bearer_key(header: &str) -> Option<&str> {
 
 /// Whether an address is this machine's own: 127.0.0.0/8, `::1`, and IPv4 loopback mapped into
 /// IPv6 (`::ffff:127.0.0.1`, what a server bound to `[::]` sees of an IPv4 client).
-pub(crate) fn is_loopback(ip: std::net::IpAddr) -> bool {
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     match ip {
-        std::net::IpAddr::V4(v4) => v4.is_loopback(),
-        std::net::IpAddr::V6(v6) => v6
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
             .map_or_else(|| v6.is_loopback(), |v4| v4.is_loopback()),
     }

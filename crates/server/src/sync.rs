@@ -88,6 +88,7 @@ async fn load_all(state: &AppState) -> Result<(), SyncError> {
     for gone in state.engine.tenants() {
         if !tenants.iter().any(|(name, _)| *name == gone) {
             let _ = state.engine.drop_tenant(&gone);
+            state.set_rate_limit(&gone, None);
         }
     }
     let bar = progress_bar();
@@ -115,6 +116,8 @@ struct Restore<'a> {
     engine: &'a Engine,
     tenant: &'a TenantName,
     staged: Option<StagedTenant>,
+    /// The tenant's own request budget, which the server keeps (not the engine).
+    rate_limit: Option<std::num::NonZeroU32>,
 }
 
 fn refused(e: &EngineError) -> StorageError {
@@ -142,6 +145,7 @@ impl LoadSink for Restore<'_> {
             .map_err(|e| refused(&e))?;
         staged.set_learning(record.learning);
         self.staged = Some(staged);
+        self.rate_limit = record.rate_limit;
         Ok(())
     }
 
@@ -186,6 +190,7 @@ async fn load_tenant(
         engine: &state.engine,
         tenant,
         staged: None,
+        rate_limit: None,
     };
     let loaded = state
         .store
@@ -193,6 +198,7 @@ async fn load_tenant(
         .await?;
     match sink.staged {
         Some(staged) => {
+            state.set_rate_limit(tenant, sink.rate_limit);
             if state.engine.install(staged) == Installed::Kept {
                 tracing::debug!(%tenant, "the engine holds the snapshot's changes already");
             }
@@ -204,6 +210,7 @@ async fn load_tenant(
         }
         None => {
             let _ = state.engine.drop_tenant(tenant);
+            state.set_rate_limit(tenant, None);
         }
     }
     state.applied.notify_waiters();
@@ -374,6 +381,7 @@ async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), Syn
         Change::TenantDeleted { tenant, lineage } => {
             if engine.lineage(&tenant).ok() == Some(lineage) {
                 let _ = engine.drop_tenant(&tenant);
+                state.set_rate_limit(&tenant, None);
             }
             state.forget_keys();
         }

@@ -3,6 +3,7 @@
 //! here, apart from [`crate::Store`], so that the backends depend on this module and not on the
 //! facade that depends on them.
 
+use std::num::NonZeroU32;
 use reco_engine::{EntityId, Filter, Interaction, Learning, Lineage, NewEntity, Stamp, TenantSpec};
 
 use crate::error::Result;
@@ -57,6 +58,8 @@ pub struct TenantRecord {
     pub spec: TenantSpec,
     /// How its collaborative model is trained.
     pub learning: Learning,
+    /// Its own request budget, requests per second; `None` for the server's default.
+    pub rate_limit: Option<NonZeroU32>,
     /// The random name of this incarnation of the tenant.
     pub lineage: Lineage,
     /// How many changes it has had: the stamp of the last one.

@@ -1,5 +1,6 @@
 //! Conversions between stored columns and the engine's types, shared by both backends.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use reco_engine::{
@@ -86,19 +87,33 @@ pub(crate) fn spec_columns(spec: TenantSpec) -> Result<(Option<i64>, Option<&'st
 /// Why a tenant cannot be made again with `spec` and `learning`: what it holds instead.
 pub(crate) fn conflict(
     name: &TenantName,
-    stored: (TenantSpec, &Learning),
-    asked: (TenantSpec, &Learning),
+    stored: (TenantSpec, &Learning, Option<NonZeroU32>),
+    asked: (TenantSpec, &Learning, Option<NonZeroU32>),
 ) -> Option<StorageError> {
-    let (spec, learning) = stored;
-    let same = spec == asked.0 && learning_to_json(learning) == learning_to_json(asked.1);
+    let (spec, learning, rate_limit) = stored;
+    let same = spec == asked.0
+        && learning_to_json(learning) == learning_to_json(asked.1)
+        && rate_limit == asked.2;
     (!same).then(|| StorageError::TenantConflict {
         name: name.clone(),
-        settings: describe(spec, learning),
+        settings: describe(spec, learning, rate_limit),
     })
 }
 
+/// A stored `rate_limit` column: NULL, or a positive number (the column's check).
+pub(crate) fn rate_limit(stored: Option<i64>) -> Result<Option<NonZeroU32>> {
+    stored
+        .map(|n| {
+            u32::try_from(n)
+                .ok()
+                .and_then(NonZeroU32::new)
+                .ok_or_else(|| corrupt(format!("a rate limit of {n}")))
+        })
+        .transpose()
+}
+
 /// A tenant's settings in words, for a conflict's message.
-fn describe(spec: TenantSpec, learning: &Learning) -> String {
+fn describe(spec: TenantSpec, learning: &Learning, rate_limit: Option<NonZeroU32>) -> String {
     let content = if spec.has_vectors() {
         format!(
             "dimension {} and metric {}",
@@ -108,7 +123,14 @@ fn describe(spec: TenantSpec, learning: &Learning) -> String {
     } else {
         "no content vectors".to_owned()
     };
-    format!("{content}, collaborative {}", learning_to_json(learning))
+    let budget = rate_limit.map_or_else(
+        || "the server's default rate limit".to_owned(),
+        |n| format!("rate_limit {n}"),
+    );
+    format!(
+        "{content}, collaborative {}, {budget}",
+        learning_to_json(learning)
+    )
 }
 
 pub(crate) fn entity(

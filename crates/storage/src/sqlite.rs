@@ -1,6 +1,7 @@
 //! SQLite, the embedded default: one file, no server. It keeps data durable for a single reco
 //! process; it has no change feed and does not rank (the engine does).
 
+use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -87,14 +88,15 @@ impl SqliteStore {
         name: &TenantName,
         spec: TenantSpec,
         learning: &Learning,
+        rate_limit: Option<NonZeroU32>,
     ) -> Result<(Created, Lineage)> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         // Without content vectors, `vectors` is 0 and the dimension and metric columns (which
         // cannot be NULL here) hold a placeholder nothing reads.
         let (dimension, metric) = rows::spec_columns(spec)?;
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO tenants (name, dimension, metric, vectors, learning, lineage) \
-             VALUES ($1, $2, $3, $4, $5, random()) \
+            "INSERT INTO tenants (name, dimension, metric, vectors, learning, rate_limit, lineage) \
+             VALUES ($1, $2, $3, $4, $5, $6, random()) \
              ON CONFLICT (name) DO NOTHING RETURNING lineage",
         )
         .bind(name.as_str())
@@ -102,6 +104,7 @@ impl SqliteStore {
         .bind(metric.unwrap_or("dot"))
         .bind(i64::from(spec.has_vectors()))
         .bind(rows::learning_to_json(learning))
+        .bind(rate_limit.map(|n| i64::from(n.get())))
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(lineage) = inserted {
@@ -114,9 +117,10 @@ impl SqliteStore {
         .bind(name.as_str())
         .fetch_one(&mut *tx)
         .await?;
-        let (stored, stored_learning) = tenant_columns(name.as_str(), &row)?;
-        match rows::conflict(name, (stored, &stored_learning), (spec, learning)) {
-            None => Ok((Created::Existed, rows::lineage_of(row.try_get(3)?))),
+        let (stored, stored_learning, stored_rate) = tenant_columns(name.as_str(), &row)?;
+        let stored = (stored, &stored_learning, stored_rate);
+        match rows::conflict(name, stored, (spec, learning, rate_limit)) {
+            None => Ok((Created::Existed, rows::lineage_of(row.try_get(4)?))),
             Some(conflict) => Err(conflict),
         }
     }
@@ -150,8 +154,8 @@ impl SqliteStore {
         found
             .iter()
             .map(|row| {
-                let name: &str = row.try_get(3)?;
-                let (spec, _) = tenant_columns(name, row)?;
+                let name: &str = row.try_get(4)?;
+                let (spec, ..) = tenant_columns(name, row)?;
                 Ok((TenantName::parse(name).map_err(rows::corrupt)?, spec))
             })
             .collect()
@@ -335,15 +339,19 @@ impl SqliteStore {
     }
 }
 
-/// A tenant's dimension and metric (NULL without content vectors) and learning, as the first
-/// three columns.
+/// A tenant's dimension and metric (NULL without content vectors), learning and rate limit, as
+/// the first four columns.
 const TENANT_COLUMNS: &str = "CASE WHEN vectors = 1 THEN dimension END, \
-     CASE WHEN vectors = 1 THEN metric END, learning";
+     CASE WHEN vectors = 1 THEN metric END, learning, rate_limit";
 
-/// A tenant's spec and learning from [`TENANT_COLUMNS`].
-fn tenant_columns(name: &str, row: &sqlx::sqlite::SqliteRow) -> Result<(TenantSpec, Learning)> {
+/// A tenant's settings from [`TENANT_COLUMNS`].
+fn tenant_columns(
+    name: &str,
+    row: &sqlx::sqlite::SqliteRow,
+) -> Result<(TenantSpec, Learning, Option<NonZeroU32>)> {
     let (_, spec) = rows::tenant(name, row.try_get(0)?, row.try_get(1)?)?;
-    Ok((spec, rows::learning_from_json(row.try_get(2)?)?))
+    let learning = rows::learning_from_json(row.try_get(2)?)?;
+    Ok((spec, learning, rows::rate_limit(row.try_get(3)?)?))
 }
 
 /// Moves a tenant to its next version in `tx` and returns it: the stamp of the change `tx`
@@ -417,12 +425,13 @@ impl Snapshot for SqliteSnapshot {
         .fetch_optional(&mut *self.0)
         .await?;
         row.map(|row| {
-            let (spec, learning) = tenant_columns(tenant.as_str(), &row)?;
+            let (spec, learning, rate_limit) = tenant_columns(tenant.as_str(), &row)?;
             Ok(TenantRecord {
                 spec,
                 learning,
-                lineage: rows::lineage_of(row.try_get(3)?),
-                version: Stamp::new(row.try_get::<i64, _>(4)?.unsigned_abs()),
+                rate_limit,
+                lineage: rows::lineage_of(row.try_get(4)?),
+                version: Stamp::new(row.try_get::<i64, _>(5)?.unsigned_abs()),
             })
         })
         .transpose()

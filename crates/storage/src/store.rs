@@ -88,23 +88,24 @@ impl Store {
         name: &TenantName,
         spec: TenantSpec,
     ) -> Result<(Created, Lineage)> {
-        self.create_tenant_with(name, spec, &Learning::default())
+        self.create_tenant_with(name, spec, &Learning::default(), None)
             .await
     }
 
-    /// Makes a tenant (with content vectors or [`TenantSpec::WITHOUT_VECTORS`], and how its
-    /// model is trained), or finds it with the same settings; other settings are a conflict.
-    /// Returns the tenant's lineage too.
+    /// Makes a tenant (with content vectors or [`TenantSpec::WITHOUT_VECTORS`], how its
+    /// model is trained, and its own request budget or none), or finds it with the same
+    /// settings; other settings are a conflict. Returns the tenant's lineage too.
     pub async fn create_tenant_with(
         &self,
         name: &TenantName,
         spec: TenantSpec,
         learning: &Learning,
+        rate_limit: Option<std::num::NonZeroU32>,
     ) -> Result<(Created, Lineage)> {
         let spec = spec
             .checked()
             .map_err(|e| StorageError::InvalidSetting(e.to_string()))?;
-        each!(self, s => s.create_tenant(name, spec, learning).await)
+        each!(self, s => s.create_tenant(name, spec, learning, rate_limit).await)
     }
 
     /// Removes a tenant and all its data; false when it did not exist.

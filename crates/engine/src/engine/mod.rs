@@ -11,6 +11,7 @@
 //! - `collaborative`: the model learnt from interactions, its space, and the fold-in.
 
 mod collaborative;
+mod cost;
 mod plans;
 mod prepared;
 mod recommend;
@@ -26,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 pub use collaborative::{Learning, ModelInfo, ModelParts};
+pub use cost::{Cost, CostPart};
 pub use prepared::Prepared;
 use tenants::Tenant;
 pub use tenants::{Created, Installed, StagedTenant};

@@ -11,6 +11,7 @@ use crate::cache::{CacheTier, Caches, Key, QueryKey, SharedKey};
 use crate::config::{Clock, EngineConfig, millis};
 use crate::error::{EngineError, Result};
 use crate::index::EntityIndex;
+use crate::interrupt::{self, Interrupt};
 use crate::interactions::InteractionLog;
 use crate::model::{EntityId, TenantName, UserId};
 use crate::query::{
@@ -54,7 +55,7 @@ pub(super) fn bind(
         (Some(_) | None, _) => tenant.entities.load_full(),
     };
     let log = with_log.then(|| tenant.interactions.load_full());
-    Ok(Prepared {
+    let prepared = Prepared {
         config: engine.config.clone(),
         clock: engine.clock.clone(),
         caches: engine.caches.clone(),
@@ -63,7 +64,9 @@ pub(super) fn bind(
         log,
         collaborative,
         question,
-    })
+    };
+    prepared.within_budget()?;
+    Ok(prepared)
 }
 
 /// A question, as [`Prepared`] keeps it.
@@ -211,6 +214,13 @@ impl Prepared {
         self.caches.ranking(self.tier(), key, || self.rank())
     }
 
+    /// The answer, as [`Prepared::answer`], ranked under `interrupt`: stopped (by the host or
+    /// its deadline) before the ranking finished, it is [`EngineError::Interrupted`] and nothing
+    /// is cached. See [`Interrupt`].
+    pub fn answer_until(self, interrupt: &Arc<Interrupt>) -> Result<Answer> {
+        interrupt::within(interrupt, || self.answer())
+    }
+
     /// Keeps a ranking made now in the engine's cache, and returns it as a miss.
     pub(super) fn store(&self, ranking: Ranking) -> Answer {
         let ranking = Arc::new(ranking);
@@ -221,13 +231,19 @@ impl Prepared {
         }
     }
 
+    /// Ranks the question; [`EngineError::Interrupted`] when the current interrupt stopped it
+    /// before it finished (its loops ended early, so what they made is not the answer).
     pub(super) fn rank(&self) -> Result<Ranking> {
         let index = &self.index;
-        match &self.question {
+        let ranking = match &self.question {
             Question::Similar(id, options) => similar::rank(index, id, options),
             Question::Recommend(request) => recommend::rank(index, request),
             Question::User(user, options, strategy) => self.rank_user(user, options, *strategy),
             Question::Trending(query) => self.rank_trending(query),
+        }?;
+        if interrupt::stopped() {
+            return Err(EngineError::Interrupted);
         }
+        Ok(ranking)
     }
 }

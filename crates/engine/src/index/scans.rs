@@ -8,6 +8,7 @@ use roaring::RoaringBitmap;
 
 use super::{CHUNK_ROWS, Candidates, Chunk, EntityIndex, Record, slot_at};
 use crate::distance::{CodeProbe, Probe, dot, squared_norm};
+use crate::interrupt;
 use crate::model::Metric;
 use crate::topk::TopK;
 
@@ -115,6 +116,9 @@ impl EntityIndex {
         match candidates {
             Candidates::All { excluded } => {
                 for (c, chunk) in self.chunks.iter().enumerate() {
+                    if interrupt::stopped() {
+                        return true;
+                    }
                     for (r, record) in chunk.records.iter().enumerate() {
                         let Some(record) = record else { continue };
                         let slot = slot_at(c, r);
@@ -125,7 +129,10 @@ impl EntityIndex {
                 }
             }
             Candidates::Only(slots) => {
-                for slot in slots {
+                for (n, slot) in slots.iter().enumerate() {
+                    if n % CHUNK_ROWS == 0 && interrupt::stopped() {
+                        return true;
+                    }
                     if let Some((chunk, r)) = self.allocated(slot)
                         && let Some(record) = &chunk.records[r]
                     {
@@ -156,6 +163,9 @@ impl EntityIndex {
         match candidates {
             Candidates::All { excluded } => {
                 for (c, chunk) in self.chunks.iter().enumerate() {
+                    if interrupt::stopped() {
+                        return;
+                    }
                     let rows = chunk.vectors.chunks_exact(dim);
                     for (r, (row, record)) in rows.zip(&chunk.records).enumerate() {
                         let Some(record) = record else { continue };
@@ -171,7 +181,10 @@ impl EntityIndex {
                 }
             }
             Candidates::Only(slots) => {
-                for slot in slots {
+                for (n, slot) in slots.iter().enumerate() {
+                    if n % CHUNK_ROWS == 0 && interrupt::stopped() {
+                        return;
+                    }
                     if let Some(row) = self.row(slot) {
                         let g = goodness(row.vector, row.inverse_norm);
                         if g >= floor {

@@ -2,6 +2,7 @@
 //! cache against no cache, concurrent writers and readers, and every error path.
 
 mod approximate;
+mod bounded;
 mod cache;
 mod collaborative;
 mod concurrency;

@@ -274,6 +274,8 @@ fn csv_row(
                 Value::from(field.split('|').map(str::to_owned).collect::<Vec<_>>())
             }
             (Kind::Entities, "attributes") => {
+                // Checked as written: parsed into a value, a key given twice would be lost.
+                reco_server::attributes::check(field)?;
                 serde_json::from_str(field).map_err(|e| format!("attributes: {e}"))?
             }
             (Kind::Interactions, "weight") => Value::from(

@@ -3,7 +3,9 @@
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpResponse, web};
-use reco_engine::{EntityId, Space, Strategy, TenantName, TrendingQuery, UserId, Window};
+use reco_engine::{
+    EngineError, EntityId, Prepared, Space, Strategy, TenantName, TrendingQuery, UserId, Window,
+};
 use reco_storage::DbSearch;
 
 use super::{Data, cached};
@@ -59,7 +61,7 @@ async fn similar_in_database(
 ) -> Result<HttpResponse, ApiError> {
     let info = state.engine.tenant_info(tenant)?;
     if !info.spec.has_vectors() {
-        return Err(reco_engine::EngineError::NoContentVectors(tenant.clone()).into());
+        return Err(EngineError::NoContentVectors(tenant.clone()).into());
     }
     let entity = state.engine.get(tenant, id)?;
     let search = DbSearch {
@@ -139,20 +141,42 @@ pub async fn recommend_batch(
     state.engine.tenant_info(&tenant)?;
     let body = body.into_inner();
     batch_limit_check(body.requests.len())?;
-    // A batch can hold thousands of rankings: it runs on the blocking pool, so that it neither
-    // holds up this worker's other requests nor escapes the time limit.
+    // Each question is checked and bound here (cheap); their work together is checked against
+    // the batch budget before any is ranked.
+    let prepared: Vec<Result<Prepared, ApiError>> = body
+        .requests
+        .into_iter()
+        .map(|r| {
+            let request = r.into_request()?;
+            Ok(state.engine.prepare_recommend(&tenant, &request)?)
+        })
+        .collect();
+    let cost = prepared
+        .iter()
+        .flatten()
+        .fold(0u64, |sum, p| sum.saturating_add(p.cost().components));
+    let budget = state.settings.batch_work_budget;
+    if cost > budget {
+        return Err(ApiError::BadRequest(format!(
+            "the batch's questions would read about {cost} vector components together, over \
+             the batch budget of {budget}: send fewer requests, or lower their `k` + `offset`, \
+             diversity or examples"
+        )));
+    }
+    // The batch runs on the rankers' threads, its questions one after another, and stops
+    // between them (or inside one) when the time limit passes.
     let worker = state.clone();
-    let responses = web::block(move || {
-        body.requests
-            .into_iter()
-            .map(|r| {
-                let answer = r.into_request().and_then(|request| {
-                    worker
-                        .engine
-                        .recommend(&tenant, &request)
-                        .map_err(ApiError::from)
-                });
-                match answer {
+    let deadline = std::time::Instant::now() + state.settings.request_timeout;
+    let responses = state
+        .rankers
+        .run(deadline, move |interrupt| {
+            let mut responses = Vec::with_capacity(prepared.len());
+            for item in prepared {
+                if interrupt.is_stopped() {
+                    return Err(ApiError::from(EngineError::Interrupted));
+                }
+                let answer = item.and_then(|p| Ok(p.answer_until(interrupt)?));
+                responses.push(match answer {
                     Ok(answer) => {
                         worker
                             .metrics
@@ -165,12 +189,15 @@ pub async fn recommend_batch(
                             message: e.message(),
                         },
                     },
-                }
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("the batch worker failed: {e}")))?;
+                });
+            }
+            // The last question may have been the one stopped.
+            if interrupt.is_stopped() {
+                return Err(ApiError::from(EngineError::Interrupted));
+            }
+            Ok(responses)
+        })
+        .await??;
     Ok(HttpResponse::Ok().json(BatchOut { responses }))
 }
 

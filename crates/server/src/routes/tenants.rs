@@ -6,7 +6,7 @@ use reco_engine::{Created, Stamp, TenantName};
 
 use super::{Data, model};
 use crate::admission::{Admitted, Refusals};
-use crate::api::{KeyView, TenantBody, TenantView};
+use crate::api::{KeyView, TenantBody, TenantSettings, TenantView};
 use crate::error::ApiError;
 use crate::state::hash_key;
 use crate::sync;
@@ -18,11 +18,16 @@ pub async fn put_tenant(
     body: web::Json<TenantBody>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = admitted.tenant;
-    let (spec, learning) = body.settings()?;
+    let TenantSettings {
+        spec,
+        learning,
+        rate_limit,
+    } = body.settings()?;
     let (created, lineage) = state
         .store
-        .create_tenant_with(&tenant, spec, &learning)
+        .create_tenant_with(&tenant, spec, &learning, rate_limit)
         .await?;
+    state.set_rate_limit(&tenant, rate_limit);
     // The engine may know it already (made by another server, heard through the feed); when it
     // knows another incarnation, storage's is loaded in its place.
     let known = state.engine.lineage(&tenant).ok();
@@ -49,6 +54,7 @@ pub(crate) fn view(state: &Data, tenant: &TenantName) -> Result<TenantView, ApiE
     Ok(TenantView::new(
         &state.engine.tenant_info(tenant)?,
         model::status(state, tenant)?,
+        state.own_rate_limit(tenant),
     ))
 }
 
@@ -68,6 +74,7 @@ pub async fn delete_tenant(state: Data, admitted: Admitted) -> Result<HttpRespon
     // Gone from storage; the engine may already have dropped it on another path.
     let _ = state.engine.drop_tenant(&tenant);
     state.forget_keys();
+    state.set_rate_limit(&tenant, None);
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -55,7 +55,7 @@ pub async fn fresh_database(backend: Backend) -> Settings {
     }
     settings.bind = "127.0.0.1:0".parse().unwrap();
     settings.admin_key = Some(ADMIN.to_owned());
-    settings.rate_limit = 1_000_000;
+    settings.rate_limit = None;
     settings
 }
 

@@ -151,7 +151,7 @@ async fn request_ids_are_echoed_or_made() {
 #[tokio::test]
 async fn each_tenant_has_its_own_budget() {
     let mut settings = fresh_database(Backend::Sqlite).await;
-    settings.rate_limit = 5;
+    settings.rate_limit = Some(5);
     let app = TestApp::start(settings).await;
     for name in ["shop", "blog"] {
         // Creating the tenant spends one request of its budget.

@@ -91,7 +91,7 @@ pub(super) async fn upsert_group(
                         RETURNING lineage, version AS batch), \
              written AS ( \
                INSERT INTO entities (tenant, id, embedding, category, tags, attributes, batch, updated_at) \
-               SELECT $1, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::jsonb, b.batch, now() \
+               SELECT $1, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::json, b.batch, now() \
                FROM UNNEST($2::text[], $3::vector[], $4::text[], $5::text[], $6::text[]) \
                     AS u(id, embedding, category, tags, attributes), b \
                ON CONFLICT (tenant, id) DO UPDATE SET embedding = EXCLUDED.embedding, \

@@ -5,6 +5,7 @@
 //! made with the tenant. A query uses it by naming the same expression and the tenant as a
 //! literal; the exact mode names the uncast column, which no index covers.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -81,18 +82,24 @@ fn stored_lineage(lineage: Lineage) -> i64 {
     i64::from_ne_bytes(lineage.get().to_ne_bytes())
 }
 
-/// A tenant's spec and learning from its `dimension, metric, learning` columns, the first at
-/// `at`.
+/// A tenant's settings as [`TENANT_COLUMNS`] lists them.
+pub(super) type TenantColumns = (TenantSpec, Learning, Option<NonZeroU32>);
+
+/// A tenant's settings: its dimension and metric, learning and rate limit, in this order.
+pub(super) const TENANT_COLUMNS: &str = "dimension, metric, learning, rate_limit";
+
+/// A tenant's settings from its [`TENANT_COLUMNS`], the first at `at`.
 pub(super) fn tenant_columns(
     name: &str,
     row: &sqlx::postgres::PgRow,
     at: usize,
-) -> Result<(TenantSpec, Learning)> {
+) -> Result<TenantColumns> {
     let dimension: Option<i32> = row.try_get(at)?;
     let metric: Option<&str> = row.try_get(at + 1)?;
     let (_, spec) = rows::tenant(name, dimension.map(i64::from), metric)?;
     let learning = rows::learning_from_json(row.try_get(at + 2)?)?;
-    Ok((spec, learning))
+    let rate_limit = rows::rate_limit(row.try_get::<Option<i32>, _>(at + 3)?.map(i64::from))?;
+    Ok((spec, learning, rate_limit))
 }
 
 pub(super) fn literal(tenant: &TenantName) -> String {
@@ -205,6 +212,7 @@ impl PgStore {
         name: &TenantName,
         spec: TenantSpec,
         learning: &Learning,
+        rate_limit: Option<NonZeroU32>,
     ) -> Result<(Created, Lineage)> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let (dimension, metric) = rows::spec_columns(spec)?;
@@ -212,26 +220,33 @@ impl PgStore {
             .map(i32::try_from)
             .transpose()
             .map_err(rows::corrupt)?;
+        let rate = rate_limit
+            .map(|n| i32::try_from(n.get()))
+            .transpose()
+            .map_err(|_| StorageError::InvalidSetting("a rate limit is at most 2^31 - 1".into()))?;
         let inserted: Option<(i64, i64)> = sqlx::query_as(
-            "INSERT INTO tenants (name, dimension, metric, learning) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO NOTHING RETURNING tid, lineage",
+            "INSERT INTO tenants (name, dimension, metric, learning, rate_limit) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING RETURNING tid, lineage",
         )
         .bind(name.as_str())
         .bind(dimension)
         .bind(metric)
         .bind(rows::learning_to_json(learning))
+        .bind(rate)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((tid, lineage)) = inserted else {
-            let row = sqlx::query(
-                "SELECT dimension, metric, learning, lineage FROM tenants WHERE name = $1",
-            )
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {TENANT_COLUMNS}, lineage FROM tenants WHERE name = $1"
+            )))
             .bind(name.as_str())
             .fetch_one(&mut *tx)
             .await?;
-            let (spec_stored, learning_stored) = tenant_columns(name.as_str(), &row, 0)?;
-            return match rows::conflict(name, (spec_stored, &learning_stored), (spec, learning)) {
-                None => Ok((Created::Existed, rows::lineage_of(row.try_get(3)?))),
+            let (spec_stored, learning_stored, rate_stored) =
+                tenant_columns(name.as_str(), &row, 0)?;
+            let stored = (spec_stored, &learning_stored, rate_stored);
+            return match rows::conflict(name, stored, (spec, learning, rate_limit)) {
+                None => Ok((Created::Existed, rows::lineage_of(row.try_get(4)?))),
                 Some(conflict) => Err(conflict),
             };
         };
@@ -285,25 +300,28 @@ impl PgStore {
 
     pub async fn tenant(&self, name: &TenantName) -> Result<Option<TenantSpec>> {
         let mut conn = self.conn().await?;
-        let row = sqlx::query("SELECT dimension, metric, learning FROM tenants WHERE name = $1")
-            .bind(name.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1"
+        )))
+        .bind(name.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
         row.map(|row| Ok(tenant_columns(name.as_str(), &row, 0)?.0))
             .transpose()
     }
 
     pub async fn tenants(&self) -> Result<Vec<(TenantName, TenantSpec)>> {
         let mut conn = self.conn().await?;
-        let found =
-            sqlx::query("SELECT name, dimension, metric, learning FROM tenants ORDER BY name")
-                .fetch_all(&mut *conn)
-                .await?;
+        let found = sqlx::query(AssertSqlSafe(format!(
+            "SELECT name, {TENANT_COLUMNS} FROM tenants ORDER BY name"
+        )))
+        .fetch_all(&mut *conn)
+        .await?;
         found
             .iter()
             .map(|row| {
                 let name: &str = row.try_get(0)?;
-                let (spec, _) = tenant_columns(name, row, 1)?;
+                let (spec, ..) = tenant_columns(name, row, 1)?;
                 Ok((TenantName::parse(name).map_err(rows::corrupt)?, spec))
             })
             .collect()

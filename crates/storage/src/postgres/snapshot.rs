@@ -2,7 +2,7 @@
 
 use pgvector::Vector;
 use reco_engine::{Interaction, NewEntity, Stamp, TenantName};
-use sqlx::{Executor, Postgres, Row};
+use sqlx::{AssertSqlSafe, Executor, Postgres, Row};
 
 use super::PgStore;
 use crate::error::{Result, unavailable};
@@ -24,19 +24,21 @@ impl PgStore {
 
 impl Snapshot for PgSnapshot {
     async fn record(&mut self, tenant: &TenantName) -> Result<Option<TenantRecord>> {
-        let row = sqlx::query(
-            "SELECT dimension, metric, learning, lineage, version FROM tenants WHERE name = $1",
-        )
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {}, lineage, version FROM tenants WHERE name = $1",
+            super::TENANT_COLUMNS
+        )))
         .bind(tenant.as_str())
         .fetch_optional(&mut *self.0)
         .await?;
         row.map(|row| {
-            let (spec, learning) = super::tenant_columns(tenant.as_str(), &row, 0)?;
+            let (spec, learning, rate_limit) = super::tenant_columns(tenant.as_str(), &row, 0)?;
             Ok(TenantRecord {
                 spec,
                 learning,
-                lineage: rows::lineage_of(row.try_get(3)?),
-                version: Stamp::new(row.try_get::<i64, _>(4)?.unsigned_abs()),
+                rate_limit,
+                lineage: rows::lineage_of(row.try_get(4)?),
+                version: Stamp::new(row.try_get::<i64, _>(5)?.unsigned_abs()),
             })
         })
         .transpose()

@@ -85,12 +85,12 @@ async fn tenants_are_made_once_and_conflicts_refused(backend: Backend) {
         },
     };
     let (made, _) = store
-        .create_tenant_with(&log, TenantSpec::WITHOUT_VECTORS, &learning)
+        .create_tenant_with(&log, TenantSpec::WITHOUT_VECTORS, &learning, None)
         .await
         .unwrap();
     assert_eq!(made, Created::Created);
     let (found, _) = store
-        .create_tenant_with(&log, TenantSpec::WITHOUT_VECTORS, &learning)
+        .create_tenant_with(&log, TenantSpec::WITHOUT_VECTORS, &learning, None)
         .await
         .unwrap();
     assert_eq!(found, Created::Existed);

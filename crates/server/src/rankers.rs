@@ -1,0 +1,198 @@
+//! The rankers: a bounded pool of threads every ranking runs on, off the HTTP workers, so that
+//! a worker only parses, authenticates and writes answers, and `/health/live` is answered in
+//! milliseconds whatever is being ranked.
+//!
+//! Work arrives on two bounded queues: questions that can share a pass (exact similar
+//! questions, `Prepared::batchable`) and everything else (one question, or a whole batch
+//! request). A full queue is refused at once (503, retry), never waited on. Every piece of work
+//! carries an [`Interrupt`]: the handler that waits for it stops it when it stops waiting (its
+//! time limit passed, its client left: its future is dropped), and its deadline stops it by
+//! itself, so the work behind an abandoned request ends with it, in the middle of a scan or
+//! between a batch's questions.
+//!
+//! Micro-batching: each thread takes the first shareable question waiting and every other one
+//! queued behind it, up to `max`, and answers them at once (`Prepared::answer_all`, one pass
+//! over the rows). Nothing waits on a timer: under light load a pass holds one question; under
+//! load the queue fills while a pass runs and the next pass takes all of it.
+//!
+//! The queues are crossbeam channels (many handlers send, several threads receive), and answers
+//! return through tokio oneshot channels, so a handler awaits without holding an HTTP worker.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use prometheus::Histogram;
+use reco_engine::{Answer, EngineError, Interrupt, Prepared};
+use tokio::sync::oneshot;
+
+use crate::error::ApiError;
+
+/// A shareable question and where its answer goes.
+struct Shared {
+    prepared: Prepared,
+    interrupt: Arc<Interrupt>,
+    reply: oneshot::Sender<Result<Answer, EngineError>>,
+}
+
+/// Any other work: it replies by itself.
+type Work = Box<dyn FnOnce() + Send>;
+
+/// The pool; see the module's documentation.
+pub struct Rankers {
+    shared: Sender<Shared>,
+    single: Sender<Work>,
+    batching: bool,
+}
+
+impl std::fmt::Debug for Rankers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rankers")
+            .field("queued", &(self.shared.len() + self.single.len()))
+            .finish()
+    }
+}
+
+/// Stops an interrupt when dropped: the handler awaiting the work went away, or the work is
+/// done (when stopping it is harmless).
+struct StopOnDrop(Arc<Interrupt>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+fn busy() -> ApiError {
+    ApiError::Unavailable {
+        message: "the server has more rankings queued than it takes; retry shortly".into(),
+        retry_after: 1,
+    }
+}
+
+fn gone() -> ApiError {
+    ApiError::Internal("the ranking thread answering this request stopped".into())
+}
+
+impl Rankers {
+    /// Starts `threads` ranking threads with room for `queue` waiting pieces of work on each
+    /// queue; shared passes take up to `batch_max` questions (0 turns sharing off), and each
+    /// pass's size is recorded in `sizes`. The threads stop when the pool is dropped.
+    pub fn start(
+        threads: usize,
+        queue: usize,
+        batch_max: usize,
+        sizes: &Histogram,
+    ) -> std::io::Result<Self> {
+        let (shared, shared_rx) = crossbeam_channel::bounded(queue.max(1));
+        let (single, single_rx) = crossbeam_channel::bounded(queue.max(1));
+        for n in 0..threads.max(1) {
+            let shared_rx = shared_rx.clone();
+            let single_rx = single_rx.clone();
+            let sizes = sizes.clone();
+            let max = batch_max.max(1);
+            std::thread::Builder::new()
+                .name(format!("reco-rank-{n}"))
+                .spawn(move || run(&shared_rx, &single_rx, max, &sizes))?;
+        }
+        Ok(Self {
+            shared,
+            single,
+            batching: batch_max > 0,
+        })
+    }
+
+    /// The answer to `prepared`, ranked on the pool and stopped at `deadline` or when this
+    /// future is dropped.
+    pub async fn answer(&self, prepared: Prepared, deadline: Instant) -> Result<Answer, ApiError> {
+        let interrupt = Interrupt::until(deadline);
+        let _stop = StopOnDrop(interrupt.clone());
+        let (reply, answer) = oneshot::channel();
+        if self.batching && prepared.batchable() {
+            let job = Shared {
+                prepared,
+                interrupt,
+                reply,
+            };
+            self.shared.try_send(job).map_err(|e| match e {
+                TrySendError::Full(_) => busy(),
+                TrySendError::Disconnected(_) => gone(),
+            })?;
+        } else {
+            let work = Box::new(move || {
+                // A handler that gave up no longer wants the answer.
+                let _ = reply.send(prepared.answer_until(&interrupt));
+            });
+            self.submit(work)?;
+        }
+        match answer.await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(gone()),
+        }
+    }
+
+    /// Runs `work` on the pool with an interrupt stopped at `deadline` or when this future is
+    /// dropped; `work` should look at it between its parts.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        deadline: Instant,
+        work: impl FnOnce(&Arc<Interrupt>) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let interrupt = Interrupt::until(deadline);
+        let _stop = StopOnDrop(interrupt.clone());
+        let (reply, done) = oneshot::channel();
+        self.submit(Box::new(move || {
+            let _ = reply.send(work(&interrupt));
+        }))?;
+        done.await.map_err(|_| gone())
+    }
+
+    fn submit(&self, work: Work) -> Result<(), ApiError> {
+        self.single.try_send(work).map_err(|e| match e {
+            TrySendError::Full(_) => busy(),
+            TrySendError::Disconnected(_) => gone(),
+        })
+    }
+}
+
+/// A ranking thread: takes whichever queue has work; a shareable question with those queued
+/// behind it, answered together.
+fn run(shared: &Receiver<Shared>, single: &Receiver<Work>, max: usize, sizes: &Histogram) {
+    loop {
+        crossbeam_channel::select! {
+            recv(single) -> work => match work {
+                Ok(work) => work(),
+                Err(_) => return,
+            },
+            recv(shared) -> first => match first {
+                Ok(first) => pass(first, shared, max, sizes),
+                Err(_) => return,
+            },
+        }
+    }
+}
+
+/// Answers `first` and the shareable questions queued behind it (up to `max`) in one pass;
+/// those whose handlers stopped waiting are left out.
+fn pass(first: Shared, queue: &Receiver<Shared>, max: usize, sizes: &Histogram) {
+    let mut jobs = vec![first];
+    while jobs.len() < max {
+        match queue.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+    let (jobs, stopped): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| !j.interrupt.is_stopped());
+    for job in stopped {
+        let _ = job.reply.send(Err(EngineError::Interrupted));
+    }
+    if jobs.is_empty() {
+        return;
+    }
+    sizes.observe(jobs.len() as f64);
+    let (questions, replies): (Vec<_>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.prepared, j.reply)).unzip();
+    for (reply, answer) in replies.into_iter().zip(Prepared::answer_all(questions)) {
+        let _ = reply.send(answer);
+    }
+}
