@@ -85,11 +85,12 @@ pub use config::{
     SystemClock,
 };
 pub use engine::{
-    Applied, Cost, CostPart, Created, Engine, Installed, Learning, ModelInfo, ModelParts, Prepared, StagedTenant,
+    Applied, Cost, CostPart, Created, Engine, Installed, Learning, ModelInfo, ModelParts, Prepared,
+    StagedTenant,
 };
 pub use error::{EngineError, Result};
-pub use interrupt::Interrupt;
 pub use index::Filter;
+pub use interrupt::Interrupt;
 pub use model::{
     Embedding, EntityId, EntityView, Interaction, InteractionKind, MAX_DIMENSION, MAX_ID_BYTES,
     Metric, Millis, NewEntity, Scored, TenantInfo, TenantName, TenantSpec, UserId,

@@ -9,8 +9,8 @@ use std::future::{Ready, ready};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::Method;
+use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use reco_engine::TenantName;
@@ -144,11 +144,12 @@ async fn buffer_body(req: &mut ServiceRequest, settings: &Settings) -> Result<()
         }
         Ok(body.freeze())
     };
-    let body = tokio::time::timeout(deadline, read)
-        .await
-        .map_err(|_| ApiError::BodyTimedOut {
-            after_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
-        })??;
+    let body =
+        tokio::time::timeout(deadline, read)
+            .await
+            .map_err(|_| ApiError::BodyTimedOut {
+                after_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+            })??;
     req.set_payload(Payload::from(body));
     Ok(())
 }

@@ -71,7 +71,11 @@ pub async fn metrics(
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        if state.access(authorization, req.peer_addr().map(|a| a.ip())).await? != Access::Admin {
+        if state
+            .access(authorization, req.peer_addr().map(|a| a.ip()))
+            .await?
+            != Access::Admin
+        {
             return Err(ApiError::Forbidden(
                 "metrics need the admin key off loopback",
             ));

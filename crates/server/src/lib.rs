@@ -14,8 +14,8 @@
 
 pub mod admission;
 mod answers;
-pub mod attributes;
 pub mod api;
+pub mod attributes;
 pub mod docs;
 pub mod error;
 mod health;

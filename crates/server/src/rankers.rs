@@ -182,7 +182,8 @@ fn pass(first: Shared, queue: &Receiver<Shared>, max: usize, sizes: &Histogram) 
             Err(_) => break,
         }
     }
-    let (jobs, stopped): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| !j.interrupt.is_stopped());
+    let (jobs, stopped): (Vec<_>, Vec<_>) =
+        jobs.into_iter().partition(|j| !j.interrupt.is_stopped());
     for job in stopped {
         let _ = job.reply.send(Err(EngineError::Interrupted));
     }

@@ -318,7 +318,9 @@ impl Settings {
     pub fn validate(&mut self) -> Result<(), SettingsError> {
         let invalid = |what: &str| Err(SettingsError::Invalid(what.to_owned()));
         if self.rate_limit == Some(0) {
-            return invalid("the rate limit must be at least 1 request a second (unset it for none)");
+            return invalid(
+                "the rate limit must be at least 1 request a second (unset it for none)",
+            );
         }
         if self.request_timeout.is_zero() || self.body_timeout.is_zero() {
             return invalid("the request and body timeouts must be above zero");

@@ -16,9 +16,9 @@ use reco_engine::{Engine, TenantName};
 use reco_storage::{RedisCache, Store};
 use sha2::{Digest, Sha256};
 
-use crate::rankers::Rankers;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::rankers::Rankers;
 use crate::settings::Settings;
 
 /// A tenant's token bucket: its limit, the bucket, and what it held after the last request.
@@ -306,10 +306,11 @@ impl AppState {
     /// A tenant's budget as its last request left it, without taking from it: for the headers
     /// of answers refused before the budget was asked (bad key, wrong tenant, over budget).
     pub fn budget(&self, tenant: &TenantName) -> Budget {
-        self.bucket(tenant).map_or(Budget::UNLIMITED, |bucket| Budget {
-            limit: bucket.limit.get(),
-            remaining: bucket.remaining.load(Ordering::Relaxed),
-        })
+        self.bucket(tenant)
+            .map_or(Budget::UNLIMITED, |bucket| Budget {
+                limit: bucket.limit.get(),
+                remaining: bucket.remaining.load(Ordering::Relaxed),
+            })
     }
 }
 

@@ -3,8 +3,8 @@
 //! here, apart from [`crate::Store`], so that the backends depend on this module and not on the
 //! facade that depends on them.
 
-use std::num::NonZeroU32;
 use reco_engine::{EntityId, Filter, Interaction, Learning, Lineage, NewEntity, Stamp, TenantSpec};
+use std::num::NonZeroU32;
 
 use crate::error::Result;
 

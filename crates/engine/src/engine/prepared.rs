@@ -11,8 +11,8 @@ use crate::cache::{CacheTier, Caches, Key, QueryKey, SharedKey};
 use crate::config::{Clock, EngineConfig, millis};
 use crate::error::{EngineError, Result};
 use crate::index::EntityIndex;
-use crate::interrupt::{self, Interrupt};
 use crate::interactions::InteractionLog;
+use crate::interrupt::{self, Interrupt};
 use crate::model::{EntityId, TenantName, UserId};
 use crate::query::{
     Answer, CacheStatus, Ranking, RecommendRequest, SearchOptions, Space, TrendingQuery,

@@ -22,12 +22,17 @@ fn engine(budget: u64) -> (Engine, TenantName) {
     let engine = Engine::new(config).unwrap();
     let tenant = TenantName::parse("t").unwrap();
     engine
-        .create_tenant(tenant.clone(), TenantSpec::new(DIM, Metric::Cosine).unwrap())
+        .create_tenant(
+            tenant.clone(),
+            TenantSpec::new(DIM, Metric::Cosine).unwrap(),
+        )
         .unwrap();
     let entities = (0..ENTITIES)
         .map(|n| NewEntity {
             id: id(n),
-            vector: (0..DIM).map(|d| ((n * 31 + d * 7) % 97) as f32 + 1.0).collect(),
+            vector: (0..DIM)
+                .map(|d| ((n * 31 + d * 7) % 97) as f32 + 1.0)
+                .collect(),
             category: None,
             tags: Vec::new(),
             attributes: None,
@@ -57,7 +62,12 @@ fn heavy(examples: usize) -> RecommendRequest {
 fn a_question_over_the_budget_is_refused_naming_what_to_lower() {
     let (engine, tenant) = engine(10_000_000);
     let refused = engine.prepare_recommend(&tenant, &heavy(2)).unwrap_err();
-    let EngineError::OverBudget { cost, budget, lower } = &refused else {
+    let EngineError::OverBudget {
+        cost,
+        budget,
+        lower,
+    } = &refused
+    else {
         panic!("{refused:?}");
     };
     assert!(cost > budget, "{cost} {budget}");

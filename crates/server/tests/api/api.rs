@@ -5,17 +5,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{ADMIN, Backend, TestApp, error_code, fresh_database, ids, mall, seeded};
 
-macro_rules! both {
-    ($($test:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test] async fn $test() { super::$test(crate::helpers::Backend::Postgres).await; })*
-        }
-        mod sqlite {
-            $(#[tokio::test] async fn $test() { super::$test(crate::helpers::Backend::Sqlite).await; })*
-        }
-    };
-}
-
 both!(
     tenants_are_made_found_and_deleted,
     keys_open_one_tenant_only,
