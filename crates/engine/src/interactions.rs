@@ -163,6 +163,11 @@ impl InteractionLog {
         self.total
     }
 
+    /// Counts interactions recorded elsewhere and not restored here.
+    pub fn count_unrestored(&mut self, count: u64) {
+        self.total += count;
+    }
+
     pub fn user(&self, user: &UserId) -> Option<&Arc<UserProfile>> {
         self.users.get(user)
     }

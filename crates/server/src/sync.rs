@@ -149,6 +149,11 @@ impl LoadSink for Restore<'_> {
         Ok(())
     }
 
+    fn older_interactions(&mut self, count: u64) -> reco_storage::Result<()> {
+        self.staged()?.count_unrestored(count);
+        Ok(())
+    }
+
     fn entities(&mut self, batch: Vec<NewEntity>) -> reco_storage::Result<()> {
         let staged = self.staged()?;
         blocking_here(|| self.engine.restore_entities(staged, batch))

@@ -12,7 +12,8 @@ use crate::rows;
 /// Reads inside one transaction, so every read sees the same moment.
 pub(crate) trait Snapshot {
     async fn record(&mut self, tenant: &TenantName) -> Result<Option<TenantRecord>>;
-    async fn counts(&mut self, tenant: &TenantName, since_ms: i64) -> Result<(u64, u64)>;
+    /// Entities, interactions since `since_ms`, and interactions before it.
+    async fn counts(&mut self, tenant: &TenantName, since_ms: i64) -> Result<(u64, u64, u64)>;
     /// Entities with ids after `after`, in id order.
     async fn entities_after(
         &mut self,
@@ -35,16 +36,21 @@ pub(crate) trait Snapshot {
 /// `INTERACTIONS_AFTER`, `entity_row` and `interaction_row` are the invoking module's own.
 macro_rules! snapshot_pages {
     () => {
-        async fn counts(&mut self, tenant: &TenantName, since_ms: i64) -> Result<(u64, u64)> {
-            let (entities, interactions): (i64, i64) = sqlx::query_as(
+        async fn counts(&mut self, tenant: &TenantName, since_ms: i64) -> Result<(u64, u64, u64)> {
+            let (entities, interactions, older): (i64, i64, i64) = sqlx::query_as(
                 "SELECT (SELECT count(*) FROM entities WHERE tenant = $1), \
-                    (SELECT count(*) FROM interactions WHERE tenant = $1 AND at_ms >= $2)",
+                    (SELECT count(*) FROM interactions WHERE tenant = $1 AND at_ms >= $2), \
+                    (SELECT count(*) FROM interactions WHERE tenant = $1 AND at_ms < $2)",
             )
             .bind(tenant.as_str())
             .bind(since_ms)
             .fetch_one(&mut *self.0)
             .await?;
-            Ok((entities.unsigned_abs(), interactions.unsigned_abs()))
+            Ok((
+                entities.unsigned_abs(),
+                interactions.unsigned_abs(),
+                older.unsigned_abs(),
+            ))
         }
 
         async fn entities_after(
@@ -97,10 +103,11 @@ pub(crate) async fn load(
         return Ok(None);
     };
     let limit = i64::try_from(batch.max(1)).unwrap_or(rows::PAGE);
-    let (entities, interactions) = snapshot.counts(tenant, since_ms).await?;
+    let (entities, interactions, older) = snapshot.counts(tenant, since_ms).await?;
     progress.set_length(entities + interactions);
     progress.set_message(format!("{tenant}: entities"));
     sink.tenant(record)?;
+    sink.older_interactions(older)?;
     let mut loaded = Loaded {
         record,
         entities: 0,

@@ -70,6 +70,14 @@ impl StagedTenant {
     pub fn set_learning(&self, learning: Learning) {
         self.0.learning.store(Arc::new(learning));
     }
+
+    /// Counts `count` interactions the host keeps but did not restore (older than the history
+    /// it loads), so the tenant's interaction count is the same as before a restart.
+    pub fn count_unrestored(&self, count: u64) {
+        let mut log = InteractionLog::clone(&self.0.interactions.load());
+        log.count_unrestored(count);
+        self.0.interactions.store(Arc::new(log));
+    }
 }
 
 pub(super) fn create(

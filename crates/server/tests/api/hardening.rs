@@ -13,6 +13,7 @@ both!(
     nul_and_deep_nesting_are_refused_alike,
     attributes_come_back_as_sent_and_keys_twice_are_refused,
     tenants_set_their_own_budget,
+    interaction_counts_survive_a_restart,
 );
 
 /// A cosine tenant `big` of `n` entities of `dim` components, in one batch.
@@ -384,4 +385,42 @@ async fn refusals_about_a_tenant_carry_the_budget() {
             .unwrap();
         assert!((97..=99).contains(&remaining), "{status}: {remaining}");
     }
+}
+
+/// F8: interactions older than the history a server loads still count: the tenant's count is
+/// the same after a restart.
+async fn interaction_counts_survive_a_restart(backend: Backend) {
+    let mut settings = fresh_database(backend).await;
+    settings.history = Duration::from_secs(86_400);
+    let app = TestApp::start(settings.clone()).await;
+    assert_eq!(app.create_tenant("shop", 2, "dot").await.status(), 201);
+    assert_eq!(
+        app.upsert("shop", json!([{"id": "a", "vector": [1, 0]}]))
+            .await
+            .status(),
+        200
+    );
+    let r = app
+        .interact(
+            "shop",
+            json!([
+                {"user": "u", "entity": "a", "kind": "view", "timestamp": "2020-01-01T00:00:00Z"},
+                {"user": "u", "entity": "a", "kind": "like", "timestamp": "2021-06-01T00:00:00Z"},
+                {"user": "v", "entity": "a", "kind": "view"}
+            ]),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let count = |view: Value| view["interactions"].as_u64();
+    assert_eq!(
+        count(app.get("/v1/tenants/shop").await.json().await.unwrap()),
+        Some(3)
+    );
+    app.stop().await;
+    drop(app);
+    let again = TestApp::start(settings).await;
+    assert_eq!(
+        count(again.get("/v1/tenants/shop").await.json().await.unwrap()),
+        Some(3)
+    );
 }
