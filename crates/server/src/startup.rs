@@ -239,13 +239,25 @@ async fn envelope(
         .cloned()
         .expect("the state is registered");
     let method = req.method().clone();
+    // A path whose percent-encoding is not UTF-8 would be decoded with replacement characters,
+    // and different bytes would alias one id: refused before routing.
+    if let Some(refused) = undecodable(req.path()) {
+        let mut res = req.into_response(refused.error_response());
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), id);
+        return Ok(res.map_into_right_body());
+    }
     let span = tracing::info_span!(
         "request",
         request_id = %id.to_str().unwrap_or("-"),
         method = %method,
         path = %req.path(),
     );
-    let served = next.call(req).instrument(span.clone()).await;
+    let served = next
+        .call(req)
+        .instrument(span.clone())
+        .await
+        .map(ServiceResponse::map_into_left_body);
     let elapsed = started.elapsed();
     let mut res = match served {
         Ok(res) => res,
@@ -281,6 +293,18 @@ async fn envelope(
         }
     });
     Ok(res)
+}
+
+/// The refusal of a path that is not valid percent-encoded UTF-8, if it is not.
+fn undecodable(path: &str) -> Option<ApiError> {
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .err()
+        .map(|_| {
+            ApiError::BadRequest(
+                "the path is not valid percent-encoded UTF-8 (an id is UTF-8 text)".into(),
+            )
+        })
 }
 
 /// Whether a request writes. A write is never cut short: cancelled after its commit and before

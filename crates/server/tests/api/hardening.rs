@@ -424,3 +424,27 @@ async fn interaction_counts_survive_a_restart(backend: Backend) {
         Some(3)
     );
 }
+
+/// F16: `%FF` in a path is not UTF-8: 400, where it was decoded to U+FFFD and aliased every
+/// other invalid byte. Valid percent-encoded UTF-8 reaches the id as text.
+#[tokio::test]
+async fn paths_that_are_not_percent_encoded_utf8_are_refused() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    assert_eq!(app.create_tenant("shop", 2, "dot").await.status(), 201);
+    assert_eq!(
+        app.upsert("shop", json!([{"id": "é", "vector": [1, 0]}]))
+            .await
+            .status(),
+        200
+    );
+    let r = app.get("/v1/tenants/shop/entities/%C3%A9").await;
+    assert_eq!(r.status(), 200);
+    for path in [
+        "/v1/tenants/shop/entities/%FF",
+        "/v1/tenants/shop/entities/%C3",
+    ] {
+        let r = app.get(path).await;
+        assert!(r.headers().contains_key("x-request-id"));
+        assert_eq!(error_code(r, 400).await, "bad_request", "{path}");
+    }
+}
