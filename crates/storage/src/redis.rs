@@ -3,13 +3,14 @@
 //! entries about old data are simply never asked for again, and age out.
 //!
 //! A cache must never slow a request down more than it saves. So every call has a short
-//! budget (retries included), and after a failure Redis is left alone for a while: calls fail at
-//! once with [`StorageError::RedisUnavailable`] instead of each waiting out a timeout. The first
-//! call after that tries again, and success closes the breaker.
+//! budget (retries included), and after a failure the breaker opens: calls fail at once with
+//! [`StorageError::RedisUnavailable`] instead of each waiting out a timeout. While it is open, a
+//! background task (not a request) pings Redis every `down_for`, and the first answer closes it,
+//! so no request ever waits on a Redis that is down.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bb8_redis::RedisConnectionManager;
 use reco_engine::{CacheConfig, TenantName};
@@ -43,31 +44,24 @@ impl Tier {
     }
 }
 
-/// Fails fast for a while after Redis failed.
-#[derive(Debug)]
+/// Fails fast from a failure until the background probe finds Redis answering again.
+#[derive(Debug, Default)]
 struct Breaker {
-    start: Instant,
-    /// Milliseconds since `start` until which calls are refused.
-    open_until: AtomicU64,
-    down_for: Duration,
+    open: AtomicBool,
 }
 
 impl Breaker {
-    fn now(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     fn is_open(&self) -> bool {
-        self.now() < self.open_until.load(Ordering::Relaxed)
+        self.open.load(Ordering::Relaxed)
     }
 
-    fn trip(&self) {
-        let until = self.now() + u64::try_from(self.down_for.as_millis()).unwrap_or(u64::MAX);
-        self.open_until.store(until, Ordering::Relaxed);
+    /// Opens the breaker; true when it was closed (the caller then starts the probe).
+    fn trip(&self) -> bool {
+        !self.open.swap(true, Ordering::AcqRel)
     }
 
     fn reset(&self) {
-        self.open_until.store(0, Ordering::Relaxed);
+        self.open.store(false, Ordering::Release);
     }
 }
 
@@ -94,11 +88,7 @@ impl RedisCache {
             .max_size(settings.max_connections)
             .connection_timeout(settings.connect_timeout)
             .build_unchecked(manager);
-        let breaker = std::sync::Arc::new(Breaker {
-            start: Instant::now(),
-            open_until: AtomicU64::new(0),
-            down_for: settings.down_for,
-        });
+        let breaker = std::sync::Arc::new(Breaker::default());
         Ok(Self {
             pool,
             settings,
@@ -107,7 +97,8 @@ impl RedisCache {
         })
     }
 
-    /// Runs `op` on a connection, with retries and backoff inside the command budget.
+    /// Runs `op` on a connection, with retries and backoff inside the command budget; refused
+    /// at once while the breaker is open, and opens it on a transient failure.
     async fn run<T, F, Fut>(&self, op: F) -> Result<T>
     where
         F: Fn(MultiplexedConnection) -> Fut,
@@ -115,9 +106,46 @@ impl RedisCache {
     {
         if self.breaker.is_open() {
             return Err(StorageError::RedisUnavailable(
-                "it failed moments ago; it will be tried again shortly".into(),
+                "it failed; it is probed in the background and used again once it answers".into(),
             ));
         }
+        let result = self.attempt(op).await;
+        if let Err(e) = &result
+            && e.is_transient()
+        {
+            self.open();
+        }
+        result
+    }
+
+    /// Opens the breaker, and starts the probe that closes it when Redis answers again.
+    fn open(&self) {
+        if !self.breaker.trip() {
+            return;
+        }
+        let cache = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(cache.settings.down_for).await;
+                let ping = cache
+                    .attempt(|mut c| async move {
+                        redis::cmd("PING").query_async::<String>(&mut c).await
+                    })
+                    .await;
+                if ping.is_ok() {
+                    cache.breaker.reset();
+                    return;
+                }
+            }
+        });
+    }
+
+    /// `op` on a connection, with retries and backoff inside the command budget.
+    async fn attempt<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         let attempts = async {
             let mut delay = self.settings.backoff;
             let mut last = String::new();
@@ -142,23 +170,11 @@ impl RedisCache {
             Err(StorageError::RedisUnavailable(last))
         };
         match tokio::time::timeout(self.settings.command_timeout, attempts).await {
-            Ok(Ok(value)) => {
-                self.breaker.reset();
-                Ok(value)
-            }
-            Ok(Err(e)) => {
-                if e.is_transient() {
-                    self.breaker.trip();
-                }
-                Err(e)
-            }
-            Err(_) => {
-                self.breaker.trip();
-                Err(StorageError::RedisUnavailable(format!(
-                    "no answer within {} ms",
-                    self.settings.command_timeout.as_millis()
-                )))
-            }
+            Ok(result) => result,
+            Err(_) => Err(StorageError::RedisUnavailable(format!(
+                "no answer within {} ms",
+                self.settings.command_timeout.as_millis()
+            ))),
         }
     }
 

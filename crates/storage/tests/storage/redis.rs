@@ -173,3 +173,47 @@ async fn redis_going_down_fails_fast_and_coming_back_recovers() {
     assert_eq!(got.as_deref(), Some(&b"back"[..]));
     drop(server);
 }
+
+/// Issue 14, F17: while Redis is down, no request waits on it. A server that accepts
+/// connections and never answers makes every attempt wait out its budget; only the first call
+/// pays it, then the breaker stays open and the probe runs in the background (it ran on a
+/// request, about one a second, each waiting the whole budget).
+#[tokio::test]
+async fn a_silent_redis_is_probed_in_the_background_not_on_requests() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let settings = RedisSettings {
+        command_timeout: Duration::from_millis(200),
+        down_for: Duration::from_millis(50),
+        ..RedisSettings::default()
+    };
+    let redis = RedisCache::new(
+        &format!("redis://127.0.0.1:{port}"),
+        settings,
+        CacheConfig::default(),
+    )
+    .unwrap();
+    let t = tenant("silent");
+    assert!(redis.get(Tier::Trending, &t, "k").await.is_err());
+    // Several probe periods pass; every call is refused at once all along.
+    let mut slowest = Duration::ZERO;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(800) {
+        let call = Instant::now();
+        let err = redis.get(Tier::Trending, &t, "k").await.unwrap_err();
+        assert!(matches!(err, StorageError::RedisUnavailable(_)), "{err:?}");
+        slowest = slowest.max(call.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(50),
+        "a call waited {slowest:?}"
+    );
+    held.abort();
+}
