@@ -14,7 +14,7 @@ use moka::sync::Cache;
 use crate::config::CacheConfig;
 use crate::error::Result;
 use crate::index::Filter;
-use crate::model::{EntityId, TenantName, UserId};
+use crate::model::{EntityId, Scored, TenantName, UserId};
 use crate::query::{
     Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, Ranking, SearchOptions, Space,
     TrendingQuery, UserStrategy,
@@ -295,13 +295,62 @@ struct Tiers {
     preferences: Cache<PreferenceKey, Preference>,
 }
 
+/// What a cache entry costs in memory, roughly: its key and value as they lie on the heap,
+/// plus the cache's own bookkeeping. The tiers are bounded by these bytes, not by entries: an
+/// answer of a thousand results weighs a hundred of ten.
+trait Weight {
+    fn bytes(&self) -> usize;
+}
+
+/// The cache's bookkeeping per entry, about.
+const ENTRY_OVERHEAD: usize = 128;
+
+impl Weight for Key {
+    fn bytes(&self) -> usize {
+        let mut encoded = SharedKey::new();
+        self.query.encode(&mut encoded);
+        size_of::<Self>() + self.tenant.as_str().len() + encoded.finish().len()
+    }
+}
+
+impl Weight for Arc<Ranking> {
+    fn bytes(&self) -> usize {
+        let scored = self
+            .results
+            .iter()
+            .map(|s| size_of::<Scored>() + s.id.as_str().len())
+            .sum::<usize>();
+        let missing = self
+            .missing
+            .iter()
+            .map(|id| size_of::<EntityId>() + id.as_str().len())
+            .sum::<usize>();
+        size_of::<Ranking>() + scored + missing
+    }
+}
+
+impl Weight for PreferenceKey {
+    fn bytes(&self) -> usize {
+        size_of::<Self>() + self.tenant.as_str().len() + self.user.as_str().len()
+    }
+}
+
+impl Weight for Preference {
+    fn bytes(&self) -> usize {
+        size_of::<Option<Vec<f32>>>() + self.as_ref().as_ref().map_or(0, |v| v.len() * 4)
+    }
+}
+
 fn tier<K, V>(config: &CacheConfig, ttl: std::time::Duration) -> Cache<K, V>
 where
-    K: Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
+    K: Hash + Eq + Send + Sync + Weight + 'static,
+    V: Clone + Send + Sync + Weight + 'static,
 {
     Cache::builder()
-        .max_capacity(config.max_entries)
+        .max_capacity(config.max_bytes)
+        .weigher(|key: &K, value: &V| {
+            u32::try_from(ENTRY_OVERHEAD + key.bytes() + value.bytes()).unwrap_or(u32::MAX)
+        })
         .time_to_live(ttl)
         .build()
 }
@@ -407,6 +456,48 @@ mod tests {
                 (&SearchOptions::default()).into(),
             ),
         }
+    }
+
+    /// Issue 14, F18: 12,500 answers of a thousand results took 68 MiB under a bound of
+    /// entries; the bound is in bytes now.
+    #[test]
+    fn tiers_are_bounded_by_bytes_not_entries() {
+        let config = CacheConfig {
+            max_bytes: 1 << 20,
+            ..CacheConfig::default()
+        };
+        let caches = Caches::new(&config);
+        let thousand = Arc::new(Ranking {
+            results: (0..1000)
+                .map(|n| Scored {
+                    id: EntityId::parse(&format!("entity-{n:08}")).unwrap(),
+                    score: 0.5,
+                })
+                .collect(),
+            missing: Vec::new(),
+            strategy: Strategy::Similar,
+        });
+        let one = thousand.bytes();
+        assert!(one > 30_000, "{one}");
+        for generation in 0..200 {
+            caches.keep(
+                CacheTier::Recommendations,
+                key(generation),
+                thousand.clone(),
+            );
+        }
+        let tier = &caches.tiers.as_ref().unwrap().recommendations;
+        tier.run_pending_tasks();
+        assert!(
+            tier.weighted_size() <= config.max_bytes,
+            "{}",
+            tier.weighted_size()
+        );
+        let kept = tier.entry_count();
+        assert!(
+            (5..=30).contains(&kept),
+            "{kept} answers of {one} bytes kept"
+        );
     }
 
     fn ranking() -> Ranking {

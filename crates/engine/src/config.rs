@@ -64,8 +64,9 @@ pub struct CacheConfig {
     /// straight from its snapshot, which is cheaper than a cache probe; this tier is here so that
     /// every layer takes its TTLs from one place.
     pub entity_features_ttl: Duration,
-    /// The most answers each tier keeps.
-    pub max_entries: u64,
+    /// The most bytes each tier keeps (keys and answers, roughly as they lie in memory); the
+    /// least recently useful entries go first. Default 64 MiB.
+    pub max_bytes: u64,
 }
 
 impl Default for CacheConfig {
@@ -76,7 +77,7 @@ impl Default for CacheConfig {
             trending_ttl: Duration::from_secs(7200),
             user_preferences_ttl: Duration::from_secs(900),
             entity_features_ttl: Duration::from_secs(7200),
-            max_entries: 100_000,
+            max_bytes: 64 << 20,
         }
     }
 }

@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// The in-process cache. [default: on]
     #[arg(long, env = "RECO_CACHE")]
     pub cache: Option<Switch>,
+    /// Mebibytes each tier of the in-process cache keeps (answers, trending, users'
+    /// preferences), weighed by what they hold. [default: 64]
+    #[arg(long, env = "RECO_CACHE_MAX_MB")]
+    pub cache_max_mb: Option<u64>,
     /// Where similar-by-id is ranked. [default: memory]
     #[arg(long, env = "RECO_RANKING")]
     pub ranking: Option<RankingMode>,
@@ -271,6 +275,9 @@ impl Settings {
             s.postgres.hnsw_ef_search = n;
         }
         s.engine.cache.enabled = s.cache;
+        if let Some(mb) = args.cache_max_mb.or(file.cache_max_mb) {
+            s.engine.cache.max_bytes = mb.saturating_mul(1 << 20);
+        }
         if let Some(exact) = args.exact.or(file.exact) {
             s.engine.search.exact = exact == Switch::On;
         }

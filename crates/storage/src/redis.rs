@@ -206,14 +206,17 @@ impl RedisCache {
         .await
     }
 
-    /// One entry, with its tier's TTL.
+    /// One entry, with its tier's TTL; a value over `max_value_bytes` is not kept (false).
     pub async fn set(
         &self,
         tier: Tier,
         tenant: &TenantName,
         key: &str,
         value: &[u8],
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        if value.len() > self.settings.max_value_bytes {
+            return Ok(false);
+        }
         let key = Self::key(tier, tenant, key);
         let ttl = tier.ttl(&self.ttls).as_secs().max(1);
         self.run(|mut c| {
@@ -229,5 +232,6 @@ impl RedisCache {
             }
         })
         .await
+        .map(|()| true)
     }
 }

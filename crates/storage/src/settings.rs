@@ -116,8 +116,13 @@ pub struct RedisSettings {
     /// The longest one command may take, retries included, before the caller gets an error.
     /// Default 250 ms: a cache that is slower than that is worse than none.
     pub command_timeout: Duration,
-    /// How long Redis is left alone after it failed, before it is tried again. Default 1 s.
+    /// How often a Redis that failed is probed (in the background) until it answers again.
+    /// Default 1 s.
     pub down_for: Duration,
+    /// The largest value kept; larger ones are not written. Redis is shared by every tenant
+    /// and server, and a deep page is cheaper to rank again than to ship. Default 16 KiB
+    /// (about 500 results).
+    pub max_value_bytes: usize,
 }
 
 impl Default for RedisSettings {
@@ -129,6 +134,7 @@ impl Default for RedisSettings {
             backoff: Duration::from_millis(10),
             command_timeout: Duration::from_millis(250),
             down_for: Duration::from_secs(1),
+            max_value_bytes: 16 * 1024,
         }
     }
 }

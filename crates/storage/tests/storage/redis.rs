@@ -23,7 +23,11 @@ async fn entries_live_for_their_tier() {
         .set(Tier::Recommendations, &t, "similar:a", b"answer")
         .await
         .unwrap();
-    redis.set(Tier::Trending, &t, "24h", b"hot").await.unwrap();
+    assert!(redis.set(Tier::Trending, &t, "24h", b"hot").await.unwrap());
+    // Issue 14, F18: a value over the limit is not kept (Redis is shared by every tenant).
+    let large = vec![b'x'; RedisSettings::default().max_value_bytes + 1];
+    assert!(!redis.set(Tier::Trending, &t, "deep", &large).await.unwrap());
+    assert_eq!(redis.get(Tier::Trending, &t, "deep").await.unwrap(), None);
     // Read each entry's TTL over a plain connection: the tiers are the reference's.
     let mut raw = redis::Client::open(url.as_str())
         .unwrap()
@@ -158,7 +162,7 @@ async fn redis_going_down_fails_fast_and_coming_back_recovers() {
     let started = Instant::now();
     loop {
         match redis.set(Tier::Trending, &t, "k", b"back").await {
-            Ok(()) => break,
+            Ok(_) => break,
             Err(e) => {
                 assert!(e.is_transient(), "{e:?}");
                 assert!(
