@@ -16,7 +16,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use reco_engine::TenantName;
 use utoipa::IntoResponses;
 
-use crate::api::ErrorOut;
+use crate::api::ErrorBody;
 use crate::error::ApiError;
 use crate::settings::Settings;
 use crate::state::{AppState, Budget};
@@ -43,18 +43,33 @@ impl FromRequest for Admitted {
 /// tenant route.
 #[derive(Debug, IntoResponses)]
 pub enum Refusals {
-    /// The tenant's name (or another part of the request) is invalid.
+    /// The tenant's name, the body, the query or a path segment is invalid, or the work
+    /// asked for is over the budget.
     #[response(status = 400, description = "Bad input")]
-    BadRequest(ErrorOut),
+    BadRequest(ErrorBody),
     /// No key, or an unknown one.
     #[response(status = 401, description = "No valid key")]
-    Unauthorized(ErrorOut),
+    Unauthorized(ErrorBody),
     /// The key opens another tenant, or this needs the admin key.
     #[response(status = 403, description = "The key does not open this tenant")]
-    Forbidden(ErrorOut),
-    /// The tenant spent its budget; `Retry-After` says when to come back.
-    #[response(status = 429, description = "Over the tenant's budget")]
-    RateLimited(ErrorOut),
+    Forbidden(ErrorBody),
+    /// The tenant (or what the path names in it) does not exist.
+    #[response(status = 404, description = "Not found")]
+    NotFound(ErrorBody),
+    /// The body did not arrive within its deadline.
+    #[response(status = 408, description = "The body came too slowly")]
+    RequestTimeout(ErrorBody),
+    /// The body is over the server's limit.
+    #[response(status = 413, description = "The body is too large")]
+    PayloadTooLarge(ErrorBody),
+    /// The tenant spent its budget (or this address sent too many unknown keys);
+    /// `Retry-After` says when to come back.
+    #[response(status = 429, description = "Over the budget")]
+    RateLimited(ErrorBody),
+    /// Loading, storage down for a write, the time limit passed, or too much queued;
+    /// `Retry-After` says when to come back.
+    #[response(status = 503, description = "Unavailable for now")]
+    Unavailable(ErrorBody),
 }
 
 /// Routes that only the admin key opens: the tenant itself (made or deleted) and its keys.
@@ -141,6 +156,13 @@ async fn buffer_body(req: &mut ServiceRequest, settings: &Settings) -> Result<()
                 )));
             }
             body.extend_from_slice(&chunk);
+        }
+        // Every body of the API is a JSON object; serde would take an array for a struct.
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') {
+            return Err(ApiError::BadRequest(
+                "the body must be a JSON object".into(),
+            ));
         }
         Ok(body.freeze())
     };

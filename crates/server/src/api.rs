@@ -36,9 +36,11 @@ pub struct TenantBody {
     /// The length of every content vector, 1 to 16000; with `metric`, or neither: a tenant
     /// without them keeps no content vectors and is served by its collaborative model.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 16000)]
     pub dimension: Option<usize>,
     /// `cosine`, `dot` or `euclidean`; with `dimension`.
     #[serde(default)]
+    #[schema(value_type = Option<MetricName>)]
     pub metric: Option<String>,
     /// How the tenant's collaborative model is trained; every field is optional.
     #[serde(default)]
@@ -48,6 +50,15 @@ pub struct TenantBody {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 2147483647)]
     pub rate_limit: Option<u32>,
+}
+
+/// How a tenant's content vectors are compared (the OpenAPI document's enum).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum MetricName {
+    Cosine,
+    Dot,
+    Euclidean,
 }
 
 /// What `PUT /v1/tenants/{tenant}` asks for, checked.
@@ -226,6 +237,8 @@ pub struct KeyView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntityBody {
+    /// 1 to 256 bytes of UTF-8, without NUL.
+    #[schema(min_length = 1, max_length = 256)]
     pub id: String,
     /// Required when the tenant has a dimension, refused when it has none.
     #[serde(default)]
@@ -320,12 +333,18 @@ impl From<EntityView> for EntityOut {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InteractionBody {
+    /// 1 to 256 bytes of UTF-8, without NUL.
+    #[schema(min_length = 1, max_length = 256)]
     pub user: String,
+    /// 1 to 256 bytes of UTF-8, without NUL.
+    #[schema(min_length = 1, max_length = 256)]
     pub entity: String,
     /// `view`, `click`, `like`, `purchase` or `dislike`.
+    #[schema(pattern = "^(view|click|like|purchase|dislike)$")]
     pub kind: String,
     /// Multiplies the kind's weight; 1 when absent.
     #[serde(default)]
+    #[schema(minimum = -1000000, maximum = 1000000)]
     pub weight: Option<f32>,
     /// RFC 3339; now when absent.
     #[serde(default)]
@@ -442,13 +461,18 @@ pub struct Accepted {
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     /// 1 to 1000; 10 by default.
+    #[param(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
     /// 0 to 10000.
+    #[param(minimum = 0, maximum = 10000)]
     pub offset: Option<usize>,
+    #[param(min_length = 1)]
     pub category: Option<String>,
     /// A comma list: any of these tags.
+    #[param(min_length = 1)]
     pub tags: Option<String>,
     /// A comma list of ids to leave out.
+    #[param(min_length = 1)]
     pub exclude: Option<String>,
     pub score_threshold: Option<f32>,
     /// `true` scans every candidate exactly.
@@ -456,9 +480,11 @@ pub struct SearchQuery {
     /// `content` (the entities' vectors; the default for a tenant that has them) or
     /// `collaborative` (the tenant's model: "people who liked this also liked"; the default
     /// for a tenant without content vectors).
+    #[param(pattern = "^(content|collaborative)$")]
     pub space: Option<String>,
     /// User recommendations only: `auto` (the default), `collaborative`, `hybrid`, `content`
     /// or `trending`.
+    #[param(pattern = "^(auto|collaborative|hybrid|content|trending)$")]
     pub strategy: Option<String>,
 }
 
@@ -617,13 +643,19 @@ pub struct RecommendBody {
     #[serde(default)]
     pub negative: Vec<ExampleBody>,
     /// `average_vector` (default) or `best_score`.
+    #[schema(pattern = "^(average_vector|best_score)$")]
     pub strategy: Option<String>,
+    /// 1 to 1000; 10 by default.
+    #[schema(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
+    /// 0 to 10000.
+    #[schema(minimum = 0, maximum = 10000)]
     pub offset: Option<usize>,
     #[serde(default)]
     pub filter: FilterBody,
     pub score_threshold: Option<f32>,
     /// 0 (pure relevance) to 1.
+    #[schema(minimum = 0, maximum = 1)]
     pub diversity: Option<f32>,
     pub exact: Option<bool>,
 }
@@ -730,8 +762,18 @@ pub enum BatchItem {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorOut {
+    /// `bad_request`, `invalid_vector`, `unauthorized`, `forbidden`, `not_found`,
+    /// `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`,
+    /// `rate_limited`, `unavailable` or `internal`.
     pub code: &'static str,
+    /// One sentence a person can act on.
     pub message: String,
+}
+
+/// Every answer of 400 or more: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorOut,
 }
 
 /// `{"responses": [...]}`, in the order of the requests.
@@ -744,10 +786,15 @@ pub struct BatchOut {
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct TrendingParams {
+    /// 1 to 1000; 10 by default.
+    #[param(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
+    /// 0 to 10000.
+    #[param(minimum = 0, maximum = 10000)]
     pub offset: Option<usize>,
     pub category: Option<String>,
     /// Such as `24h` or `7d`; `24h` by default.
+    #[param(pattern = "^[1-9][0-9]*[smhd]$")]
     pub window: Option<String>,
 }
 

@@ -27,7 +27,7 @@ use crate::routes::{entities, interactions, model, recommendations, tenants};
         api::Upserted, api::EntityOut, api::InteractionBody, api::InteractionsBody, api::Accepted,
         api::ScoredOut, api::Results, api::UserResults, api::ExampleBody, api::ExampleObject,
         api::FilterBody, api::RecommendBody, api::RecommendOut, api::BatchBody, api::BatchItem,
-        api::ErrorOut, api::BatchOut, api::ModelStatus,
+        api::ErrorOut, api::ErrorBody, api::MetricName, api::BatchOut, api::ModelStatus,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),
@@ -43,6 +43,15 @@ impl Modify for Bearer {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // Health and metrics need no key (metrics off loopback need the admin key, which the
+        // operation's 403 says): `security: []` overrides the document's default.
+        for path in ["/health/live", "/health/ready", "/metrics"] {
+            if let Some(item) = openapi.paths.paths.get_mut(path)
+                && let Some(get) = item.get.as_mut()
+            {
+                get.security = Some(Vec::new());
+            }
+        }
     }
 }
 

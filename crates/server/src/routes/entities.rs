@@ -5,11 +5,11 @@ use reco_engine::EntityId;
 
 use super::{Data, committed};
 use crate::admission::{Admitted, Refusals};
-use crate::api::{EntitiesBody, EntityOut, Upserted};
+use crate::api::{EntitiesBody, EntityOut, ErrorBody, Upserted};
 use crate::error::ApiError;
 use crate::sync;
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/entities", tag = "entities", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), request_body = EntitiesBody, responses((status = 200, description = "All written", body = Upserted), (status = 413, description = "Body too large"), Refusals))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/entities", tag = "entities", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), request_body = EntitiesBody, responses((status = 200, description = "All written", body = Upserted), (status = 413, description = "Body too large"), Refusals))]
 pub async fn put_entities(
     state: Data,
     admitted: Admitted,
@@ -33,7 +33,7 @@ pub async fn put_entities(
     Ok(HttpResponse::Ok().json(Upserted { upserted }))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/entities/{id}", tag = "entities", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]"), ("id" = String, Path, description = "The entity id")), responses((status = 200, description = "The entity as stored", body = EntityOut), (status = 404, description = "No such entity"), Refusals))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/entities/{id}", tag = "entities", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$"), ("id" = String, Path, description = "The entity id")), responses((status = 200, description = "The entity as stored", body = EntityOut), (status = 404, description = "No such entity", body = ErrorBody), Refusals))]
 pub async fn get_entity(
     state: Data,
     admitted: Admitted,
@@ -45,7 +45,7 @@ pub async fn get_entity(
     Ok(HttpResponse::Ok().json(EntityOut::from(state.engine.get(&tenant, &id)?)))
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{tenant}/entities/{id}", tag = "entities", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]"), ("id" = String, Path, description = "The entity id")), responses((status = 204, description = "Deleted"), (status = 404, description = "No such entity"), Refusals))]
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/entities/{id}", tag = "entities", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$"), ("id" = String, Path, description = "The entity id")), responses((status = 204, description = "Deleted"), (status = 404, description = "No such entity", body = ErrorBody), Refusals))]
 pub async fn delete_entity(
     state: Data,
     admitted: Admitted,

@@ -9,7 +9,7 @@ use crate::api::{Accepted, InteractionsBody};
 use crate::error::ApiError;
 use crate::sync;
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant}/interactions", tag = "interactions", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), request_body = InteractionsBody, responses((status = 200, description = "Durable", body = Accepted), (status = 503, description = "Storage is down; retry"), Refusals))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/interactions", tag = "interactions", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), request_body = InteractionsBody, responses((status = 200, description = "Durable", body = Accepted), (status = 503, description = "Storage is down; retry"), Refusals))]
 pub async fn post_interactions(
     state: Data,
     admitted: Admitted,

@@ -5,7 +5,7 @@ use reco_engine::{LearnParams, ModelInfo};
 
 use super::Data;
 use crate::admission::{Admitted, Refusals};
-use crate::api::ModelStatus;
+use crate::api::{ErrorBody, ModelStatus};
 use crate::error::ApiError;
 use crate::state::Training;
 use crate::sync::{self, SyncError};
@@ -43,7 +43,7 @@ pub(crate) fn status(
         .then(|| ModelStatus::new(model.as_ref(), training, next)))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/model", tag = "model", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 200, description = "The collaborative model's status", body = ModelStatus), (status = 404, description = "No model yet, and no training"), Refusals))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/model", tag = "model", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), responses((status = 200, description = "The collaborative model's status", body = ModelStatus), (status = 404, description = "No model yet, and no training", body = ErrorBody), Refusals))]
 pub async fn get_model(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
     match status(&state, &admitted.tenant)? {
         Some(status) => Ok(HttpResponse::Ok().json(status)),
@@ -143,7 +143,7 @@ pub(crate) fn train_if_due(state: &Data, tenant: &reco_engine::TenantName) {
     }
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant}/model/train", tag = "model", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 202, description = "A training runs (started now, or already running)", body = ModelStatus), (status = 404, description = "No such tenant"), (status = 409, description = "The tenant's collaborative learning is off"), Refusals))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/model/train", tag = "model", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), responses((status = 202, description = "A training runs (started now, or already running)", body = ModelStatus), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "The tenant's collaborative learning is off", body = ErrorBody), Refusals))]
 pub async fn train_model(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
     let tenant = admitted.tenant;
     if !state.engine.tenant_info(&tenant)?.learning.enabled {

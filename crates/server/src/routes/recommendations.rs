@@ -12,14 +12,14 @@ use super::{Data, cached};
 use crate::admission::{Admitted, Refusals};
 use crate::answers;
 use crate::api::{
-    BatchBody, BatchItem, BatchOut, ErrorOut, RecommendBody, RecommendOut, Results, SearchQuery,
-    TrendingParams, UserResults, batch_limit_check,
+    BatchBody, BatchItem, BatchOut, ErrorBody, ErrorOut, RecommendBody, RecommendOut, Results,
+    SearchQuery, TrendingParams, UserResults, batch_limit_check,
 };
 use crate::error::ApiError;
 use crate::settings::RankingMode;
 use crate::state::AppState;
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/entities/{id}/similar", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]"), ("id" = String, Path, description = "The entity id"), SearchQuery), responses((status = 200, description = "Most similar first; never the entity itself", body = Results), (status = 404, description = "No such entity (in the collaborative space: not learnt by the model), or no model yet"), Refusals))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/entities/{id}/similar", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$"), ("id" = String, Path, description = "The entity id"), SearchQuery), responses((status = 200, description = "Most similar first; never the entity itself", body = Results), (status = 404, description = "No such entity (in the collaborative space: not learnt by the model), or no model yet", body = ErrorBody), Refusals))]
 pub async fn similar(
     state: Data,
     admitted: Admitted,
@@ -91,7 +91,7 @@ async fn similar_in_database(
     Ok(response)
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/users/{user}/recommendations", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]"), ("user" = String, Path, description = "The user id"), SearchQuery), responses((status = 200, description = "Collaborative, personalized from content vectors, or trending, as the strategy and the user's history allow", body = UserResults), (status = 404, description = "strategy=collaborative, and the tenant has no model yet"), Refusals))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/users/{user}/recommendations", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$"), ("user" = String, Path, description = "The user id"), SearchQuery), responses((status = 200, description = "Collaborative, personalized from content vectors, or trending, as the strategy and the user's history allow", body = UserResults), (status = 404, description = "strategy=collaborative, and the tenant has no model yet", body = ErrorBody), Refusals))]
 pub async fn user_recommendations(
     state: Data,
     admitted: Admitted,
@@ -117,7 +117,7 @@ pub async fn user_recommendations(
     Ok(cached(&answer, response))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant}/recommend", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), request_body = RecommendBody, responses((status = 200, description = "Results and missing example ids", body = RecommendOut), (status = 404, description = "No example exists"), Refusals))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/recommend", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), request_body = RecommendBody, responses((status = 200, description = "Results and missing example ids", body = RecommendOut), (status = 404, description = "No example exists", body = ErrorBody), Refusals))]
 pub async fn recommend(
     state: Data,
     admitted: Admitted,
@@ -131,7 +131,7 @@ pub async fn recommend(
     Ok(cached(&answer, response))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant}/recommend/batch", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), request_body = BatchBody, responses((status = 200, description = "One answer or error per request, in order", body = BatchOut), Refusals))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/recommend/batch", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), request_body = BatchBody, responses((status = 200, description = "One answer or error per request, in order", body = BatchOut), Refusals))]
 pub async fn recommend_batch(
     state: Data,
     admitted: Admitted,
@@ -201,7 +201,7 @@ pub async fn recommend_batch(
     Ok(HttpResponse::Ok().json(BatchOut { responses }))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/trending", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]"), TrendingParams), responses((status = 200, description = "Time-decayed interaction weight, best first", body = Results), Refusals))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/trending", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$"), TrendingParams), responses((status = 200, description = "Time-decayed interaction weight, best first", body = Results), Refusals))]
 pub async fn trending(
     state: Data,
     admitted: Admitted,

@@ -6,12 +6,12 @@ use reco_engine::{Created, Stamp, TenantName};
 
 use super::{Data, model};
 use crate::admission::{Admitted, Refusals};
-use crate::api::{KeyView, TenantBody, TenantSettings, TenantView};
+use crate::api::{ErrorBody, KeyView, TenantBody, TenantSettings, TenantView};
 use crate::error::ApiError;
 use crate::state::hash_key;
 use crate::sync;
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), request_body = TenantBody, responses((status = 201, description = "Made", body = TenantView), (status = 200, description = "Exists with these settings", body = TenantView), (status = 409, description = "Exists with other settings"), Refusals))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), request_body = TenantBody, responses((status = 201, description = "Made", body = TenantView), (status = 200, description = "Exists with these settings", body = TenantView), (status = 409, description = "Exists with other settings", body = ErrorBody), Refusals))]
 pub async fn put_tenant(
     state: Data,
     admitted: Admitted,
@@ -58,12 +58,12 @@ pub(crate) fn view(state: &Data, tenant: &TenantName) -> Result<TenantView, ApiE
     ))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 200, description = "The tenant", body = TenantView), (status = 404, description = "No such tenant"), Refusals))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), responses((status = 200, description = "The tenant", body = TenantView), (status = 404, description = "No such tenant", body = ErrorBody), Refusals))]
 pub async fn get_tenant(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(view(&state, &admitted.tenant)?))
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 204, description = "Gone, with all its data"), (status = 404, description = "No such tenant"), Refusals))]
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), responses((status = 204, description = "Gone, with all its data"), (status = 404, description = "No such tenant", body = ErrorBody), Refusals))]
 pub async fn delete_tenant(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
     let tenant = admitted.tenant;
     if !state.store.delete_tenant(&tenant).await? {
@@ -78,7 +78,7 @@ pub async fn delete_tenant(state: Data, admitted: Admitted) -> Result<HttpRespon
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant}/keys", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]")), responses((status = 201, description = "A new key, shown once", body = KeyView), (status = 404, description = "No such tenant"), Refusals))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/keys", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), responses((status = 201, description = "A new key, shown once", body = KeyView), (status = 404, description = "No such tenant", body = ErrorBody), Refusals))]
 pub async fn create_key(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
     let tenant = admitted.tenant;
     let mut secret = [0u8; 24];
