@@ -197,25 +197,13 @@ async fn nul_and_deep_nesting_are_refused_alike(backend: Backend) {
     let body = format!(
         r#"{{"entities": [{{"id": "a", "vector": [1, 0], "attributes": {{"k": {deep}}}}}]}}"#
     );
-    let r = app
-        .admin(Method::PUT, "/v1/tenants/shop/entities")
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = app.upsert_text("shop", body).await;
     assert_eq!(error_code(r, 400).await, "bad_request");
     let nested = format!("{}1{}", "[".repeat(32), "]".repeat(32));
     let body = format!(
         r#"{{"entities": [{{"id": "a", "vector": [1, 0], "attributes": {{"k": {nested}}}}}]}}"#
     );
-    let r = app
-        .admin(Method::PUT, "/v1/tenants/shop/entities")
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = app.upsert_text("shop", body).await;
     assert_eq!(
         error_code(r, 400).await,
         "bad_request",
@@ -244,13 +232,7 @@ async fn attributes_come_back_as_sent_and_keys_twice_are_refused(backend: Backen
     let attributes = r#"{"price":1e2,"b":{"z":[1,2.50,"x"],"a":null},"é":true}"#;
     let body =
         format!(r#"{{"entities": [{{"id": "a", "vector": [1, 0], "attributes": {attributes}}}]}}"#);
-    let r = app
-        .admin(Method::PUT, "/v1/tenants/shop/entities")
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = app.upsert_text("shop", body).await;
     assert_eq!(r.status(), 200);
     let text = app
         .get("/v1/tenants/shop/entities/a")
@@ -260,13 +242,7 @@ async fn attributes_come_back_as_sent_and_keys_twice_are_refused(backend: Backen
         .unwrap();
     assert!(text.contains(attributes), "{text}");
     let twice = r#"{"entities": [{"id": "b", "vector": [1, 0], "attributes": {"a": 1, "a": 2}}]}"#;
-    let r = app
-        .admin(Method::PUT, "/v1/tenants/shop/entities")
-        .header("content-type", "application/json")
-        .body(twice)
-        .send()
-        .await
-        .unwrap();
+    let r = app.upsert_text("shop", twice).await;
     assert_eq!(error_code(r, 400).await, "bad_request");
     assert_eq!(app.get("/v1/tenants/shop/entities/b").await.status(), 404);
 }
