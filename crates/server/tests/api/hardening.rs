@@ -106,7 +106,7 @@ async fn work_past_the_time_limit_stops_with_its_answer() {
         };
         let probe = async {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            live_within(&app, Duration::from_millis(100)).await;
+            live_within(&app, Duration::from_millis(500)).await;
         };
         let (slow, ()) = tokio::join!(slow, probe);
         assert_eq!(error_code(slow, 503).await, "unavailable");
@@ -117,7 +117,7 @@ async fn work_past_the_time_limit_stops_with_its_answer() {
         let light = json!({"positive": ["e1"], "k": 5});
         assert_eq!(app.recommend("big", light).await.status(), 200);
         assert!(
-            started.elapsed() < Duration::from_millis(250),
+            started.elapsed() < Duration::from_secs(1),
             "the thread was still busy: {:?}",
             started.elapsed()
         );
@@ -134,14 +134,14 @@ async fn work_past_the_time_limit_stops_with_its_answer() {
     let started = Instant::now();
     let light = json!({"positive": ["e2"], "k": 5});
     assert_eq!(app.recommend("big", light).await.status(), 200);
-    assert!(started.elapsed() < Duration::from_millis(250));
+    assert!(started.elapsed() < Duration::from_secs(1));
 }
 
 /// F4: a body that trickles in is answered 408 at its deadline, after authentication.
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_is_408() {
     let mut settings = fresh_database(Backend::Sqlite).await;
-    settings.body_timeout = Duration::from_millis(300);
+    settings.body_timeout = Duration::from_millis(1_000);
     let app = TestApp::start(settings).await;
     assert_eq!(app.create_tenant("shop", 2, "dot").await.status(), 201);
     let address = app.base.trim_start_matches("http://").to_owned();
@@ -171,11 +171,11 @@ async fn a_body_that_does_not_arrive_in_time_is_408() {
     let (text, waited) = answer(crate::helpers::ADMIN.to_owned()).await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("request_timeout"), "{text}");
-    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
     // Without a valid key the body is not waited for at all.
     let (text, waited) = answer("wrong".to_owned()).await;
     assert!(text.starts_with("HTTP/1.1 401"), "{text}");
-    assert!(waited < Duration::from_millis(250), "{waited:?}");
+    assert!(waited < Duration::from_millis(800), "{waited:?}");
 }
 
 /// F5: NUL in any name or label, and attributes nested past 32, are 400 on both backends
