@@ -74,6 +74,14 @@ fn gone() -> ApiError {
     ApiError::Internal("the ranking thread answering this request stopped".into())
 }
 
+/// Why a queue did not take a piece of work.
+fn refused<T>(e: &TrySendError<T>) -> ApiError {
+    match e {
+        TrySendError::Full(_) => busy(),
+        TrySendError::Disconnected(_) => gone(),
+    }
+}
+
 impl Rankers {
     /// Starts `threads` ranking threads with room for `queue` waiting pieces of work on each
     /// queue; shared passes take up to `batch_max` questions (0 turns sharing off), and each
@@ -114,10 +122,7 @@ impl Rankers {
                 interrupt,
                 reply,
             };
-            self.shared.try_send(job).map_err(|e| match e {
-                TrySendError::Full(_) => busy(),
-                TrySendError::Disconnected(_) => gone(),
-            })?;
+            self.shared.try_send(job).map_err(|e| refused(&e))?;
         } else {
             let work = Box::new(move || {
                 // A handler that gave up no longer wants the answer.
@@ -148,10 +153,7 @@ impl Rankers {
     }
 
     fn submit(&self, work: Work) -> Result<(), ApiError> {
-        self.single.try_send(work).map_err(|e| match e {
-            TrySendError::Full(_) => busy(),
-            TrySendError::Disconnected(_) => gone(),
-        })
+        self.single.try_send(work).map_err(|e| refused(&e))
     }
 }
 

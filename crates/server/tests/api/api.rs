@@ -472,15 +472,15 @@ async fn recommend_reports_missing_examples(backend: Backend) {
 async fn batches_answer_in_order(backend: Backend) {
     let app = seeded(backend).await;
     let r = app
-        .admin(Method::POST, "/v1/tenants/shop/recommend/batch")
-        .json(&json!({"requests": [
-            {"positive": ["a"], "k": 1},
-            {"positive": ["ghost"]},
-            {"positive": ["d"], "k": 1}
-        ]}))
-        .send()
-        .await
-        .unwrap();
+        .recommend_batch(
+            "shop",
+            json!([
+                {"positive": ["a"], "k": 1},
+                {"positive": ["ghost"]},
+                {"positive": ["d"], "k": 1}
+            ]),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     let responses = body["responses"].as_array().unwrap();

@@ -67,13 +67,9 @@ async fn work_over_the_budget_is_refused_naming_what_to_lower() {
     assert!(message.contains("diversity"), "{message}");
     // A batch whose questions are each within the budget but together are not.
     let light = json!({"positive": ["e1"], "k": 10, "exact": true});
-    let batch = json!({"requests": vec![light.clone(); 1000]});
     let r = app
-        .admin(Method::POST, "/v1/tenants/big/recommend/batch")
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+        .recommend_batch("big", Value::from(vec![light.clone(); 1000]))
+        .await;
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "bad_request", "{body}");
     assert!(
@@ -123,13 +119,9 @@ async fn work_past_the_time_limit_stops_with_its_answer() {
         );
     }
     // A batch of such questions stops between or inside them the same way.
-    let batch = json!({"requests": vec![heavy(); 50]});
     let r = app
-        .admin(Method::POST, "/v1/tenants/big/recommend/batch")
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+        .recommend_batch("big", Value::from(vec![heavy(); 50]))
+        .await;
     assert_eq!(error_code(r, 503).await, "unavailable");
     let started = Instant::now();
     let light = json!({"positive": ["e2"], "k": 5});

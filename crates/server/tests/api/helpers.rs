@@ -210,6 +210,18 @@ impl TestApp {
             .await
             .unwrap()
     }
+
+    /// `POST .../recommend/batch` with `requests`.
+    pub async fn recommend_batch(&self, tenant: &str, requests: Value) -> Response {
+        self.admin(
+            Method::POST,
+            &format!("/v1/tenants/{tenant}/recommend/batch"),
+        )
+        .json(&json!({ "requests": requests }))
+        .send()
+        .await
+        .unwrap()
+    }
 }
 
 /// A small catalogue of `shop` (dot product, 3 dimensions) whose order is known.
