@@ -1,7 +1,8 @@
 //! Admission: every request about a tenant (`/v1/tenants/{tenant}/...`) passes here before any
 //! handler runs, and before its body is read. One middleware on the tenant scope parses the
 //! tenant's name, authenticates the key, checks that it opens the tenant (or is the admin key,
-//! where only that will do), takes the request from the tenant's budget, and writes the
+//! where only that will do), takes the request from the tenant's budget, answers 404 for a
+//! tenant that does not exist (but on the routes that make or delete it), and writes the
 //! rate-limit headers on whatever answer follows, its own refusals included. Handlers take the
 //! admitted tenant as an extractor ([`Admitted`]) and never see an unadmitted request.
 
@@ -105,6 +106,12 @@ pub async fn admit(
         let peer = req.peer_addr().map(|a| a.ip());
         let admin = admin_only(req.method(), req.path(), tenant.as_str());
         let budget = state.admit(authorization, peer, &tenant, admin).await?;
+        // Beyond the tenant itself and its keys, every route is about a tenant that exists:
+        // one this server does not know is answered 404 before the body is read, since no
+        // body can be right about it.
+        if !admin {
+            state.engine.spec(&tenant)?;
+        }
         Ok::<_, ApiError>((tenant, budget))
     }
     .await;

@@ -17,8 +17,39 @@ use utoipa::ToSchema;
 use crate::error::ApiError;
 use crate::state::Training;
 
+/// The largest seed the API takes: JSON numbers are exact integers up to 2^53 - 1.
+const MAX_SEED: u64 = (1 << 53) - 1;
+
 /// The most items one batch may hold.
 pub const MAX_BATCH: usize = 10_000;
+
+/// Reads an optional whole number that JSON may also write as `520.0`: JSON Schema (and so the
+/// OpenAPI document) counts any number without a fraction as an integer, and so does the API.
+fn whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    // 2^64: the floats below it and at least 0 with no fraction are exactly some u64.
+    const WHOLE_LIMIT: f64 = 18_446_744_073_709_551_616.0;
+    let value = number.as_u64().or_else(|| {
+        let f = number.as_f64()?;
+        if f.fract() != 0.0 || !(0.0..WHOLE_LIMIT).contains(&f) {
+            return None;
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let n = f as u64;
+        Some(n)
+    });
+    value
+        .and_then(|n| T::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("expected a whole number in range, not {number}")))
+}
 
 fn check_batch(len: usize, what: &str) -> Result<(), ApiError> {
     if len > MAX_BATCH {
@@ -35,7 +66,7 @@ fn check_batch(len: usize, what: &str) -> Result<(), ApiError> {
 pub struct TenantBody {
     /// The length of every content vector, 1 to 16000; with `metric`, or neither: a tenant
     /// without them keeps no content vectors and is served by its collaborative model.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 1, maximum = 16000)]
     pub dimension: Option<usize>,
     /// `cosine`, `dot` or `euclidean`; with `dimension`.
@@ -47,7 +78,7 @@ pub struct TenantBody {
     pub collaborative: Option<CollaborativeBody>,
     /// The tenant's own request budget, requests per second (1 to 2147483647); without it the
     /// server's default applies (`RECO_RATE_LIMIT`, no limit unless set).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 1, maximum = 2147483647)]
     pub rate_limit: Option<u32>,
 }
@@ -79,23 +110,35 @@ pub struct CollaborativeBody {
     pub enabled: Option<bool>,
     /// `auto` (the default: EASE for a catalogue of up to 2,500 entities, iALS beyond),
     /// `ials` or `ease` (at most 2,500 entities with interactions).
+    #[schema(pattern = "^(auto|ials|ease)$")]
     pub algorithm: Option<String>,
     /// EASE's regularization, as a multiple of the mean number of users per entity; above 0.
     /// Default 8.
+    #[schema(exclusive_minimum = 0)]
     pub ease_regularization: Option<f64>,
     /// Factors per user and entity, 1 to 1024. Default 64.
+    #[serde(default, deserialize_with = "whole")]
+    #[schema(minimum = 1, maximum = 1024)]
     pub factors: Option<usize>,
     /// Sweeps over users and entities, 1 to 1000. Default 10.
+    #[serde(default, deserialize_with = "whole")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub iterations: Option<usize>,
     /// The regularization, above 0. Default 0.01.
+    #[schema(exclusive_minimum = 0)]
     pub regularization: Option<f64>,
     /// The weight of each pair a user never interacted with, 0 to 1. Default 1.
+    #[schema(minimum = 0, maximum = 1)]
     pub unobserved_weight: Option<f64>,
     /// How much an interaction's weight adds to its confidence, 0 or more. Default 0.25.
+    #[schema(minimum = 0)]
     pub confidence: Option<f64>,
     /// How the regularization grows with a row's interactions, 0 or more. Default 1.
+    #[schema(minimum = 0)]
     pub frequency_scaling: Option<f64>,
-    /// The seed of the initial factors. Default 42.
+    /// The seed of the initial factors, 0 to 2^53 - 1 (JSON's exact integers). Default 42.
+    #[serde(default, deserialize_with = "whole")]
+    #[schema(minimum = 0, maximum = 9007199254740991_u64)]
     pub seed: Option<u64>,
 }
 
@@ -142,6 +185,17 @@ impl TenantBody {
             seed: c.and_then(|c| c.seed).unwrap_or(p.seed),
             ..p
         };
+        // The API's ranges, a little narrower than what a trained model may hold.
+        if !(1..=1024).contains(&params.factors) {
+            return Err(ApiError::BadRequest(
+                "collaborative: factors is from 1 to 1024".into(),
+            ));
+        }
+        if params.seed > MAX_SEED {
+            return Err(ApiError::BadRequest(format!(
+                "collaborative: seed is from 0 to {MAX_SEED}"
+            )));
+        }
         params
             .check()
             .map_err(|e| ApiError::BadRequest(format!("collaborative: {e}")))?;
@@ -466,15 +520,14 @@ pub struct SearchQuery {
     /// 0 to 10000.
     #[param(minimum = 0, maximum = 10000)]
     pub offset: Option<usize>,
-    #[param(min_length = 1)]
     pub category: Option<String>,
     /// A comma list: any of these tags.
-    #[param(min_length = 1)]
     pub tags: Option<String>,
     /// A comma list of ids to leave out.
-    #[param(min_length = 1)]
     pub exclude: Option<String>,
-    pub score_threshold: Option<f32>,
+    /// Read as JSON reads it (to f64, then rounded to f32), so the query and a body agree on
+    /// where f32 ends.
+    pub score_threshold: Option<f64>,
     /// `true` scans every candidate exactly.
     pub exact: Option<bool>,
     /// `content` (the entities' vectors; the default for a tenant that has them) or
@@ -540,7 +593,8 @@ impl SearchQuery {
                 tags_all: Vec::new(),
                 exclude,
             },
-            score_threshold: self.score_threshold,
+            #[allow(clippy::cast_possible_truncation)]
+            score_threshold: self.score_threshold.map(|t| t as f32),
             diversity: 0.0,
             exact: self.exact.unwrap_or(false),
             space: self.space(default_space)?,
@@ -646,9 +700,11 @@ pub struct RecommendBody {
     #[schema(pattern = "^(average_vector|best_score)$")]
     pub strategy: Option<String>,
     /// 1 to 1000; 10 by default.
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
     /// 0 to 10000.
+    #[serde(default, deserialize_with = "whole")]
     #[schema(minimum = 0, maximum = 10000)]
     pub offset: Option<usize>,
     #[serde(default)]
@@ -676,11 +732,22 @@ fn example(body: ExampleBody, list: &str, index: usize) -> Result<Example, ApiEr
         }) => (Ok(v), weight),
         ExampleBody::Object(_) => return Err(bad("give either an id or a vector")),
     };
+    let weight = weight.unwrap_or(1.0);
+    // The body's shape, as the document states it: numbers that fit in f32, a weight above 0.
+    // (The vector's length and norm are the tenant's to judge.)
+    if !(weight.is_finite() && weight > 0.0) {
+        return Err(bad("a weight is a number above 0 that fits in f32"));
+    }
     let example = match target {
         Err(id) => Example::id(EntityId::parse(&id).map_err(|e| bad(&e.to_string()))?),
-        Ok(vector) => Example::vector(vector),
+        Ok(vector) if vector.iter().all(|x| x.is_finite()) => Example::vector(vector),
+        Ok(_) => {
+            return Err(ApiError::InvalidVector(format!(
+                "{list} example {index}: every component is a number that fits in f32"
+            )));
+        }
     };
-    Ok(example.weighted(weight.unwrap_or(1.0)))
+    Ok(example.weighted(weight))
 }
 
 impl RecommendBody {
@@ -707,7 +774,7 @@ impl RecommendBody {
             .iter()
             .map(|id| EntityId::parse(id).map_err(ApiError::from))
             .collect::<Result<_, _>>()?;
-        Ok(RecommendRequest {
+        let request = RecommendRequest {
             positive: convert(self.positive, "positive")?,
             negative: convert(self.negative, "negative")?,
             strategy,
@@ -725,7 +792,11 @@ impl RecommendBody {
                 exact: self.exact.unwrap_or(false),
                 space: Space::Content,
             },
-        })
+        };
+        // The limits of k, offset, the threshold and diversity: the body's shape, checked
+        // before the tenant is asked.
+        request.options.validate()?;
+        Ok(request)
     }
 }
 

@@ -92,6 +92,7 @@ impl Application {
         let state = web::Data::new(state);
         let app_state = state.clone();
         let body_limit = settings.body_limit;
+        let routes = settings.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -99,7 +100,7 @@ impl Application {
                 .app_data(web::PayloadConfig::new(body_limit))
                 .app_data(query_config())
                 .app_data(path_config())
-                .configure(configure)
+                .configure(|cfg| configure(cfg, &routes))
                 .default_service(web::to(crate::docs::fallback))
                 .wrap(from_fn(time_limit))
                 .wrap(from_fn(envelope))
@@ -141,11 +142,12 @@ impl Application {
     }
 }
 
-fn configure(cfg: &mut web::ServiceConfig) {
+fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
+    let retention = settings.engine.trending_retention;
     cfg.route("/health/live", web::get().to(health::live))
         .route("/health/ready", web::get().to(health::ready))
         .route("/metrics", web::get().to(health::metrics))
-        .configure(crate::docs::configure)
+        .configure(|cfg| crate::docs::configure(cfg, retention))
         .service(
             web::scope("/v1/tenants/{tenant}")
                 .wrap(from_fn(admission::admit))

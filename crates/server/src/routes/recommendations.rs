@@ -141,15 +141,27 @@ pub async fn recommend_batch(
     state.engine.tenant_info(&tenant)?;
     let body = body.into_inner();
     batch_limit_check(body.requests.len())?;
-    // Each question is checked and bound here (cheap); their work together is checked against
-    // the batch budget before any is ranked.
-    let prepared: Vec<Result<Prepared, ApiError>> = body
+    // A request that does not match the body's shape (the document's schema) refuses the
+    // whole batch, as any malformed body is refused; what only the tenant's data can answer
+    // (a missing example, a vector of another length) is that request's own error.
+    let requests = body
         .requests
         .into_iter()
-        .map(|r| {
-            let request = r.into_request()?;
-            Ok(state.engine.prepare_recommend(&tenant, &request)?)
+        .enumerate()
+        .map(|(index, r)| {
+            r.into_request().map_err(|e| {
+                let ApiError::BadRequest(message) = e else {
+                    return e;
+                };
+                ApiError::BadRequest(format!("request {index} of the batch: {message}"))
+            })
         })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Each question is checked and bound here (cheap); their work together is checked against
+    // the batch budget before any is ranked.
+    let prepared: Vec<Result<Prepared, ApiError>> = requests
+        .iter()
+        .map(|request| Ok(state.engine.prepare_recommend(&tenant, request)?))
         .collect();
     let cost = prepared
         .iter()

@@ -15,6 +15,7 @@ macro_rules! both {
 
 mod api;
 mod cli;
+mod contract;
 mod hardening;
 mod helpers;
 mod migrate;
