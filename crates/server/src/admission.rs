@@ -184,7 +184,7 @@ async fn buffer_body(req: &mut ServiceRequest, settings: &Settings) -> Result<()
 }
 
 /// `X-RateLimit-Limit` and `X-RateLimit-Remaining`.
-fn headers(headers: &mut HeaderMap, budget: Budget) {
+pub(crate) fn headers(headers: &mut HeaderMap, budget: Budget) {
     headers.insert(
         HeaderName::from_static("x-ratelimit-limit"),
         HeaderValue::from(budget.limit),

@@ -281,6 +281,13 @@ impl TenantView {
     }
 }
 
+/// `GET /v1/tenants`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantList {
+    /// By name.
+    pub tenants: Vec<TenantView>,
+}
+
 /// `201` from `POST /v1/tenants/{tenant}/keys`: shown once.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyView {
@@ -381,6 +388,44 @@ impl From<EntityView> for EntityOut {
                 .and_then(|a| RawValue::from_string(a.to_string()).ok()),
         }
     }
+}
+
+/// The query of `GET /v1/tenants/{tenant}/entities`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// 1 to 1000; 100 by default.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// The page starts after this id (the `next` of the page before).
+    pub after: Option<String>,
+    /// `true` includes each entity's vector.
+    pub vectors: Option<bool>,
+}
+
+/// The most entities one page holds.
+pub const MAX_PAGE: usize = 1000;
+
+impl ListParams {
+    /// The page asked for: the id to start after, and how many.
+    pub fn page(&self) -> Result<(Option<EntityId>, usize), ApiError> {
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::BadRequest(format!(
+                "limit is from 1 to {MAX_PAGE}, not {limit}"
+            )));
+        }
+        let after = self.after.as_deref().map(EntityId::parse).transpose()?;
+        Ok((after, limit))
+    }
+}
+
+/// A page of entities, in id order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntityPage {
+    pub entities: Vec<EntityOut>,
+    /// The id to ask `after` for the next page; null on the last.
+    pub next: Option<String>,
 }
 
 /// One interaction.

@@ -17,8 +17,8 @@ use crate::routes::{entities, interactions, model, recommendations, tenants};
 #[openapi(
     info(title = "reco", description = "A high-throughput recommendation engine: HTTP API version 1."),
     paths(
-        tenants::put_tenant, tenants::get_tenant, tenants::delete_tenant, tenants::create_key,
-        entities::put_entities, entities::get_entity, entities::delete_entity,
+        tenants::list_tenants, tenants::put_tenant, tenants::get_tenant, tenants::delete_tenant, tenants::create_key,
+        entities::put_entities, entities::list_entities, entities::get_entity, entities::delete_entity,
         interactions::post_interactions, recommendations::similar,
         recommendations::user_recommendations, recommendations::recommend,
         recommendations::recommend_batch, recommendations::trending, model::get_model,
@@ -26,7 +26,7 @@ use crate::routes::{entities, interactions, model, recommendations, tenants};
         health::ready, health::metrics,
     ),
     components(schemas(
-        api::TenantBody, api::TenantView, api::KeyView, api::EntityBody, api::EntitiesBody,
+        api::TenantBody, api::TenantView, api::TenantList, api::EntityPage, api::KeyView, api::EntityBody, api::EntitiesBody,
         api::Upserted, api::EntityOut, api::InteractionBody, api::InteractionsBody, api::Accepted,
         api::ScoredOut, api::Results, api::UserResults, api::ExampleBody, api::ExampleObject,
         api::FilterBody, api::RecommendBody, api::RecommendOut, api::BatchBody, api::BatchItem,
@@ -170,6 +170,7 @@ fn exact(doc: &mut Value, retention: Duration) {
         }
     }
     for (path, method) in [
+        ("/v1/tenants/{tenant}/entities", "get"),
         ("/v1/tenants/{tenant}/entities/{id}", "get"),
         ("/v1/tenants/{tenant}/entities/{id}", "delete"),
         ("/v1/tenants/{tenant}/entities/{id}/similar", "get"),
@@ -177,7 +178,11 @@ fn exact(doc: &mut Value, retention: Duration) {
     ] {
         let parameters = doc["paths"][path][method]["parameters"].as_array_mut();
         for parameter in parameters.into_iter().flatten() {
-            if parameter["name"] == "id" || parameter["name"] == "user" {
+            if parameter["name"] == "after" {
+                parameter["schema"] = name(id);
+                parameter["description"] =
+                    Value::from("The page starts after this id (the `next` of the page before).");
+            } else if parameter["name"] == "id" || parameter["name"] == "user" {
                 parameter["schema"] = name(id);
             }
         }
@@ -394,7 +399,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 15);
+        assert_eq!(operations, 16);
     }
 
     #[test]

@@ -148,6 +148,7 @@ fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
         .route("/health/ready", web::get().to(health::ready))
         .route("/metrics", web::get().to(health::metrics))
         .configure(|cfg| crate::docs::configure(cfg, retention))
+        .route("/v1/tenants", web::get().to(tenants::list_tenants))
         .service(
             web::scope("/v1/tenants/{tenant}")
                 .wrap(from_fn(admission::admit))
@@ -156,6 +157,7 @@ fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
                 .route("", web::delete().to(tenants::delete_tenant))
                 .route("/keys", web::post().to(tenants::create_key))
                 .route("/entities", web::put().to(entities::put_entities))
+                .route("/entities", web::get().to(entities::list_entities))
                 .route("/entities/{id}", web::get().to(entities::get_entity))
                 .route("/entities/{id}", web::delete().to(entities::delete_entity))
                 .route(

@@ -206,6 +206,33 @@ impl AppState {
             .ok_or(ApiError::Unauthorized("this key is not valid"))
     }
 
+    /// Admits `GET /v1/tenants`, the one route about no single tenant: the admin key sees
+    /// every tenant; a tenant key sees its own, and the request is charged to its budget.
+    pub async fn admit_listing(
+        &self,
+        authorization: Option<&str>,
+        peer: Option<IpAddr>,
+    ) -> Result<(Access, Option<Budget>), ApiError> {
+        self.ensure_ready()?;
+        let access = self.access(authorization, peer).await?;
+        let budget = match &access {
+            Access::Admin => None,
+            Access::Tenant(own) => Some(self.spend(own)?),
+        };
+        Ok((access, budget))
+    }
+
+    fn ensure_ready(&self) -> Result<(), ApiError> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err(ApiError::Unavailable {
+                message: "the service is loading its indexes; retry shortly".into(),
+                retry_after: 1,
+            })
+        }
+    }
+
     /// Admits a request about `tenant`: the key must open it (or be the admin key, when
     /// `admin_only` the admin key only), and the tenant's budget must allow it.
     pub async fn admit(
@@ -215,12 +242,7 @@ impl AppState {
         tenant: &TenantName,
         admin_only: bool,
     ) -> Result<Budget, ApiError> {
-        if !self.is_ready() {
-            return Err(ApiError::Unavailable {
-                message: "the service is loading its indexes; retry shortly".into(),
-                retry_after: 1,
-            });
-        }
+        self.ensure_ready()?;
         match self.access(authorization, peer).await? {
             Access::Admin => {}
             Access::Tenant(_) if admin_only => {

@@ -155,6 +155,21 @@ impl Engine {
             .ok_or_else(|| EngineError::EntityNotFound(id.to_string()))
     }
 
+    /// A page of a tenant's entities in id order (by bytes): up to `limit` whose ids come
+    /// after `after`, and whether more follow the last.
+    pub fn entities(
+        &self,
+        name: &TenantName,
+        after: Option<&EntityId>,
+        limit: usize,
+    ) -> Result<(Vec<EntityView>, bool)> {
+        let index = self.tenant(name)?.entities.load();
+        let mut page = index.page(after.map(EntityId::as_str), limit.saturating_add(1));
+        let more = page.len() > limit;
+        page.truncate(limit);
+        Ok((page, more))
+    }
+
     /// Entities most like `id`, never `id` itself.
     pub fn similar(
         &self,

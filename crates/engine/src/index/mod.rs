@@ -91,7 +91,8 @@ pub(crate) struct EntityIndex {
     search: SearchConfig,
     graph: Option<Arc<Graph>>,
     chunks: Vec<Arc<Chunk>>,
-    slots: imbl::HashMap<EntityId, u32>,
+    /// Ordered by id (bytes), so entities can be listed a page at a time.
+    slots: imbl::OrdMap<EntityId, u32>,
     free: Vec<u32>,
     categories: imbl::HashMap<Arc<str>, Arc<RoaringBitmap>>,
     tags: imbl::HashMap<Arc<str>, Arc<RoaringBitmap>>,
@@ -114,7 +115,7 @@ impl EntityIndex {
             search,
             graph: None,
             chunks: Vec::new(),
-            slots: imbl::HashMap::new(),
+            slots: imbl::OrdMap::new(),
             free: Vec::new(),
             categories: imbl::HashMap::new(),
             tags: imbl::HashMap::new(),
@@ -177,6 +178,18 @@ impl EntityIndex {
             tags: row.record.tags.to_vec(),
             attributes: row.record.attributes.clone(),
         })
+    }
+
+    /// Up to `limit` entities whose ids come after `after` (all, without it), in id order
+    /// (by bytes).
+    pub fn page(&self, after: Option<&str>, limit: usize) -> Vec<EntityView> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.slots
+            .range::<_, str>((from, Bound::Unbounded))
+            .take(limit)
+            .filter_map(|(id, _)| self.get(id.as_str()))
+            .collect()
     }
 
     /// The chunk and row of an allocated slot, live or not: the graph walks through the rows of

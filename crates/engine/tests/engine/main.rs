@@ -8,6 +8,7 @@ mod collaborative;
 mod concurrency;
 mod errors;
 mod evaluate;
+mod listing;
 mod recommend;
 mod reference;
 mod scans;

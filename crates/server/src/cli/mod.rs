@@ -30,9 +30,9 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply the database migrations and exit.
-    Migrate(ServeArgs),
+    Migrate(MigrateArgs),
     /// Import entities or interactions from JSON lines or CSV (checked whole, then batched;
     /// a rerun resumes).
     Import(ImportArgs),
@@ -45,6 +45,23 @@ enum Command {
     /// Tenant keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// A tenant's entities.
+    #[command(subcommand)]
+    Entities(EntitiesCommand),
+}
+
+/// The flags of `reco migrate`: which database, as `reco serve` reads them.
+#[derive(Args)]
+struct MigrateArgs {
+    /// A TOML file of `reco serve`'s settings; its database settings are used.
+    #[arg(long, env = "RECO_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// `postgres://...` for PostgreSQL; unset for the embedded database under the data folder.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// The folder of the embedded database. [default: data]
+    #[arg(long, env = "RECO_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 /// Where the service is, and the key to use.
@@ -74,6 +91,41 @@ enum TenantCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// List the tenants with their sizes, one a line.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Delete a tenant and all its data.
+    Delete {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Subcommand)]
+enum EntitiesCommand {
+    /// Print a tenant's entities in id order, one JSON object a line.
+    List {
+        /// The tenant.
+        tenant: String,
+        /// Entities per page, 1 to 1000.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Start after this id.
+        #[arg(long)]
+        after: Option<String>,
+        /// Page on to the end (else one page, and the id to continue after on stderr).
+        #[arg(long)]
+        all: bool,
+        /// Include the vectors.
+        #[arg(long)]
+        vectors: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 #[derive(Subcommand)]
@@ -94,7 +146,7 @@ impl Cli {
             Command::Serve(args) => {
                 // Logs first, so that what the settings say (an open server, say) is seen.
                 reco_server::telemetry::init();
-                let settings = Settings::resolve(args)?;
+                let settings = Settings::resolve(*args)?;
                 let app = Application::build(settings)
                     .await
                     .context("starting the service")?;
@@ -102,7 +154,12 @@ impl Cli {
                 app.run_until_stopped().await?;
             }
             Command::Migrate(args) => {
-                let mut settings = Settings::resolve(args)?;
+                let mut settings = Settings::resolve(ServeArgs {
+                    config: args.config,
+                    database_url: args.database_url,
+                    data_dir: args.data_dir,
+                    ..ServeArgs::default()
+                })?;
                 settings.postgres.min_connections = 0;
                 let store = Store::open(
                     settings.database_url.as_deref(),
@@ -148,6 +205,50 @@ impl Cli {
                     .await?;
                 println!("{tenant}");
             }
+            Command::Tenant(TenantCommand::List { remote }) => {
+                let client = Client::new(&remote.url, remote.key.as_deref());
+                let list = client.get("/v1/tenants").await?;
+                for tenant in list["tenants"].as_array().into_iter().flatten() {
+                    println!("{}", tenant_line(tenant));
+                }
+            }
+            Command::Tenant(TenantCommand::Delete { name, remote }) => {
+                let client = Client::new(&remote.url, remote.key.as_deref());
+                client.delete(&format!("/v1/tenants/{name}")).await?;
+                println!("deleted {name}");
+            }
+            Command::Entities(EntitiesCommand::List {
+                tenant,
+                limit,
+                after,
+                all,
+                vectors,
+                remote,
+            }) => {
+                let client = Client::new(&remote.url, remote.key.as_deref());
+                let mut after = after;
+                loop {
+                    let mut path =
+                        format!("/v1/tenants/{tenant}/entities?limit={limit}&vectors={vectors}");
+                    if let Some(id) = &after {
+                        path.push_str("&after=");
+                        path.push_str(&client::encode(id));
+                    }
+                    let page = client.get(&path).await?;
+                    for entity in page["entities"].as_array().into_iter().flatten() {
+                        println!("{entity}");
+                    }
+                    after = page["next"].as_str().map(str::to_owned);
+                    match (&after, all) {
+                        (Some(_), true) => {}
+                        (Some(next), false) => {
+                            eprintln!("more after {next}: --after '{next}', or --all");
+                            break;
+                        }
+                        (None, _) => break,
+                    }
+                }
+            }
             Command::Key(KeyCommand::Create { tenant, remote }) => {
                 let client = Client::new(&remote.url, remote.key.as_deref());
                 let key = client
@@ -162,4 +263,22 @@ impl Cli {
         }
         Ok(())
     }
+}
+
+/// One line about a tenant: its name, vectors, sizes and model.
+fn tenant_line(tenant: &serde_json::Value) -> String {
+    let vectors = match (tenant["dimension"].as_u64(), tenant["metric"].as_str()) {
+        (Some(dimension), Some(metric)) => format!("{dimension}-d {metric}"),
+        _ => "no content vectors".to_owned(),
+    };
+    let model = match tenant["model"]["version"].as_u64() {
+        Some(version) => format!("model v{version}"),
+        None => "no model yet".to_owned(),
+    };
+    format!(
+        "{}\t{vectors}\t{} entities\t{} interactions\t{model}",
+        tenant["name"].as_str().unwrap_or_default(),
+        tenant["entities"],
+        tenant["interactions"],
+    )
 }

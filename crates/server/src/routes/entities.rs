@@ -1,11 +1,11 @@
-//! Entities: written in checked batches, read and deleted one by one.
+//! Entities: written in checked batches, listed a page at a time, read and deleted one by one.
 
 use actix_web::{HttpResponse, web};
 use reco_engine::EntityId;
 
 use super::{Data, committed};
 use crate::admission::{Admitted, Refusals};
-use crate::api::{EntitiesBody, EntityOut, ErrorBody, Upserted};
+use crate::api::{EntitiesBody, EntityOut, EntityPage, ErrorBody, ListParams, Upserted};
 use crate::error::ApiError;
 use crate::sync;
 
@@ -31,6 +31,32 @@ pub async fn put_entities(
     })
     .await?;
     Ok(HttpResponse::Ok().json(Upserted { upserted }))
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/entities", tag = "entities", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$"), ListParams), responses((status = 200, description = "A page of entities in id order (by bytes)", body = EntityPage), Refusals))]
+pub async fn list_entities(
+    state: Data,
+    admitted: Admitted,
+    query: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let (after, limit) = query.page()?;
+    let (page, more) = state
+        .engine
+        .entities(&admitted.tenant, after.as_ref(), limit)?;
+    let next = more
+        .then(|| page.last().map(|e| e.id.to_string()))
+        .flatten();
+    let vectors = query.vectors.unwrap_or(false);
+    let entities = page
+        .into_iter()
+        .map(|mut e| {
+            if !vectors {
+                e.vector = Vec::new();
+            }
+            EntityOut::from(e)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(EntityPage { entities, next }))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/entities/{id}", tag = "entities", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$"), ("id" = String, Path, description = "The entity id")), responses((status = 200, description = "The entity as stored", body = EntityOut), (status = 404, description = "No such entity", body = ErrorBody), Refusals))]

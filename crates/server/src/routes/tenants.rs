@@ -1,14 +1,15 @@
 //! A tenant: made (or found), read, deleted, and its keys.
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{HttpRequest, HttpResponse, web};
 use rand::RngCore;
 use reco_engine::{Created, Stamp, TenantName};
 
 use super::{Data, model};
 use crate::admission::{Admitted, Refusals};
-use crate::api::{ErrorBody, KeyView, TenantBody, TenantSettings, TenantView};
+use crate::api::{ErrorBody, KeyView, TenantBody, TenantList, TenantSettings, TenantView};
 use crate::error::ApiError;
-use crate::state::hash_key;
+use crate::state::{Access, hash_key};
 use crate::sync;
 
 #[utoipa::path(put, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), request_body = TenantBody, responses((status = 201, description = "Made", body = TenantView), (status = 200, description = "Exists with these settings", body = TenantView), (status = 409, description = "Exists with other settings", body = ErrorBody), Refusals))]
@@ -56,6 +57,30 @@ pub(crate) fn view(state: &Data, tenant: &TenantName) -> Result<TenantView, ApiE
         model::status(state, tenant)?,
         state.own_rate_limit(tenant),
     ))
+}
+
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", responses((status = 200, description = "Every tenant by name (the admin key), or the key's own tenant", body = TenantList), (status = 401, description = "No valid key", body = ErrorBody), (status = 429, description = "Over the budget (a tenant key), or too many unknown keys from this address", body = ErrorBody), (status = 503, description = "Loading", body = ErrorBody)))]
+pub async fn list_tenants(state: Data, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let authorization = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let peer = req.peer_addr().map(|a| a.ip());
+    let (access, budget) = state.admit_listing(authorization, peer).await?;
+    let names = match access {
+        Access::Admin => state.engine.tenants(),
+        Access::Tenant(own) => vec![own],
+    };
+    // A tenant dropped between the names and its view is left out.
+    let tenants = names
+        .iter()
+        .filter_map(|name| view(&state, name).ok())
+        .collect();
+    let mut response = HttpResponse::Ok().json(TenantList { tenants });
+    if let Some(budget) = budget {
+        crate::admission::headers(response.headers_mut(), budget);
+    }
+    Ok(response)
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), responses((status = 200, description = "The tenant", body = TenantView), (status = 404, description = "No such tenant", body = ErrorBody), Refusals))]

@@ -68,7 +68,7 @@ async fn tenants_and_keys_are_made_from_the_command_line() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let (ok, _, err) = reco(&app, &["key", "create", "ghost"]).await;
-    assert!(!ok && err.contains("404"), "{err}");
+    assert!(!ok && err.contains("(not_found)"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,4 +249,74 @@ async fn evaluate_compares_strategies_on_a_tenant_and_on_files() {
     let (ok, _, err) = reco(&app, &files).await;
     assert!(!ok);
     assert!(err.contains("line 1"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_and_entities_are_listed_and_deleted_from_the_command_line() {
+    let app = crate::helpers::seeded(Backend::Sqlite).await;
+    assert_eq!(app.create_tenant("alpha", 2, "cosine").await.status(), 201);
+    let (ok, out, err) = reco(&app, &["tenant", "list"]).await;
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("alpha\t2-d cosine\t0 entities"),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("shop\t3-d dot\t5 entities"), "{out}");
+
+    // One page, and where to go on; then every page.
+    let (ok, out, err) = reco(&app, &["entities", "list", "shop", "--limit", "2"]).await;
+    assert!(ok, "{err}");
+    let ids = |out: &str| -> Vec<String> {
+        out.lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(ids(&out), ["a", "b"]);
+    assert!(err.contains("--after 'b'"), "{err}");
+    let (ok, out, _) = reco(&app, &["entities", "list", "shop", "--limit", "2", "--all"]).await;
+    assert!(ok);
+    assert_eq!(ids(&out), ["a", "b", "c", "d", "e"]);
+
+    let (ok, out, err) = reco(&app, &["tenant", "delete", "alpha"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "deleted alpha");
+    assert_eq!(app.get("/v1/tenants/alpha").await.status(), 404);
+}
+
+/// Errors are one line a person can act on: the message, its code, a hint; no JSON, no
+/// backtrace; an address without a scheme is taken as http.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_errors_are_one_line_with_a_hint() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let bare = app.base.trim_start_matches("http://").to_owned();
+    let (ok, _, err) = reco(&app, &["entities", "list", "nobody", "--url", &bare]).await;
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "error: tenant `nobody` does not exist (not_found); `reco tenant list` shows the \
+         tenants, `reco tenant create` makes one"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_reco"))
+        .args(["tenant", "list", "--url", &bare, "--key", "wrong"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: this key is not valid (unauthorized); check the key"),
+        "{err}"
+    );
+    let (ok, _, err) = reco(&app, &["tenant", "list", "--url", "127.0.0.1:1"]).await;
+    assert!(!ok);
+    assert!(err.contains("is `reco serve` running there?"), "{err}");
 }

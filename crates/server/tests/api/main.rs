@@ -18,6 +18,7 @@ mod cli;
 mod contract;
 mod hardening;
 mod helpers;
+mod listing;
 mod migrate;
 mod operations;
 mod servers;
