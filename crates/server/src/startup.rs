@@ -112,6 +112,9 @@ impl Application {
             source,
         })?
         .shutdown_timeout(30)
+        // Signals are the binary's (`run_until_signalled`): actix would force a stop on
+        // SIGINT, cutting requests in flight.
+        .disable_signals()
         .run();
         tokio::spawn(sync::warm_up_then_follow(state.clone()));
         Ok(Self {
@@ -136,9 +139,43 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until stopped (SIGINT, SIGTERM, or [`Application::handle`]).
+    /// Serves until stopped through [`Application::handle`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+
+    /// Serves until SIGINT or SIGTERM, which stop it gracefully: it accepts nothing more and
+    /// answers the requests in flight (a write among them commits and is answered) for up to
+    /// 30 s. A second signal stops it at once.
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let handle = self.server.handle();
+        let watcher = tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!(
+                "stopping: answering the requests in flight (a second signal stops at once)"
+            );
+            let graceful = tokio::spawn({
+                let handle = handle.clone();
+                async move { handle.stop(true).await }
+            });
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::warn!("stopping at once: requests in flight are cut");
+            graceful.abort();
+            handle.stop(false).await;
+        });
+        let served = self.server.await;
+        watcher.abort();
+        tracing::info!("stopped");
+        served
     }
 }
 

@@ -151,7 +151,7 @@ impl Cli {
                     .await
                     .context("starting the service")?;
                 tracing::info!(port = app.port(), "listening");
-                app.run_until_stopped().await?;
+                app.run_until_signalled().await?;
             }
             Command::Migrate(args) => {
                 let mut settings = Settings::resolve(ServeArgs {

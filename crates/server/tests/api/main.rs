@@ -22,3 +22,4 @@ mod listing;
 mod migrate;
 mod operations;
 mod servers;
+mod stopping;
