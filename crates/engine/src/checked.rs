@@ -153,6 +153,22 @@ impl CheckedInteractions {
     pub fn into_interactions(self) -> Vec<Interaction> {
         self.interactions
     }
+
+    /// Keeps the interactions whose place in `keep` is true (a subset of a checked batch is
+    /// checked): what storage recorded of a batch some of which it already held.
+    ///
+    /// # Panics
+    /// When `keep` is not as long as the batch.
+    pub fn retain(&mut self, keep: &[bool]) {
+        assert_eq!(
+            keep.len(),
+            self.interactions.len(),
+            "one flag per interaction"
+        );
+        let mut flags = keep.iter();
+        self.interactions
+            .retain(|_| flags.next().copied().unwrap_or(false));
+    }
 }
 
 #[cfg(test)]

@@ -92,8 +92,8 @@ pub use error::{EngineError, Result};
 pub use index::Filter;
 pub use interrupt::Interrupt;
 pub use model::{
-    Embedding, EntityId, EntityView, Interaction, InteractionKind, MAX_DIMENSION, MAX_ID_BYTES,
-    Metric, Millis, NewEntity, Scored, TenantInfo, TenantName, TenantSpec, UserId,
+    Embedding, EntityId, EntityView, Interaction, InteractionId, InteractionKind, MAX_DIMENSION,
+    MAX_ID_BYTES, Metric, Millis, NewEntity, Scored, TenantInfo, TenantName, TenantSpec, UserId,
 };
 pub use query::{
     Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, MAX_K, MAX_OFFSET, Ranking,

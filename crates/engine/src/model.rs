@@ -112,6 +112,30 @@ impl fmt::Display for UserId {
     }
 }
 
+/// The id a client gives an interaction so that sending it again records it once: 1 to 256
+/// bytes of UTF-8 without NUL. The engine ranks without it; storage keeps it, per tenant,
+/// unique.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InteractionId(Arc<str>);
+
+impl InteractionId {
+    /// Parses an interaction id.
+    pub fn parse(id: &str) -> Result<Self> {
+        parse_id("an interaction id", id).map(Self)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InteractionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A label: a category or a tag, 1 to 256 bytes.
 pub(crate) fn check_label(kind: &str, label: &str) -> Result<()> {
     parse_id(kind, label).map(drop)

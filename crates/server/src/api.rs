@@ -5,8 +5,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use reco_engine::{
-    Algorithm, EntityId, EntityView, Example, ExampleStrategy, Filter, Interaction,
-    InteractionKind, LearnParams, Learning, Metric, ModelInfo, NewEntity, Ranking,
+    Algorithm, EntityId, EntityView, Example, ExampleStrategy, Filter, Interaction, InteractionId,
+    InteractionKind, LearnParams, Learning, Lineage, Metric, ModelInfo, NewEntity, Ranking,
     RecommendRequest, Scored, SearchOptions, Space, Strategy, TenantInfo, TenantSpec, UserId,
     UserStrategy,
 };
@@ -258,12 +258,16 @@ pub struct TenantView {
     /// The tenant's own request budget, requests per second; null when the server's default
     /// applies.
     pub rate_limit: Option<u32>,
+    /// Names this incarnation of the tenant: a tenant deleted and made again under the same
+    /// name has another (`reco import` keys its resume state by it).
+    pub lineage: String,
 }
 
 impl TenantView {
     /// The view of a tenant, with its model's status when it has one.
     pub fn new(
         info: &TenantInfo,
+        lineage: Lineage,
         model: Option<ModelStatus>,
         rate_limit: Option<NonZeroU32>,
     ) -> Self {
@@ -277,6 +281,7 @@ impl TenantView {
             collaborative: CollaborativeBody::from(&info.learning),
             model,
             rate_limit: rate_limit.map(NonZeroU32::get),
+            lineage: lineage.to_string(),
         }
     }
 }
@@ -432,6 +437,12 @@ pub struct EntityPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InteractionBody {
+    /// The interaction's own id, if its client gives one: 1 to 256 bytes of UTF-8 without
+    /// NUL. An interaction whose id the tenant already holds is acknowledged and not recorded
+    /// again, so a retried request never counts twice.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
+    pub id: Option<String>,
     /// 1 to 256 bytes of UTF-8, without NUL.
     #[schema(min_length = 1, max_length = 256)]
     pub user: String,
@@ -458,27 +469,49 @@ pub struct InteractionsBody {
 }
 
 impl InteractionsBody {
-    pub fn into_interactions(self, now_ms: i64) -> Result<Vec<Interaction>, ApiError> {
+    /// The interactions, and the id each one's client gave (or none).
+    pub fn into_interactions(
+        self,
+        now_ms: i64,
+    ) -> Result<(Vec<Interaction>, Vec<Option<InteractionId>>), ApiError> {
         check_batch(self.interactions.len(), "interactions")?;
         self.interactions
             .into_iter()
             .enumerate()
             .map(|(index, i)| {
-                let at =
-                    |m: String| ApiError::BadRequest(format!("item {index} of the batch: {m}"));
-                let timestamp = match i.timestamp {
-                    None => now_ms,
-                    Some(text) => parse_rfc3339(&text).map_err(at)?,
-                };
-                Ok(Interaction {
-                    user: UserId::parse(&i.user).map_err(|e| at(e.to_string()))?,
-                    entity: EntityId::parse(&i.entity).map_err(|e| at(e.to_string()))?,
-                    kind: InteractionKind::parse(&i.kind).map_err(|e| at(e.to_string()))?,
-                    weight: i.weight,
-                    timestamp,
-                })
+                i.into_interaction(now_ms)
+                    .map_err(|m| ApiError::BadRequest(format!("item {index} of the batch: {m}")))
             })
             .collect()
+    }
+}
+
+impl InteractionBody {
+    /// The interaction (its timestamp `now_ms` when it names none) and the id its client gave,
+    /// as the server reads them; `reco import` checks files with it too.
+    pub fn into_interaction(
+        self,
+        now_ms: i64,
+    ) -> Result<(Interaction, Option<InteractionId>), String> {
+        let timestamp = match self.timestamp {
+            None => now_ms,
+            Some(text) => parse_rfc3339(&text)?,
+        };
+        let text = |e: reco_engine::EngineError| e.to_string();
+        let id = self
+            .id
+            .as_deref()
+            .map(InteractionId::parse)
+            .transpose()
+            .map_err(text)?;
+        let interaction = Interaction {
+            user: UserId::parse(&self.user).map_err(text)?,
+            entity: EntityId::parse(&self.entity).map_err(text)?,
+            kind: InteractionKind::parse(&self.kind).map_err(text)?,
+            weight: self.weight,
+            timestamp,
+        };
+        Ok((interaction, id))
     }
 }
 
@@ -552,7 +585,11 @@ impl ModelStatus {
 /// `200` from recording interactions.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
+    /// Every interaction of the batch: all are acknowledged, durable.
     pub accepted: usize,
+    /// Those whose `id` the tenant already held (or an earlier one of the batch gave): not
+    /// recorded again.
+    pub duplicates: usize,
 }
 
 /// The query string of similar and user recommendations.

@@ -125,6 +125,9 @@ fn exact(doc: &mut Value, retention: Duration) {
         "additionalProperties": {"$ref": "#/components/schemas/AttributeValue"}}],
         "description": "Any JSON object, at most 32 deep, without NUL; stored as given."});
     let interaction = &mut schemas["InteractionBody"]["properties"];
+    interaction["id"] = json!({"oneOf": [{"type": "null"}, name(
+        "The interaction's own id (1 to 256 bytes, without NUL): sent again, it is \
+         acknowledged and not recorded twice.")]});
     interaction["user"] = name(id);
     interaction["entity"] = name(id);
     interaction["timestamp"] = json!({"type": ["string", "null"], "format": "date-time",

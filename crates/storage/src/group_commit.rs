@@ -16,10 +16,10 @@ use crate::error::{Result, StorageError};
 
 /// One caller's batch.
 #[derive(Debug)]
-pub(crate) struct Pending<R> {
+pub(crate) struct Pending<R, O> {
     pub tenant: TenantName,
     pub rows: Vec<R>,
-    done: oneshot::Sender<Result<ChangeId>>,
+    done: oneshot::Sender<Result<O>>,
 }
 
 /// The most rows one shared commit takes.
@@ -27,11 +27,11 @@ const MAX_ROWS: usize = 20_000;
 
 /// The queue in front of the writer task, for batches of rows of type `R`.
 #[derive(Debug)]
-pub(crate) struct GroupCommit<R> {
-    queue: mpsc::Sender<Pending<R>>,
+pub(crate) struct GroupCommit<R, O = ChangeId> {
+    queue: mpsc::Sender<Pending<R, O>>,
 }
 
-impl<R> Clone for GroupCommit<R> {
+impl<R, O> Clone for GroupCommit<R, O> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
@@ -39,15 +39,15 @@ impl<R> Clone for GroupCommit<R> {
     }
 }
 
-impl<R: Clone + Send + 'static> GroupCommit<R> {
+impl<R: Clone + Send + 'static, O: Send + 'static> GroupCommit<R, O> {
     /// Starts the writer task; `commit` writes a group in one transaction and returns each
     /// batch's stamp, in order.
     pub fn start<F, Fut>(commit: F) -> Self
     where
         F: Fn(Vec<(TenantName, Vec<R>)>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<ChangeId>>> + Send,
+        Fut: Future<Output = Result<Vec<O>>> + Send,
     {
-        let (queue, mut rx) = mpsc::channel::<Pending<R>>(4096);
+        let (queue, mut rx) = mpsc::channel::<Pending<R, O>>(4096);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut group = vec![first];
@@ -64,7 +64,7 @@ impl<R: Clone + Send + 'static> GroupCommit<R> {
                 if let [only] = &group[..] {
                     let result = commit(vec![(only.tenant.clone(), only.rows.clone())])
                         .await
-                        .and_then(|stamps| only_stamp(&stamps));
+                        .and_then(only_stamp);
                     let only = group.pop().expect("one batch");
                     let _ = only.done.send(result);
                     continue;
@@ -83,7 +83,7 @@ impl<R: Clone + Send + 'static> GroupCommit<R> {
                         for p in group {
                             let result = commit(vec![(p.tenant.clone(), p.rows.clone())])
                                 .await
-                                .and_then(|stamps| only_stamp(&stamps));
+                                .and_then(only_stamp);
                             let _ = p.done.send(result);
                         }
                     }
@@ -94,7 +94,7 @@ impl<R: Clone + Send + 'static> GroupCommit<R> {
     }
 
     /// Queues a batch and waits until it is committed; returns its stamp.
-    pub async fn write(&self, tenant: TenantName, rows: Vec<R>) -> Result<ChangeId> {
+    pub async fn write(&self, tenant: TenantName, rows: Vec<R>) -> Result<O> {
         let (done, answer) = oneshot::channel();
         self.queue
             .send(Pending { tenant, rows, done })
@@ -107,12 +107,12 @@ impl<R: Clone + Send + 'static> GroupCommit<R> {
 }
 
 /// The one stamp of a commit of one batch.
-fn only_stamp(stamps: &[ChangeId]) -> Result<ChangeId> {
-    match *stamps {
-        [stamp] => Ok(stamp),
-        _ => Err(StorageError::Corrupt(format!(
-            "a commit of one batch returned {} stamps",
-            stamps.len()
+fn only_stamp<O>(mut stamps: Vec<O>) -> Result<O> {
+    let n = stamps.len();
+    match stamps.pop() {
+        Some(one) if n == 1 => Ok(one),
+        Some(_) | None => Err(StorageError::Corrupt(format!(
+            "a commit of one batch returned {n} results"
         ))),
     }
 }

@@ -30,7 +30,7 @@ mod trained;
 pub use crate::redis::{RedisCache, Tier};
 pub use error::{Result, StorageError};
 pub use feed::ChangeFeed;
-pub use model::{DbSearch, LoadSink, Loaded, PoolStats, TenantRecord, TrainingLock};
+pub use model::{DbSearch, LoadSink, Loaded, PoolStats, Recorded, TenantRecord, TrainingLock};
 pub use notice::Change;
 pub use postgres::PgStore;
 pub use settings::{PostgresSettings, RedisSettings, SqliteSettings};

@@ -3,7 +3,10 @@
 //! here, apart from [`crate::Store`], so that the backends depend on this module and not on the
 //! facade that depends on them.
 
-use reco_engine::{EntityId, Filter, Interaction, Learning, Lineage, NewEntity, Stamp, TenantSpec};
+use reco_engine::{
+    ChangeId, EntityId, Filter, Interaction, InteractionId, Learning, Lineage, NewEntity, Stamp,
+    TenantSpec,
+};
 use std::num::NonZeroU32;
 
 use crate::error::Result;
@@ -88,5 +91,24 @@ pub trait LoadSink {
     fn older_interactions(&mut self, count: u64) -> Result<()> {
         let _ = count;
         Ok(())
+    }
+}
+
+/// An interaction as storage writes it: with the id its client gave, if any.
+pub(crate) type KeyedInteraction = (Interaction, Option<InteractionId>);
+
+/// What storage made of a batch of interactions: the change's stamp, and which of them it
+/// recorded (`fresh[i]`); the others carry an id the tenant already held, or an id given
+/// earlier in the same batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub change: ChangeId,
+    pub fresh: Vec<bool>,
+}
+
+impl Recorded {
+    /// How many of the batch were held already.
+    pub fn duplicates(&self) -> usize {
+        self.fresh.iter().filter(|fresh| !**fresh).count()
     }
 }

@@ -6,8 +6,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use reco_engine::{
-    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, Learning,
-    Lineage, ModelParts, NewEntity, Stamp, TenantName, TenantSpec,
+    ChangeId, CheckedEntities, Created, EntityId, Interaction, InteractionId, Learning, Lineage,
+    ModelParts, NewEntity, Stamp, TenantName, TenantSpec,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool};
@@ -15,7 +15,7 @@ use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool};
 use crate::error::{Result, StorageError, unavailable};
 use crate::group_commit::GroupCommit;
 use crate::load::Snapshot;
-use crate::model::{PoolStats, TenantRecord};
+use crate::model::{KeyedInteraction, PoolStats, Recorded, TenantRecord};
 use crate::rows;
 use crate::settings::SqliteSettings;
 use crate::trained::{self, COLUMNS, ModelRow};
@@ -24,7 +24,7 @@ use crate::trained::{self, COLUMNS, ModelRow};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    interactions: GroupCommit<Interaction>,
+    interactions: GroupCommit<KeyedInteraction, Recorded>,
     settings: SqliteSettings,
 }
 
@@ -270,8 +270,8 @@ impl SqliteStore {
     pub async fn record_interactions(
         &self,
         tenant: &TenantName,
-        batch: CheckedInteractions,
-    ) -> Result<ChangeId> {
+        batch: Vec<KeyedInteraction>,
+    ) -> Result<Recorded> {
         let version: Option<(i64, i64)> =
             sqlx::query_as("SELECT lineage, version FROM tenants WHERE name = $1")
                 .bind(tenant.as_str())
@@ -281,11 +281,12 @@ impl SqliteStore {
             return Err(StorageError::TenantNotFound(tenant.clone()));
         };
         if batch.is_empty() {
-            return Ok(rows::change(lineage, version));
+            return Ok(Recorded {
+                change: rows::change(lineage, version),
+                fresh: Vec::new(),
+            });
         }
-        self.interactions
-            .write(tenant.clone(), batch.into_interactions())
-            .await
+        self.interactions.write(tenant.clone(), batch).await
     }
 
     pub async fn get_entity(
@@ -371,16 +372,20 @@ async fn bump(tx: &mut sqlx::SqliteConnection, tenant: &TenantName) -> Result<Ch
 /// Writes a group of batches in one transaction; each batch is a change with its own stamp.
 async fn insert_interactions(
     pool: &SqlitePool,
-    group: Vec<(TenantName, Vec<Interaction>)>,
-) -> Result<Vec<ChangeId>> {
+    group: Vec<(TenantName, Vec<KeyedInteraction>)>,
+) -> Result<Vec<Recorded>> {
     let mut tx = pool.begin().await.map_err(unavailable)?;
-    let mut stamps = Vec::with_capacity(group.len());
+    let mut recorded = Vec::with_capacity(group.len());
     for (tenant, batch) in &group {
-        stamps.push(bump(&mut tx, tenant).await?);
-        for i in batch {
-            sqlx::query(
-                "INSERT INTO interactions (tenant, user_id, entity_id, kind, weight, at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+        let change = bump(&mut tx, tenant).await?;
+        let mut fresh = Vec::with_capacity(batch.len());
+        for (i, id) in batch {
+            // An id the tenant holds already (or that this batch gave before) is not recorded
+            // again: the partial unique index says so, and nothing is inserted.
+            let written = sqlx::query(
+                "INSERT INTO interactions (tenant, user_id, entity_id, kind, weight, at_ms, key) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (tenant, key) WHERE key IS NOT NULL DO NOTHING",
             )
             .bind(tenant.as_str())
             .bind(i.user.as_str())
@@ -388,6 +393,7 @@ async fn insert_interactions(
             .bind(i.kind.as_str())
             .bind(i.weight)
             .bind(i.timestamp)
+            .bind(id.as_ref().map(InteractionId::as_str))
             .execute(&mut *tx)
             .await
             .map_err(|e| {
@@ -399,10 +405,12 @@ async fn insert_interactions(
                     StorageError::from(e)
                 }
             })?;
+            fresh.push(written.rows_affected() == 1);
         }
+        recorded.push(Recorded { change, fresh });
     }
     tx.commit().await?;
-    Ok(stamps)
+    Ok(recorded)
 }
 
 /// One tenant's rows as of one moment: reads in one transaction.

@@ -3,14 +3,14 @@
 
 use indicatif::ProgressBar;
 use reco_engine::{
-    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Learning, Lineage,
-    ModelParts, NewEntity, TenantName, TenantSpec,
+    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, InteractionId, Learning,
+    Lineage, ModelParts, NewEntity, TenantName, TenantSpec,
 };
 
 use crate::error::{Result, StorageError};
 use crate::feed::ChangeFeed;
 use crate::load::load;
-use crate::model::{DbSearch, LoadSink, Loaded, PoolStats, TrainingLock};
+use crate::model::{DbSearch, LoadSink, Loaded, PoolStats, Recorded, TrainingLock};
 use crate::postgres::PgStore;
 use crate::rows;
 use crate::settings::{PostgresSettings, SqliteSettings};
@@ -149,13 +149,22 @@ impl Store {
         each!(self, s => s.delete_entity(tenant, id).await)
     }
 
-    /// Records interactions and returns once they are committed, with the change's stamp.
+    /// Records interactions and returns once they are committed, with the change's stamp and
+    /// which of them were recorded: an interaction whose id (`ids`, one per interaction) the
+    /// tenant already holds, or that an earlier one of the batch gave, is not recorded again.
+    /// A batch of duplicates alone is still a change (a stamp), with nothing in it.
+    ///
+    /// # Panics
+    /// When `ids` is not as long as the batch.
     pub async fn record_interactions(
         &self,
         tenant: &TenantName,
         batch: CheckedInteractions,
-    ) -> Result<ChangeId> {
-        each!(self, s => s.record_interactions(tenant, batch).await)
+        ids: Vec<Option<InteractionId>>,
+    ) -> Result<Recorded> {
+        assert_eq!(ids.len(), batch.len(), "one id (or none) per interaction");
+        let rows = batch.into_interactions().into_iter().zip(ids).collect();
+        each!(self, s => s.record_interactions(tenant, rows).await)
     }
 
     /// An entity as stored.

@@ -69,6 +69,11 @@ impl Client {
         }
     }
 
+    /// The service's address, as used.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     fn unreachable(&self, e: &reqwest::Error) -> CliError {
         use std::error::Error;
         // reqwest's own text ("error sending request") says less than its source's.

@@ -299,11 +299,19 @@ fn from_files(
     }
     let mut log = Vec::new();
     let now = reco_engine::Clock::now(&reco_engine::SystemClock);
+    // As the service records them: a line whose `id` an earlier line gave counts once.
+    let mut seen = std::collections::HashSet::new();
     for chunk in rows(interactions, Kind::Interactions)?.chunks(10_000) {
         let body: InteractionsBody = serde_json::from_value(json!({ "interactions": chunk }))?;
+        let (batch, ids) = body
+            .into_interactions(now)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         log.extend(
-            body.into_interactions(now)
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            batch
+                .into_iter()
+                .zip(ids)
+                .filter(|(_, id)| id.as_ref().is_none_or(|id| seen.insert(id.clone())))
+                .map(|(interaction, _)| interaction),
         );
     }
     let spec = match catalogue.iter().find(|e| !e.vector.is_empty()) {

@@ -1,11 +1,14 @@
 //! `reco import`: JSON lines or CSV of entities or interactions into a tenant, through the HTTP
 //! API (so the service validates, stores and serves them at once, and other servers hear of it).
 //!
-//! The whole file is checked first, and a file with any bad line writes nothing: every bad line
-//! is reported with its number. Then it goes in batches, each all or nothing. After each batch
-//! the number of lines sent is written beside the file (`<file>.reco-import`, with the file's
-//! size and hash), so a run that stopped resumes where it stopped, and an interaction is never
-//! sent twice.
+//! The whole file is checked first, by the server's own rules, and a file with any bad line
+//! writes nothing: bad lines are reported by number. Then it goes in batches, each all or
+//! nothing. After each batch the number of lines sent is written beside the file
+//! (`<file>.reco-import`), keyed by the service, the tenant's incarnation (its lineage), the
+//! kind and the file's size and hash, so a run that stopped resumes where it stopped, and
+//! importing the same file elsewhere starts from the beginning. Each interaction line carries
+//! an id (its own, or one derived from its content), so no rerun, resumed, restarted
+//! (`--restart`) or after fixing the file, records an interaction twice.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use reco_engine::{CheckedEntities, Metric, TenantSpec};
+use reco_engine::{CheckedEntities, CheckedInteractions, EngineError, Metric, Millis, TenantSpec};
 
 use reco_server::api::{self, EntityBody, InteractionBody};
 
@@ -62,22 +65,53 @@ pub struct ImportArgs {
     /// A key that opens the tenant (or the admin key).
     #[arg(long, env = "RECO_KEY", hide_env_values = true)]
     pub key: Option<String>,
+    /// Start at the first line, whatever an earlier run sent (interactions are still recorded
+    /// once: each line carries an id).
+    #[arg(long)]
+    pub restart: bool,
 }
 
+/// How far a run got with one file into one incarnation of one tenant on one service.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct Progress {
+    url: String,
+    tenant: String,
+    lineage: String,
+    kind: String,
     size: u64,
     sha256: String,
     lines_sent: usize,
 }
 
+impl Progress {
+    fn same_run(&self, other: &Progress) -> bool {
+        (
+            &self.url,
+            &self.tenant,
+            &self.lineage,
+            &self.kind,
+            self.size,
+            &self.sha256,
+        ) == (
+            &other.url,
+            &other.tenant,
+            &other.lineage,
+            &other.kind,
+            other.size,
+            &other.sha256,
+        )
+    }
+}
+
 /// How an import went.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Imported {
-    /// Lines written by this run.
+    /// Lines sent by this run.
     pub written: usize,
-    /// Lines a run before had written.
+    /// Lines a run before had sent.
     pub skipped: usize,
+    /// Interactions of this run the tenant already held (by id): not recorded again.
+    pub duplicates: usize,
 }
 
 fn progress_path(file: &Path) -> PathBuf {
@@ -104,9 +138,14 @@ pub async fn run(args: &ImportArgs, bar: &ProgressBar) -> Result<Imported, Impor
             });
     let client = Client::new(&args.url, args.key.as_deref());
     let tenant: Value = client.get(&format!("/v1/tenants/{}", args.tenant)).await?;
-    let (rows, mut bad) = parse(&text, format, args.kind);
-    if args.kind == Kind::Entities {
-        bad.extend(entity_problems(&rows, tenant_spec(&tenant)?));
+    let (mut rows, mut bad) = parse(&text, format, args.kind);
+    match args.kind {
+        Kind::Entities => bad.extend(entity_problems(&rows, tenant_spec(&tenant)?)),
+        Kind::Interactions => {
+            let now = reco_engine::Clock::now(&reco_engine::SystemClock);
+            bad.extend(interaction_problems(&rows, now));
+            give_ids(&mut rows);
+        }
     }
     if !bad.is_empty() {
         bad.sort_by_key(|(line, _)| *line);
@@ -118,15 +157,25 @@ pub async fn run(args: &ImportArgs, bar: &ProgressBar) -> Result<Imported, Impor
     }
 
     let fingerprint = Progress {
+        url: client.base().to_owned(),
+        tenant: args.tenant.clone(),
+        lineage: tenant["lineage"].as_str().unwrap_or_default().to_owned(),
+        kind: format!("{:?}", args.kind).to_lowercase(),
         size: bytes.len() as u64,
         sha256: hex::encode(Sha256::digest(&bytes)),
         lines_sent: 0,
     };
     let marker = progress_path(&args.file);
-    let skipped = std::fs::read_to_string(&marker)
+    // Every run of this file is kept (another tenant, service or kind is another run); a
+    // marker this version cannot read counts as none.
+    let mut runs: Vec<Progress> = std::fs::read_to_string(&marker)
         .ok()
-        .and_then(|t| serde_json::from_str::<Progress>(&t).ok())
-        .filter(|p| p.size == fingerprint.size && p.sha256 == fingerprint.sha256)
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let skipped = runs
+        .iter()
+        .find(|p| p.same_run(&fingerprint))
+        .filter(|_| !args.restart)
         .map_or(0, |p| p.lines_sent.min(rows.len()));
     bar.set_length(rows.len() as u64);
     bar.set_position(skipped as u64);
@@ -138,19 +187,25 @@ pub async fn run(args: &ImportArgs, bar: &ProgressBar) -> Result<Imported, Impor
         ),
     };
     let mut sent = skipped;
+    let mut duplicates = 0;
     for batch in rows[skipped..].chunks(args.batch_size.clamp(1, api::MAX_BATCH)) {
         let items: Vec<&Value> = batch.iter().map(|(_, row)| row).collect();
         let body = json!({ field: items });
-        match args.kind {
+        let answer = match args.kind {
             Kind::Entities => client.send(reqwest::Method::PUT, &path, &body).await?,
             Kind::Interactions => client.send(reqwest::Method::POST, &path, &body).await?,
         };
+        duplicates += answer["duplicates"]
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
         sent += batch.len();
-        let done = Progress {
+        runs.retain(|p| !p.same_run(&fingerprint));
+        runs.push(Progress {
             lines_sent: sent,
             ..fingerprint.clone()
-        };
-        std::fs::write(&marker, serde_json::to_string(&done).expect("plain data")).map_err(
+        });
+        std::fs::write(&marker, serde_json::to_string(&runs).expect("plain data")).map_err(
             |e| ImportError::File {
                 path: marker.clone(),
                 reason: e.to_string(),
@@ -161,6 +216,7 @@ pub async fn run(args: &ImportArgs, bar: &ProgressBar) -> Result<Imported, Impor
     Ok(Imported {
         written: sent - skipped,
         skipped,
+        duplicates,
     })
 }
 
@@ -198,6 +254,54 @@ fn entity_problems(rows: &[(usize, Value)], spec: TenantSpec) -> Vec<(usize, Str
         bad.push((lines[index], problem.to_string()));
     }
     bad
+}
+
+/// Every interaction line the server would refuse: its fields as the server reads them
+/// (`InteractionBody::into_interaction`), then the engine's check of a new batch (weights,
+/// timestamps at most an hour ahead of `now`).
+fn interaction_problems(rows: &[(usize, Value)], now: Millis) -> Vec<(usize, String)> {
+    rows.iter()
+        .filter_map(|(line, row)| {
+            let problem = serde_json::from_value::<InteractionBody>(row.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|body| body.into_interaction(now))
+                .and_then(|(interaction, _)| {
+                    CheckedInteractions::new_at(vec![interaction], now)
+                        .map(drop)
+                        .map_err(|e| {
+                            // The item's place in a batch of one says nothing; its line does.
+                            let EngineError::InvalidItem { source, .. } = e else {
+                                return e.to_string();
+                            };
+                            source.to_string()
+                        })
+                });
+            problem.err().map(|e| (*line, e))
+        })
+        .collect()
+}
+
+/// Gives each interaction line without an `id` one derived from its content (and how many
+/// lines before had the same), so that sending a line again, from a rerun or a fixed file,
+/// records it once: the service keeps interaction ids per tenant.
+fn give_ids(rows: &mut [(usize, Value)]) {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (_, row) in rows.iter_mut() {
+        let Some(object) = row.as_object_mut() else {
+            continue;
+        };
+        if object.contains_key("id") {
+            continue;
+        }
+        // serde_json's maps are sorted, so the text names the content whatever the key order.
+        let digest = hex::encode(Sha256::digest(Value::Object(object.clone()).to_string()));
+        let count = seen.entry(digest[..32].to_owned()).or_default();
+        object.insert(
+            "id".into(),
+            Value::from(format!("import-{}-{count}", &digest[..32])),
+        );
+        *count += 1;
+    }
 }
 
 /// Parses every line into the API's JSON shape, checking its fields: the good rows, and the

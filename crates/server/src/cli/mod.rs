@@ -175,15 +175,21 @@ impl Cli {
                 let bar = import::bar();
                 let done = import::run(&args, &bar).await?;
                 bar.finish_and_clear();
+                let mut notes = Vec::new();
+                if done.skipped > 0 {
+                    notes.push(format!("{} sent by an earlier run", done.skipped));
+                }
+                if done.duplicates > 0 {
+                    notes.push(format!("{} recorded before, not again", done.duplicates));
+                }
+                let notes = if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", notes.join("; "))
+                };
                 println!(
-                    "imported {} line(s) into {}{}",
-                    done.written,
-                    args.tenant,
-                    if done.skipped > 0 {
-                        format!(" ({} sent by an earlier run)", done.skipped)
-                    } else {
-                        String::new()
-                    }
+                    "imported {} line(s) into {}{notes}",
+                    done.written, args.tenant
                 );
             }
             Command::Evaluate(args) => {

@@ -18,23 +18,32 @@ pub async fn post_interactions(
     let tenant = admitted.tenant;
     state.engine.tenant_info(&tenant)?;
     let now = state.engine.now();
-    let batch = CheckedInteractions::new_at(body.into_inner().into_interactions(now)?, now)?;
+    let (interactions, ids) = body.into_inner().into_interactions(now)?;
+    let mut batch = CheckedInteractions::new_at(interactions, now)?;
     let accepted = batch.len();
-    committed(&state, move |state| async move {
-        let change = state
+    let duplicates = committed(&state, move |state| async move {
+        let empty = batch.is_empty();
+        let recorded = state
             .store
-            .record_interactions(&tenant, batch.clone())
+            .record_interactions(&tenant, batch.clone(), ids)
             .await?;
-        // An empty batch is no change: its "stamp" is the tenant's current version.
-        if !batch.is_empty() {
+        // An empty batch is no change: its "stamp" is the tenant's current version. A batch
+        // of duplicates alone is a change with nothing in it, applied all the same, since
+        // every server applies each stamp of a tenant in order.
+        if !empty {
+            let change = recorded.change;
+            batch.retain(&recorded.fresh);
             sync::apply_own(&state, &tenant, change, move |engine, tenant| {
                 engine.record_at(tenant, change, batch).map(drop)
             })
             .await?;
             model::train_if_due(&state, &tenant);
         }
-        Ok(())
+        Ok(recorded.duplicates())
     })
     .await?;
-    Ok(HttpResponse::Ok().json(Accepted { accepted }))
+    Ok(HttpResponse::Ok().json(Accepted {
+        accepted,
+        duplicates,
+    }))
 }

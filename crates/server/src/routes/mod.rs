@@ -40,10 +40,11 @@ fn cached(answer: &Answer, mut response: HttpResponse) -> HttpResponse {
 /// runtime (see `AppState::writer`): a client that hangs up cannot cut it between the commit
 /// and the engine, and its round trips to storage do not wait behind the reads an HTTP worker
 /// has queued.
-pub(crate) async fn committed<F, Fut>(state: &Data, write: F) -> Result<(), ApiError>
+pub(crate) async fn committed<F, Fut, T>(state: &Data, write: F) -> Result<T, ApiError>
 where
     F: FnOnce(Data) -> Fut + 'static,
-    Fut: Future<Output = Result<(), ApiError>> + Send + 'static,
+    Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
+    T: Send + 'static,
 {
     state
         .writer

@@ -54,6 +54,7 @@ pub async fn put_tenant(
 pub(crate) fn view(state: &Data, tenant: &TenantName) -> Result<TenantView, ApiError> {
     Ok(TenantView::new(
         &state.engine.tenant_info(tenant)?,
+        state.engine.lineage(tenant)?,
         model::status(state, tenant)?,
         state.own_rate_limit(tenant),
     ))

@@ -309,7 +309,10 @@ async fn interactions_are_accepted_and_counted(backend: Backend) {
         )
         .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"accepted": 3}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"accepted": 3, "duplicates": 0})
+    );
     for (bad, why) in [
         (
             json!([{"user": "ann", "entity": "a", "kind": "share"}]),

@@ -155,15 +155,133 @@ async fn imports_go_in_batches_and_resume() {
         "{out}"
     );
     assert_eq!(counts(&app).await, (3, 25));
-    // A run that stopped after the first batch resumes after it.
+    // A run that stopped after the first batch resumes after it; had it sent more than it
+    // noted, the ids keep those from counting twice.
     let marker = format!("{path}.reco-import");
     let progress: Value = serde_json::from_str(&std::fs::read_to_string(&marker).unwrap()).unwrap();
     let mut stopped = progress.clone();
-    stopped["lines_sent"] = 10.into();
+    stopped[0]["lines_sent"] = 10.into();
     std::fs::write(&marker, stopped.to_string()).unwrap();
     let (ok, out, _) = reco(&app, &args).await;
-    assert!(ok && out.contains("imported 15 line(s)"), "{out}");
-    assert_eq!(counts(&app).await, (3, 40));
+    assert!(
+        ok && out.contains("imported 15 line(s)") && out.contains("15 recorded before, not again"),
+        "{out}"
+    );
+    assert_eq!(counts(&app).await, (3, 25));
+}
+
+/// Issue 15's import: the same file into two tenants, a whole-file check by the server's
+/// rules that names file lines, and reruns (restarted, or after fixing the file) that never
+/// count an interaction twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_check_the_whole_file_and_never_count_twice() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for tenant in ["shop", "shop2"] {
+        assert_eq!(app.create_tenant(tenant, 2, "dot").await.status(), 201);
+    }
+    let import = |file: &std::path::Path, tenant: &str, kind: &str, extra: &[&str]| {
+        let mut args = vec![
+            "import".to_owned(),
+            file.to_str().unwrap().to_owned(),
+            "--tenant".into(),
+            tenant.into(),
+            "--kind".into(),
+            kind.into(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let app = &app;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            reco(app, &args).await
+        }
+    };
+    let count = |tenant: &'static str| {
+        let app = &app;
+        async move {
+            let info: Value = app
+                .get(&format!("/v1/tenants/{tenant}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            (
+                info["entities"].as_u64().unwrap(),
+                info["interactions"].as_u64().unwrap(),
+            )
+        }
+    };
+    // A duplicate id on the last line refuses the whole file, naming that line.
+    let mut lines: String = (0..30)
+        .map(|i| format!("{{\"id\": \"e{i}\", \"vector\": [1, {i}]}}\n"))
+        .collect();
+    lines.push_str("{\"id\": \"e3\", \"vector\": [1, 1]}\n");
+    let entities = write("entities.jsonl", &lines);
+    let (ok, _, err) = import(&entities, "shop", "entities", &["--batch-size", "5"]).await;
+    assert!(
+        !ok && err.contains("line 31:") && err.contains("twice"),
+        "{err}"
+    );
+    assert_eq!(count("shop").await, (0, 0));
+    // Interactions: a bad kind and a timestamp far ahead, on the last lines, write nothing.
+    let good: String = (0..30)
+        .map(|i| format!("{{\"user\": \"u{i}\", \"entity\": \"e{i}\", \"kind\": \"view\"}}\n"))
+        .collect();
+    let bad = format!(
+        "{good}{{\"user\": \"x\", \"entity\": \"e1\", \"kind\": \"stare\"}}\n\
+         {{\"user\": \"y\", \"entity\": \"e1\", \"kind\": \"view\", \"timestamp\": \"9999-12-31T00:00:00Z\"}}\n"
+    );
+    let file = write("interactions.jsonl", &bad);
+    let (ok, _, err) = import(&file, "shop", "interactions", &[]).await;
+    assert!(
+        !ok && err.contains("line 31:") && err.contains("line 32:"),
+        "{err}"
+    );
+    assert!(err.contains("hour in the future"), "{err}");
+    assert_eq!(count("shop").await, (0, 0));
+    // Fixed (the bad lines dropped), it goes in; into a second tenant as well, from line 1.
+    std::fs::write(&file, &good).unwrap();
+    for tenant in ["shop", "shop2"] {
+        let (ok, out, err) = import(&file, tenant, "interactions", &["--batch-size", "7"]).await;
+        assert!(ok && out.contains("imported 30 line(s)"), "{out}{err}");
+        assert_eq!(count(tenant).await.1, 30);
+    }
+    // Edited again (a line added, the file's hash changes): only the new line counts.
+    std::fs::write(
+        &file,
+        format!("{good}{{\"user\": \"z\", \"entity\": \"e2\", \"kind\": \"like\"}}\n"),
+    )
+    .unwrap();
+    let (ok, out, err) = import(&file, "shop", "interactions", &[]).await;
+    assert!(
+        ok && out.contains("30 recorded before, not again"),
+        "{out}{err}"
+    );
+    assert_eq!(count("shop").await.1, 31);
+    let (ok, out, _) = import(&file, "shop", "interactions", &["--restart"]).await;
+    assert!(
+        ok && out.contains("imported 31 line(s)") && out.contains("31 recorded before"),
+        "{out}"
+    );
+    assert_eq!(count("shop").await.1, 31);
+    // A tenant deleted and made again is another incarnation: the import starts over.
+    let r = app
+        .admin(reqwest::Method::DELETE, "/v1/tenants/shop2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(app.create_tenant("shop2", 2, "dot").await.status(), 201);
+    let (ok, out, _) = import(&file, "shop2", "interactions", &[]).await;
+    assert!(ok && out.contains("imported 31 line(s)"), "{out}");
+    assert_eq!(count("shop2").await.1, 31);
+    // Many bad lines: the first 20 are shown, the rest counted.
+    let many: String = (0..45).map(|i| format!("{{\"id\": \"b{i}\"}}\n")).collect();
+    let (ok, _, err) = import(&write("many.jsonl", &many), "shop", "entities", &[]).await;
+    assert!(
+        !ok && err.contains("45 bad line(s)") && err.contains("... and 25 more"),
+        "{err}"
+    );
+    assert!(!err.contains("line 21:"), "{err}");
 }
 
 /// `reco evaluate` on a tenant as the database holds it, and on files: a table of every

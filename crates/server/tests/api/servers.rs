@@ -390,3 +390,78 @@ async fn the_embedded_database_keeps_the_model_across_a_restart() {
     assert_eq!(model["version"], 1);
     assert_eq!(collaborative_answers(&second).await, before);
 }
+
+/// Interactions with an id are recorded once per tenant, across requests, restarts and
+/// servers; a batch of duplicates alone does not hold up another server's feed.
+#[tokio::test]
+async fn interactions_with_an_id_count_once_across_servers_and_restarts() {
+    let a = seeded(Backend::Postgres).await;
+    let b = TestApp::start(a.settings.clone()).await;
+    let post = |app: &TestApp, body: Value| {
+        let request = app
+            .admin(Method::POST, "/v1/tenants/shop/interactions")
+            .json(&json!({ "interactions": body }));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let click = |id: &str, entity: &str| json!({"id": id, "user": "ann", "entity": entity, "kind": "click"});
+    assert_eq!(
+        post(
+            &a,
+            json!([click("k1", "c"), click("k2", "d"), click("k1", "c")])
+        )
+        .await,
+        json!({"accepted": 3, "duplicates": 1})
+    );
+    // The same ids through the other server: nothing new, and a change all the same.
+    assert_eq!(
+        post(&b, json!([click("k1", "c"), click("k2", "d")])).await,
+        json!({"accepted": 2, "duplicates": 2})
+    );
+    assert_eq!(
+        post(&a, json!([click("k3", "e")])).await,
+        json!({"accepted": 1, "duplicates": 0})
+    );
+    for app in [&a, &b] {
+        eventually(Duration::from_secs(1), || async {
+            let info: Value = app.get("/v1/tenants/shop").await.json().await.unwrap();
+            info["interactions"] == 3
+        })
+        .await;
+    }
+    let scores: Value = b
+        .get("/v1/tenants/shop/trending")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let c = scores["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "c")
+        .unwrap()["score"]
+        .as_f64()
+        .unwrap();
+    let e = scores["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "e")
+        .unwrap()["score"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (c - e).abs() < 1e-3 * e,
+        "c was counted once, as e was: {scores}"
+    );
+    let settings = a.settings.clone();
+    a.stop().await;
+    drop(a);
+    let again = TestApp::start(settings).await;
+    assert_eq!(
+        post(&again, json!([click("k3", "e"), click("k4", "e")])).await,
+        json!({"accepted": 2, "duplicates": 1})
+    );
+    let info: Value = again.get("/v1/tenants/shop").await.json().await.unwrap();
+    assert_eq!(info["interactions"], 4);
+}

@@ -2,10 +2,11 @@
 //! still a change of its own with its own version of its tenant and its own notice.
 
 use pgvector::Vector;
-use reco_engine::{ChangeId, Interaction, NewEntity, TenantName};
+use reco_engine::{ChangeId, InteractionId, NewEntity, TenantName};
 use sqlx::PgPool;
 
 use crate::error::{Result, StorageError, unavailable};
+use crate::model::{KeyedInteraction, Recorded};
 use crate::notice::{CHANNEL, ChangeKind, notice};
 use crate::rows;
 
@@ -121,13 +122,15 @@ pub(super) async fn upsert_group(
     Ok(stamps)
 }
 
-/// Writes a group of interaction batches in one transaction and returns their stamps: each
-/// batch is a change of its own, with its own version of its tenant and its own notice.
+/// Writes a group of interaction batches in one transaction and returns their stamps and
+/// which rows were recorded: each batch is a change of its own, with its own version of its
+/// tenant and its own notice; a row whose id its tenant holds already (or an earlier row of
+/// the group gave) is not written.
 pub(super) async fn insert_interactions(
     pool: &PgPool,
     origin: &str,
-    group: Vec<(TenantName, Vec<Interaction>)>,
-) -> Result<Vec<ChangeId>> {
+    group: Vec<(TenantName, Vec<KeyedInteraction>)>,
+) -> Result<Vec<Recorded>> {
     let fail = |e: sqlx::Error| match &group[..] {
         [(tenant, _)] => write_error(e, tenant),
         _ => e.into(),
@@ -167,6 +170,7 @@ pub(super) async fn insert_interactions(
     let mut weights = Vec::with_capacity(rows);
     let mut at = Vec::with_capacity(rows);
     let mut batches = Vec::with_capacity(rows);
+    let mut keys: Vec<Option<&str>> = Vec::with_capacity(rows);
     let mut notices = Vec::with_capacity(group.len());
     let mut stamps = Vec::with_capacity(group.len());
     for (tenant, batch) in &group {
@@ -182,7 +186,7 @@ pub(super) async fn insert_interactions(
             tenant,
             &format!("{lineage} {this}"),
         ));
-        for i in batch {
+        for (i, id) in batch {
             tenants.push(tenant.as_str());
             users.push(i.user.as_str());
             entities.push(i.entity.as_str());
@@ -190,15 +194,22 @@ pub(super) async fn insert_interactions(
             weights.push(i.weight);
             at.push(i.timestamp);
             batches.push(this);
+            keys.push(id.as_ref().map(InteractionId::as_str));
         }
     }
-    sqlx::query(
+    // Rows go in in the group's order, so of two rows with one id the first is written; the
+    // ids written come back (rows without an id are always written).
+    let written: Vec<(String, String)> = sqlx::query_as(
         "WITH written AS ( \
-           INSERT INTO interactions (tenant, user_id, entity_id, kind, weight, at_ms, batch) \
-           SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::real[], \
-                                $6::bigint[], $7::bigint[]) \
-           RETURNING 1) \
-         SELECT (SELECT count(*) FROM written), pg_notify($8, n) FROM UNNEST($9::text[]) AS n",
+           INSERT INTO interactions (tenant, user_id, entity_id, kind, weight, at_ms, batch, key) \
+           SELECT tenant, user_id, entity_id, kind, weight, at_ms, batch, key \
+           FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::real[], \
+                       $6::bigint[], $7::bigint[], $8::text[]) WITH ORDINALITY \
+                AS r(tenant, user_id, entity_id, kind, weight, at_ms, batch, key, n) \
+           ORDER BY n \
+           ON CONFLICT (tenant, key) WHERE key IS NOT NULL DO NOTHING \
+           RETURNING tenant, key) \
+         SELECT tenant, key FROM written WHERE key IS NOT NULL",
     )
     .bind(&tenants)
     .bind(&users)
@@ -207,11 +218,33 @@ pub(super) async fn insert_interactions(
     .bind(&weights)
     .bind(&at)
     .bind(&batches)
-    .bind(CHANNEL)
-    .bind(&notices)
-    .execute(&mut *tx)
+    .bind(&keys)
+    .fetch_all(&mut *tx)
     .await
     .map_err(fail)?;
+    sqlx::query("SELECT pg_notify($1, n) FROM UNNEST($2::text[]) AS n")
+        .bind(CHANNEL)
+        .bind(&notices)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
     tx.commit().await.map_err(fail)?;
-    Ok(stamps)
+    // Each id written marks its first row in the group as recorded; later rows with it, and
+    // rows whose id was held before, are duplicates.
+    let mut written: std::collections::HashSet<(String, String)> = written.into_iter().collect();
+    let recorded = group
+        .iter()
+        .zip(stamps)
+        .map(|((tenant, batch), change)| {
+            let fresh = batch
+                .iter()
+                .map(|(_, id)| match id {
+                    None => true,
+                    Some(id) => written.remove(&(tenant.to_string(), id.to_string())),
+                })
+                .collect();
+            Recorded { change, fresh }
+        })
+        .collect();
+    Ok(recorded)
 }

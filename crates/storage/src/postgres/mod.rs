@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use reco_engine::{
-    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, Learning,
-    Lineage, Metric, NewEntity, Stamp, TenantName, TenantSpec,
+    ChangeId, CheckedEntities, Created, EntityId, Interaction, Learning, Lineage, Metric,
+    NewEntity, Stamp, TenantName, TenantSpec,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -19,7 +19,7 @@ use sqlx::{AssertSqlSafe, Executor, PgPool, Postgres, Row};
 
 use crate::error::{Result, StorageError, unavailable};
 use crate::group_commit::GroupCommit;
-use crate::model::PoolStats;
+use crate::model::{KeyedInteraction, PoolStats, Recorded};
 use crate::notice::{CHANNEL, ChangeKind, new_origin, notice};
 use crate::rows;
 use crate::settings::PostgresSettings;
@@ -37,7 +37,7 @@ use snapshot::{entity_row, interaction_row};
 pub struct PgStore {
     pool: PgPool,
     entities: GroupCommit<NewEntity>,
-    interactions: GroupCommit<Interaction>,
+    interactions: GroupCommit<KeyedInteraction, Recorded>,
     /// Names this server in its change notices, for people reading them.
     origin: Arc<str>,
     waiting: Arc<AtomicU32>,
@@ -368,8 +368,8 @@ impl PgStore {
     pub async fn record_interactions(
         &self,
         tenant: &TenantName,
-        batch: CheckedInteractions,
-    ) -> Result<ChangeId> {
+        batch: Vec<KeyedInteraction>,
+    ) -> Result<Recorded> {
         if batch.is_empty() {
             let mut conn = self.conn().await?;
             let version: Option<(i64, i64)> =
@@ -378,12 +378,13 @@ impl PgStore {
                     .fetch_optional(&mut *conn)
                     .await?;
             return version
-                .map(|(lineage, version)| rows::change(lineage, version))
+                .map(|(lineage, version)| Recorded {
+                    change: rows::change(lineage, version),
+                    fresh: Vec::new(),
+                })
                 .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()));
         }
-        self.interactions
-            .write(tenant.clone(), batch.into_interactions())
-            .await
+        self.interactions.write(tenant.clone(), batch).await
     }
 
     pub async fn get_entity(

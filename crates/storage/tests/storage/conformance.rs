@@ -3,14 +3,14 @@
 use std::collections::BTreeSet;
 
 use reco_engine::{
-    CheckedEntities, Created, EntityId, LearnParams, Learning, Metric, ModelInfo, ModelParts,
-    Stamp, TenantSpec,
+    CheckedEntities, Created, EntityId, InteractionId, LearnParams, Learning, Metric, ModelInfo,
+    ModelParts, Stamp, TenantSpec,
 };
 use reco_storage::{StorageError, Store};
 
 use crate::helpers::{
-    Backend, Fixture, entity, id, interaction, random_entities, record, same_json, spec, tenant,
-    upsert,
+    Backend, Fixture, entity, id, interaction, random_entities, record, record_with_ids, same_json,
+    spec, tenant, upsert,
 };
 
 macro_rules! suite {
@@ -36,7 +36,66 @@ suite!(
     api_keys_are_found_by_hash,
     loading_reports_progress,
     models_are_kept_by_version_and_go_with_their_tenant,
+    interactions_with_an_id_are_recorded_once,
 );
+
+/// An interaction's id is kept per tenant: sent again (in the same batch, in a later one, from
+/// concurrent writers that share a commit, after a restart) it is not recorded again, and a
+/// batch of duplicates alone is still a change of its own. Another tenant may use the same id.
+async fn interactions_with_an_id_are_recorded_once(backend: Backend) {
+    let (fixture, store) = Fixture::new(backend).await;
+    let (t, other) = (tenant("shop"), tenant("other"));
+    for name in [&t, &other] {
+        store
+            .create_tenant(name, spec(2, Metric::Dot))
+            .await
+            .unwrap();
+    }
+    let key = |k: &str| Some(InteractionId::parse(k).unwrap());
+    let batch: Vec<_> = (0..4).map(|i| interaction(i, i, 10)).collect();
+    let first = record_with_ids(
+        &store,
+        &t,
+        batch.clone(),
+        vec![key("a"), None, key("b"), key("a")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.fresh, [true, true, true, false]);
+    let again = record_with_ids(&store, &t, batch[..2].to_vec(), vec![key("a"), key("b")])
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.fresh.clone(), again.duplicates()),
+        (vec![false, false], 2)
+    );
+    assert_eq!(again.change.stamp.get(), first.change.stamp.get() + 1);
+    let elsewhere = record_with_ids(&store, &other, batch[..1].to_vec(), vec![key("a")])
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.fresh, [true]);
+    // Concurrent writers of one id, committed together or not: exactly one records it.
+    let writers = (0..8).map(|w| {
+        let (store, t) = (store.clone(), t.clone());
+        tokio::spawn(async move {
+            record_with_ids(&store, &t, vec![interaction(w, 9, 20)], vec![key("c")]).await
+        })
+    });
+    let fresh: usize = futures::future::join_all(writers)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap().fresh.iter().filter(|f| **f).count())
+        .sum();
+    assert_eq!(fresh, 1);
+    assert_eq!(store.counts(&t).await.unwrap().1, 4);
+    drop(store);
+    let store = fixture.open().await;
+    let after = record_with_ids(&store, &t, batch[..1].to_vec(), vec![key("b")])
+        .await
+        .unwrap();
+    assert_eq!(after.fresh, [false]);
+    assert_eq!(store.counts(&t).await.unwrap().1, 4);
+}
 
 async fn tenants_are_made_once_and_conflicts_refused(backend: Backend) {
     let (_, store) = Fixture::new(backend).await;

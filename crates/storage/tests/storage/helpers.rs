@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use rand::Rng;
 use reco_engine::{
     ChangeId, CheckedEntities, CheckedInteractions, EngineError, EntityId, Interaction,
-    InteractionKind, Metric, NewEntity, TenantName, TenantSpec, UserId,
+    InteractionId, InteractionKind, Metric, NewEntity, TenantName, TenantSpec, UserId,
 };
-use reco_storage::{PostgresSettings, SqliteSettings, StorageError, Store};
+use reco_storage::{PostgresSettings, Recorded, SqliteSettings, StorageError, Store};
 use sqlx::Connection;
 
 #[derive(Debug, Clone, Copy)]
@@ -182,6 +182,19 @@ pub async fn record(
     tenant: &TenantName,
     batch: Vec<Interaction>,
 ) -> reco_storage::Result<ChangeId> {
+    let ids = vec![None; batch.len()];
+    record_with_ids(store, tenant, batch, ids)
+        .await
+        .map(|recorded| recorded.change)
+}
+
+/// [`record`], each interaction with the id its client gave (or none).
+pub async fn record_with_ids(
+    store: &Store,
+    tenant: &TenantName,
+    batch: Vec<Interaction>,
+    ids: Vec<Option<InteractionId>>,
+) -> reco_storage::Result<Recorded> {
     let checked = CheckedInteractions::new(batch).map_err(refused)?;
-    store.record_interactions(tenant, checked).await
+    store.record_interactions(tenant, checked, ids).await
 }
