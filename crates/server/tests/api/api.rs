@@ -45,7 +45,20 @@ async fn tenants_are_made_found_and_deleted(backend: Backend) {
         error_code(app.create_tenant("x", 0, "dot").await, 400).await,
         "bad_request"
     );
-    let info: Value = app.get("/v1/tenants/shop").await.json().await.unwrap();
+    let mut info: Value = app.get("/v1/tenants/shop").await.json().await.unwrap();
+    // The incarnation's name: random, 64 bits in hex.
+    let lineage = info
+        .as_object_mut()
+        .unwrap()
+        .remove("lineage")
+        .expect("a lineage");
+    let lineage = lineage.as_str().unwrap();
+    assert!(
+        !lineage.is_empty()
+            && lineage.len() <= 16
+            && lineage.chars().all(|c| c.is_ascii_hexdigit()),
+        "{lineage}"
+    );
     assert_eq!(
         info,
         json!({
