@@ -9,7 +9,7 @@ pub(crate) fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {pos}/{len} rows ({per_sec}, {eta})",
+            "{spinner} {prefix}: {msg} [{bar:30}] {pos}/{len} rows ({per_sec}, {eta})",
         )
         .expect("a valid template")
         .progress_chars("=> "),

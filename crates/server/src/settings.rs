@@ -36,6 +36,18 @@ pub enum RankingMode {
     Database,
 }
 
+/// The level of the access log's line per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    /// At info: seen with the default filter.
+    Info,
+    /// At debug: seen with `RECO_LOG=debug`.
+    Debug,
+    /// Not written.
+    Off,
+}
+
 /// `on` or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -143,6 +155,11 @@ pub struct ServeArgs {
     /// since its last training (or since none); 0 trains only when asked. [default: 1000]
     #[arg(long, env = "RECO_TRAIN_AFTER")]
     pub train_after: Option<u64>,
+    /// The level of the access log, one line per request (method, route, status, time,
+    /// tenant, request id); health and metrics polls are at debug whatever this says.
+    /// [default: info]
+    #[arg(long, env = "RECO_ACCESS_LOG")]
+    pub access_log: Option<AccessLog>,
 }
 
 /// Everything the server runs with.
@@ -190,6 +207,8 @@ pub struct Settings {
     pub batch_max: usize,
     /// New interactions that start a tenant's training by themselves; 0 for never.
     pub train_after: u64,
+    /// The level of the access log.
+    pub access_log: AccessLog,
 }
 
 impl Default for Settings {
@@ -216,11 +235,33 @@ impl Default for Settings {
             history: Duration::from_secs(90 * 86_400),
             batch_max: 64,
             train_after: 1000,
+            access_log: AccessLog::Info,
         }
     }
 }
 
 impl Settings {
+    /// Where the data is kept, for the log: the embedded database's file (absolute), or
+    /// PostgreSQL's host, port and database, never its user or password.
+    pub fn storage_description(&self) -> String {
+        match &self.database_url {
+            None => {
+                let path = std::path::absolute(&self.sqlite.path)
+                    .unwrap_or_else(|_| self.sqlite.path.clone());
+                format!("SQLite at {}", path.display())
+            }
+            Some(url) => format!("PostgreSQL at {}", without_secrets(url)),
+        }
+    }
+
+    /// The shared cache, for the log.
+    pub fn redis_description(&self) -> String {
+        self.redis_url.as_deref().map_or_else(
+            || "none (the in-process cache only)".to_owned(),
+            |url| format!("Redis at {}", without_secrets(url)),
+        )
+    }
+
     /// The PostgreSQL settings for this ranking mode: pgvector's index serves only ranking in
     /// the database, so a server that ranks in memory does not make its writes pay to keep it.
     pub fn postgres_for_ranking(&self) -> PostgresSettings {
@@ -295,6 +336,9 @@ impl Settings {
         }
         if let Some(max) = args.batch_max.or(file.batch_max) {
             s.batch_max = max;
+        }
+        if let Some(level) = args.access_log.or(file.access_log) {
+            s.access_log = level;
         }
         if let Some(after) = args.train_after.or(file.train_after) {
             s.train_after = after;
@@ -464,5 +508,44 @@ mod tests {
         let search = s.engine.search;
         assert!(search.exact);
         assert_eq!((search.expansion_search, search.threshold), (128, 100));
+    }
+}
+
+/// A database or Redis URL as the log shows it: host, port and path; no user, password or
+/// query (which may hold a password too).
+fn without_secrets(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) => format!(
+            "{}:{}{}",
+            parsed.host_str().unwrap_or("localhost"),
+            parsed
+                .port()
+                .map_or_else(|| "default port".to_owned(), |p| p.to_string()),
+            parsed.path()
+        ),
+        Err(_) => "an address that is not a URL".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod description_tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_named_without_their_secrets() {
+        let url = "postgres://reco:hunter2@db.example:5432/shop?password=x";
+        assert_eq!(without_secrets(url), "db.example:5432/shop");
+        let settings = Settings {
+            database_url: Some(url.into()),
+            redis_url: Some("redis://:secret@cache:6379/0".into()),
+            ..Settings::default()
+        };
+        assert!(!settings.storage_description().contains("hunter2"));
+        assert_eq!(settings.redis_description(), "Redis at cache:6379/0");
+        let local = Settings::default().storage_description();
+        assert!(
+            local.starts_with("SQLite at /") && local.ends_with("reco.db"),
+            "{local}"
+        );
     }
 }

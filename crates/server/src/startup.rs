@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::admission;
 use crate::error::ApiError;
 use crate::routes::{entities, interactions, model, recommendations, tenants};
-use crate::settings::Settings;
+use crate::settings::{AccessLog, Settings};
 use crate::state::AppState;
 use crate::{health, sync};
 
@@ -86,6 +86,20 @@ impl Application {
                 source,
             })?
             .port();
+        // The banner, before anything is served: a person reads where to go from here.
+        let host = match settings.bind.ip() {
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        let base = format!("http://{host}:{port}");
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            url = %base,
+            docs = %format!("{base}/docs/"),
+            storage = %settings.storage_description(),
+            redis = %settings.redis_description(),
+            "reco is listening; loading the indexes (ready when /health/ready says so)"
+        );
         let settings = Arc::new(settings);
         let state =
             AppState::new(engine, store, redis, settings.clone()).map_err(StartupError::Threads)?;
@@ -132,6 +146,11 @@ impl Application {
     /// A handle to stop it gracefully: in-flight requests finish first.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.state.settings
     }
 
     /// The shared state, for tests that look inside.
@@ -325,15 +344,43 @@ async fn envelope(
     state
         .metrics
         .observe_request(&route, method.as_str(), status, elapsed.as_secs_f64());
-    span.in_scope(|| {
-        let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        if status >= 500 {
-            tracing::warn!(status, latency_us, "served");
-        } else {
-            tracing::debug!(status, latency_us, "served");
-        }
-    });
+    let tenant = res.request().match_info().get("tenant").map(str::to_owned);
+    access_log(
+        &span,
+        &state.settings,
+        &route,
+        status,
+        elapsed,
+        tenant.as_deref(),
+    );
     Ok(res)
+}
+
+/// The access log's line about one answered request, in the request's span (request id,
+/// method, path): its route, status, time and tenant. Server errors are warnings; health and
+/// metrics polls (a readiness poll answers 503 while loading) are at debug, so a load
+/// balancer's polling does not fill the log.
+fn access_log(
+    span: &tracing::Span,
+    settings: &Settings,
+    route: &str,
+    status: u16,
+    elapsed: std::time::Duration,
+    tenant: Option<&str>,
+) {
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    let tenant = tenant.unwrap_or("-");
+    let poll = route.starts_with("/health/") || route == "/metrics";
+    span.in_scope(
+        || match (status >= 500 && !poll, poll, settings.access_log) {
+            (true, _, _) => tracing::warn!(route, status, ms, tenant, "served"),
+            (false, true, _) | (false, false, AccessLog::Debug) => {
+                tracing::debug!(route, status, ms, tenant, "served");
+            }
+            (false, false, AccessLog::Info) => tracing::info!(route, status, ms, tenant, "served"),
+            (false, false, AccessLog::Off) => {}
+        },
+    );
 }
 
 /// The refusal of a path that is not valid percent-encoded UTF-8, if it is not.

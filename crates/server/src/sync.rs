@@ -93,7 +93,8 @@ async fn load_all(state: &AppState) -> Result<(), SyncError> {
     }
     let bar = progress_bar();
     let (mut entities, mut interactions) = (0, 0);
-    for (name, _) in &tenants {
+    for (n, (name, _)) in tenants.iter().enumerate() {
+        bar.set_prefix(format!("tenant {} of {}", n + 1, tenants.len()));
         if let Some(loaded) = load_tenant(state, name, &bar).await? {
             entities += loaded.entities;
             interactions += loaded.interactions;
@@ -105,7 +106,7 @@ async fn load_all(state: &AppState) -> Result<(), SyncError> {
         entities,
         interactions,
         elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        "indexes loaded"
+        "ready: the indexes are loaded"
     );
     Ok(())
 }

@@ -104,8 +104,12 @@ pub(crate) async fn load(
     };
     let limit = i64::try_from(batch.max(1)).unwrap_or(rows::PAGE);
     let (entities, interactions, older) = snapshot.counts(tenant, since_ms).await?;
-    progress.set_length(entities + interactions);
-    progress.set_message(format!("{tenant}: entities"));
+    // The bar runs across tenants: each adds its rows to the total as it starts.
+    match progress.length() {
+        Some(_) => progress.inc_length(entities + interactions),
+        None => progress.set_length(entities + interactions),
+    }
+    progress.set_message(format!("{tenant}: entities (and their graph)"));
     sink.tenant(record)?;
     sink.older_interactions(older)?;
     let mut loaded = Loaded {
@@ -119,8 +123,10 @@ pub(crate) async fn load(
         let Some(last) = page.last() else { break };
         after = last.id.as_str().to_owned();
         loaded.entities += page.len() as u64;
-        progress.inc(page.len() as u64);
+        let rows = page.len() as u64;
+        // Counted once indexed: the sink builds the graph as rows arrive.
         sink.entities(page)?;
+        progress.inc(rows);
     }
     progress.set_message(format!("{tenant}: interactions"));
     let mut after = 0;
@@ -131,8 +137,9 @@ pub(crate) async fn load(
         let Some((last, _)) = page.last() else { break };
         after = *last;
         loaded.interactions += page.len() as u64;
-        progress.inc(page.len() as u64);
+        let rows = page.len() as u64;
         sink.interactions(page.into_iter().map(|(_, i)| i).collect())?;
+        progress.inc(rows);
     }
     Ok(Some(loaded))
 }

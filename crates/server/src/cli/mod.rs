@@ -150,7 +150,6 @@ impl Cli {
                 let app = Application::build(settings)
                     .await
                     .context("starting the service")?;
-                tracing::info!(port = app.port(), "listening");
                 app.run_until_signalled().await?;
             }
             Command::Migrate(args) => {

@@ -21,5 +21,5 @@ mod helpers;
 mod listing;
 mod migrate;
 mod operations;
+mod process;
 mod servers;
-mod stopping;

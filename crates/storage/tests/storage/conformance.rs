@@ -540,6 +540,23 @@ async fn loading_reports_progress(backend: Backend) {
         Some(280),
         "the length counts the rows to load: the entities and the interactions since the horizon"
     );
+    // One bar across tenants: each adds its rows to the total, and the count never passes it.
+    let two = tenant("two");
+    store
+        .create_tenant(&two, spec(4, Metric::Cosine))
+        .await
+        .unwrap();
+    upsert(&store, &two, &random_entities(20, 4)).await.unwrap();
+    load(
+        &store,
+        &two,
+        1_000,
+        &progress,
+        &mut Vec::new(),
+        &mut Vec::new(),
+    )
+    .await;
+    assert_eq!((progress.position(), progress.length()), (300, Some(300)));
 }
 
 /// A sink that must not be given anything.

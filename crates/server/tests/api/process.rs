@@ -1,4 +1,5 @@
-//! Stopping the `reco serve` process (issue 15): SIGINT is as graceful as SIGTERM.
+//! The `reco serve` process (issue 15): SIGINT is as graceful as SIGTERM, and its logs say
+//! what a person needs (a banner, one line per request) and not what they do not (polls).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -13,10 +14,17 @@ struct Process {
     child: Child,
     base: String,
     client: reqwest::Client,
+    /// Where its stderr goes.
+    log: std::path::PathBuf,
 }
 
 impl Process {
     async fn start(dir: &std::path::Path) -> Self {
+        Self::start_with(dir, &[]).await
+    }
+
+    /// A process with more environment; its stderr goes to a file of its own in `dir`.
+    async fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -30,8 +38,10 @@ impl Process {
             .env("RECO_LOG", "warn")
             .env_remove("DATABASE_URL")
             .env_remove("REDIS_URL")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("stderr-{port}.log"))).unwrap())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -39,6 +49,7 @@ impl Process {
             child,
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
+            log: dir.join(format!("stderr-{port}.log")),
         };
         let started = Instant::now();
         while !process.ready().await {
@@ -134,5 +145,82 @@ async fn sigint_during_a_large_write_answers_it_then_stops() {
         .unwrap();
     assert_eq!(info["entities"], 10_000);
     drop(again);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// JSON lines off a terminal: a banner naming the version, the URLs and the storage (an
+/// absolute path); one access line per request with its route, status, time, tenant and
+/// request id; readiness polls not logged. Text into a file carries no colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_has_a_banner_and_a_line_per_request_but_not_per_poll() {
+    let dir = std::env::temp_dir().join(format!("reco_log_{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = Process::start_with(&dir, &[("RECO_LOG", "info")]).await;
+    for _ in 0..5 {
+        assert!(server.ready().await);
+    }
+    let made = server
+        .send(reqwest::Method::PUT, "/v1/tenants/shop")
+        .header("x-request-id", "req-42")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let text = std::fs::read_to_string(&server.log).unwrap();
+    drop(server);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let banner = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("reco is listening"))
+        })
+        .unwrap_or_else(|| panic!("no banner in\n{text}"));
+    assert_eq!(banner["version"], env!("CARGO_PKG_VERSION"));
+    let url = banner["url"].as_str().unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{banner}");
+    assert_eq!(banner["docs"], format!("{url}/docs/"));
+    let storage = banner["storage"].as_str().unwrap();
+    assert!(
+        storage.starts_with("SQLite at /") && storage.ends_with("reco.db"),
+        "{banner}"
+    );
+    let served: Vec<&Value> = lines.iter().filter(|l| l["message"] == "served").collect();
+    assert_eq!(
+        served.len(),
+        1,
+        "one line for the PUT, none for the polls:\n{text}"
+    );
+    let line = served[0];
+    assert_eq!(
+        (
+            &line["level"],
+            &line["route"],
+            &line["status"],
+            &line["tenant"]
+        ),
+        (
+            &json!("INFO"),
+            &json!("/v1/tenants/{tenant}"),
+            &json!(201),
+            &json!("shop")
+        )
+    );
+    assert_eq!(line["span"]["request_id"], "req-42");
+    assert!(line["ms"].as_f64().is_some());
+
+    // Text asked for, into a file: no escape codes.
+    let server =
+        Process::start_with(&dir, &[("RECO_LOG", "info"), ("RECO_LOG_FORMAT", "text")]).await;
+    assert!(server.ready().await);
+    let text = std::fs::read_to_string(&server.log).unwrap();
+    drop(server);
+    assert!(text.contains("reco is listening"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a file:\n{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
