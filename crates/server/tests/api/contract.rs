@@ -201,3 +201,34 @@ async fn collaborative_settings_keep_to_the_documents_ranges() {
         .unwrap();
     assert_eq!(r.status(), 201);
 }
+
+/// The README's quick start, as written: every line of its curl block answers 2xx (curl's
+/// `-f`) against a server in open mode, on the embedded database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_quick_start_runs_as_written() {
+    let mut settings = crate::helpers::fresh_database(Backend::Sqlite).await;
+    settings.admin_key = None;
+    let app = TestApp::start(settings).await;
+    let readme = include_str!("../../../../README.md");
+    let start = readme
+        .find("RECO=http://127.0.0.1:8080\n")
+        .expect("the quick start sets RECO");
+    let end = start + readme[start..].find("```").expect("the block ends");
+    let block = readme[start..end].replacen("RECO=http://127.0.0.1:8080", "", 1);
+    let script = format!(
+        "set -e\nRECO={}\ncurl() {{ command curl -fsS -o /dev/null \"$@\"; }}\n\
+         xdg-open() {{ :; }}\n{block}",
+        app.base
+    );
+    let out = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
