@@ -86,7 +86,7 @@ pub use config::{
 };
 pub use engine::{
     Applied, Cost, CostPart, Created, Engine, Installed, Learning, ModelInfo, ModelParts, Prepared,
-    StagedTenant,
+    StagedTenant, TenantImage,
 };
 pub use error::{EngineError, Result};
 pub use index::Filter;
@@ -99,6 +99,7 @@ pub use query::{
     Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, MAX_K, MAX_OFFSET, Ranking,
     RecommendRequest, SearchOptions, Space, Strategy, TrendingQuery, UserStrategy, Window,
 };
+pub use reco_hnsw::{GraphParts, SegmentParts};
 /// How a collaborative model is trained (see [`Engine::train_collaborative`]).
 pub use reco_learn::Params as LearnParams;
 /// Which collaborative model a training makes (EASE for small catalogues, iALS beyond).

@@ -33,8 +33,9 @@
 //!
 //! Split by role, as Qdrant's `hnsw_index` is: `links` (the container: segments, one node's
 //! lists), `search` (the greedy descent and the beam walk), `build` (level draws, neighbour
-//! selection, inserts on several threads), `heal` (the pass that adopts unreached nodes) and
-//! `visited` (the per-thread visited marks). This file holds the graph itself and its
+//! selection, inserts on several threads), `heal` (the pass that adopts unreached nodes),
+//! `parts` (the graph as plain data and back, for a host's files) and `visited` (the
+//! per-thread visited marks). This file holds the graph itself and its
 //! constants.
 
 #![warn(missing_docs)]
@@ -46,10 +47,12 @@ use std::sync::{Mutex, PoisonError, RwLock};
 mod build;
 mod heal;
 mod links;
+mod parts;
 mod search;
 mod visited;
 
 use links::{Links, Segment};
+pub use parts::{GraphParts, SegmentParts};
 
 /// Slots per segment of the graph's storage. Growing the graph adds segments; nothing is
 /// copied, and readers wait only for a pointer to be pushed.

@@ -259,6 +259,7 @@ impl From<StorageError> for ApiError {
             | StorageError::Database(_)
             | StorageError::Migrate(_)
             | StorageError::Corrupt(_)
+            | StorageError::Image(_)
             | StorageError::RedisUnavailable(_)
             | StorageError::Redis(_) => ApiError::Internal(e.to_string()),
         }

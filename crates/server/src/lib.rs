@@ -7,7 +7,8 @@
 //! goes to storage first and reaches the engine only after it is committed, so everything the
 //! service shows was acknowledged durable, and a write that storage refuses (or cannot take, when
 //! it is down: 503 with `Retry-After`) changes nothing. At start-up the engine is loaded from
-//! storage, and other servers' writes arrive through the change feed.
+//! storage (or, for a tenant whose image in the data folder is of the version storage holds,
+//! from that image, graph and all), and other servers' writes arrive through the change feed.
 //!
 //! Only this crate knows HTTP and JSON ([`api`] converts), and [`error::ApiError`] is the one
 //! place errors become status codes.
@@ -19,6 +20,7 @@ pub mod attributes;
 pub mod docs;
 pub mod error;
 mod health;
+pub mod images;
 pub mod metrics;
 mod progress;
 mod rankers;

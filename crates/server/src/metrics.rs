@@ -21,6 +21,8 @@ pub struct Metrics {
     batch_sizes: Histogram,
     /// Per tenant: the served model's training seconds, its age, and its fold-ins.
     model: GaugeVec,
+    /// Tenant loads by where their entities came from.
+    loads: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -98,8 +100,18 @@ impl Metrics {
             &["tenant", "measure"],
         )
         .expect("a valid metric");
+        let loads = IntCounterVec::new(
+            Opts::new(
+                "reco_tenant_loads_total",
+                "Tenants loaded (at start, or again), by where their entities came from: `image` \
+                 (the data folder's image, graph included) or `storage`",
+            ),
+            &["from"],
+        )
+        .expect("a valid metric");
         for collector in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(loads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(cache.clone()),
             Box::new(pool.clone()),
@@ -120,7 +132,14 @@ impl Metrics {
             interactions,
             batch_sizes,
             model,
+            loads,
         }
+    }
+
+    /// Counts a tenant's load, from its image or from storage.
+    pub fn observe_load(&self, from_image: bool) {
+        let from = if from_image { "image" } else { "storage" };
+        self.loads.with_label_values(&[from]).inc();
     }
 
     /// The histogram of batch sizes, for the batcher to record into.

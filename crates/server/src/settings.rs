@@ -160,6 +160,15 @@ pub struct ServeArgs {
     /// [default: info]
     #[arg(long, env = "RECO_ACCESS_LOG")]
     pub access_log: Option<AccessLog>,
+    /// Keep an image of every tenant's entities and graph in the data folder (`images/`),
+    /// written at shutdown and every `--image-interval-s`, so that a restart reads them
+    /// instead of rebuilding. [default: on]
+    #[arg(long, env = "RECO_IMAGES")]
+    pub images: Option<Switch>,
+    /// Seconds between writes of the images of tenants that changed; 0 writes them at
+    /// shutdown only. [default: 300]
+    #[arg(long, env = "RECO_IMAGE_INTERVAL_S")]
+    pub image_interval_s: Option<u64>,
 }
 
 /// Everything the server runs with.
@@ -209,6 +218,11 @@ pub struct Settings {
     pub train_after: u64,
     /// The level of the access log.
     pub access_log: AccessLog,
+    /// Where tenant images are kept; `None` keeps none (the default of a `Settings` made in
+    /// code; `reco serve` keeps them under its data folder).
+    pub image_dir: Option<PathBuf>,
+    /// How often the images of changed tenants are written; zero for at shutdown only.
+    pub image_interval: Duration,
 }
 
 impl Default for Settings {
@@ -236,6 +250,8 @@ impl Default for Settings {
             batch_max: 64,
             train_after: 1000,
             access_log: AccessLog::Info,
+            image_dir: None,
+            image_interval: Duration::from_secs(300),
         }
     }
 }
@@ -303,8 +319,19 @@ impl Settings {
                 .map_or(d.request_timeout, Duration::from_millis),
             ..d
         };
-        if let Some(dir) = args.data_dir.or(file.data_dir) {
+        let data_dir = args.data_dir.or(file.data_dir);
+        if let Some(dir) = &data_dir {
             s.sqlite.path = dir.join("reco.db");
+        }
+        if args.images.or(file.images).unwrap_or(Switch::On) == Switch::On {
+            s.image_dir = Some(
+                data_dir
+                    .unwrap_or_else(|| PathBuf::from("data"))
+                    .join("images"),
+            );
+        }
+        if let Some(seconds) = args.image_interval_s.or(file.image_interval_s) {
+            s.image_interval = Duration::from_secs(seconds);
         }
         if let Some(n) = args.pg_max_connections.or(file.pg_max_connections) {
             s.postgres.max_connections = n;

@@ -131,6 +131,10 @@ impl Application {
         .disable_signals()
         .run();
         tokio::spawn(sync::warm_up_then_follow(state.clone()));
+        tokio::spawn(crate::images::keep_writing(
+            state.clone(),
+            state.settings.image_interval,
+        ));
         Ok(Self {
             port,
             server,
@@ -158,9 +162,12 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until stopped through [`Application::handle`].
+    /// Serves until stopped through [`Application::handle`], then writes the images of the
+    /// tenants that changed.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        write_images(&self.state).await;
+        served
     }
 
     /// Serves until SIGINT or SIGTERM, which stop it gracefully: it accepts nothing more and
@@ -193,8 +200,17 @@ impl Application {
         });
         let served = self.server.await;
         watcher.abort();
+        write_images(&self.state).await;
         tracing::info!("stopped");
         served
+    }
+}
+
+/// Writes the images of changed tenants, once the indexes were loaded (a server stopped while
+/// loading has nothing newer than what it read).
+async fn write_images(state: &AppState) {
+    if state.is_ready() {
+        crate::images::write_changed(state).await;
     }
 }
 

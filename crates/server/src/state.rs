@@ -74,6 +74,11 @@ pub struct AppState {
     unknown_keys: AddressLimiter,
     clock: DefaultClock,
     ready: AtomicBool,
+    /// Where tenant images are kept, when they are (see `images`).
+    pub images: Option<reco_storage::ImageFiles>,
+    /// The incarnation and stamp of each tenant's image on disk, so that an unchanged tenant
+    /// is not written again.
+    pub imaged: std::sync::Mutex<HashMap<TenantName, (reco_engine::Lineage, reco_engine::Stamp)>>,
 }
 
 /// A tenant's collaborative training, while it runs or after it failed.
@@ -141,6 +146,11 @@ impl AppState {
             unknown_keys: RateLimiter::keyed(Quota::per_second(lookups)),
             clock: DefaultClock::default(),
             ready: AtomicBool::new(false),
+            images: settings
+                .image_dir
+                .clone()
+                .map(reco_storage::ImageFiles::new),
+            imaged: std::sync::Mutex::new(HashMap::new()),
             settings,
         })
     }

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use actix_web::web;
 use reco_engine::{
     ChangeId, CheckedInteractions, Engine, EngineError, Installed, Interaction, NewEntity,
-    StagedTenant, TenantName,
+    StagedTenant, TenantImage, TenantName,
 };
 use reco_storage::{Change, ChangeFeed, LoadSink, PgStore, StorageError, Store, TenantRecord};
 
 use crate::error::ApiError;
+use crate::images;
 use crate::progress::progress_bar;
 use crate::state::AppState;
 
@@ -119,6 +120,10 @@ struct Restore<'a> {
     staged: Option<StagedTenant>,
     /// The tenant's own request budget, which the server keeps (not the engine).
     rate_limit: Option<std::num::NonZeroU32>,
+    /// The tenant's image from the data folder, if any: used when it is of the version read.
+    image: Option<TenantImage>,
+    /// How many entities the image brought, when it was used.
+    from_image: Option<usize>,
 }
 
 fn refused(e: &EngineError) -> StorageError {
@@ -135,6 +140,30 @@ impl Restore<'_> {
 
 impl LoadSink for Restore<'_> {
     fn tenant(&mut self, record: TenantRecord) -> reco_storage::Result<()> {
+        if let Some(image) = self.image.take() {
+            if image.lineage == record.lineage && image.stamp == record.version {
+                let entities = image.entities.len();
+                match blocking_here(|| self.engine.stage_image(image)) {
+                    Ok(staged) => {
+                        staged.set_learning(record.learning);
+                        self.staged = Some(staged);
+                        self.rate_limit = record.rate_limit;
+                        self.from_image = Some(entities);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant = %self.tenant, error = %e, "the tenant's image is ignored; loading from storage");
+                    }
+                }
+            } else {
+                tracing::warn!(
+                    tenant = %self.tenant,
+                    image = %format!("{} {}", image.lineage, image.stamp),
+                    storage = %format!("{} {}", record.lineage, record.version),
+                    "the tenant's image is stale or of another incarnation; loading from storage"
+                );
+            }
+        }
         let staged = self
             .engine
             .stage_tenant(
@@ -153,6 +182,10 @@ impl LoadSink for Restore<'_> {
     fn older_interactions(&mut self, count: u64) -> reco_storage::Result<()> {
         self.staged()?.count_unrestored(count);
         Ok(())
+    }
+
+    fn wants_entities(&self) -> bool {
+        self.from_image.is_none()
     }
 
     fn entities(&mut self, batch: Vec<NewEntity>) -> reco_storage::Result<()> {
@@ -197,11 +230,26 @@ async fn load_tenant(
         tenant,
         staged: None,
         rate_limit: None,
+        image: images::read(state, tenant).await,
+        from_image: None,
     };
-    let loaded = state
+    let started = Instant::now();
+    let mut loaded = state
         .store
         .load_tenant(tenant, since, 5_000, bar, &mut sink)
         .await?;
+    if loaded.is_some() {
+        state.metrics.observe_load(sink.from_image.is_some());
+    }
+    if let (Some(entities), Some(loaded)) = (sink.from_image, loaded.as_mut()) {
+        loaded.entities = entities as u64;
+        tracing::info!(
+            %tenant,
+            entities,
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "loaded from its image (entities and graph), interactions from storage"
+        );
+    }
     match sink.staged {
         Some(staged) => {
             state.set_rate_limit(tenant, sink.rate_limit);
@@ -217,6 +265,7 @@ async fn load_tenant(
         None => {
             let _ = state.engine.drop_tenant(tenant);
             state.set_rate_limit(tenant, None);
+            images::remove(state, tenant).await;
         }
     }
     state.applied.notify_waiters();

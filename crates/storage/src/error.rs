@@ -40,6 +40,9 @@ pub enum StorageError {
     /// A stored row cannot be read back into valid values.
     #[error("a stored row is corrupt: {0}")]
     Corrupt(String),
+    /// A tenant image could not be written, or a file is not a whole image of this version.
+    #[error("tenant image: {0}")]
+    Image(String),
     /// The backend cannot do this (the embedded database does not rank).
     #[error("{0} is not supported by this backend")]
     Unsupported(&'static str),
@@ -96,6 +99,7 @@ impl StorageError {
             | StorageError::TenantConflict { .. }
             | StorageError::InvalidRow { .. }
             | StorageError::Corrupt(_)
+            | StorageError::Image(_)
             | StorageError::Unsupported(_)
             | StorageError::Redis(_) => false,
         }

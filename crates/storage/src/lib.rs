@@ -16,6 +16,7 @@
 mod error;
 mod feed;
 mod group_commit;
+mod images;
 mod load;
 mod model;
 mod notice;
@@ -30,6 +31,7 @@ mod trained;
 pub use crate::redis::{RedisCache, Tier};
 pub use error::{Result, StorageError};
 pub use feed::ChangeFeed;
+pub use images::ImageFiles;
 pub use model::{DbSearch, LoadSink, Loaded, PoolStats, Recorded, TenantRecord, TrainingLock};
 pub use notice::Change;
 pub use postgres::PgStore;

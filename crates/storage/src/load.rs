@@ -104,29 +104,33 @@ pub(crate) async fn load(
     };
     let limit = i64::try_from(batch.max(1)).unwrap_or(rows::PAGE);
     let (entities, interactions, older) = snapshot.counts(tenant, since_ms).await?;
-    // The bar runs across tenants: each adds its rows to the total as it starts.
-    match progress.length() {
-        Some(_) => progress.inc_length(entities + interactions),
-        None => progress.set_length(entities + interactions),
-    }
-    progress.set_message(format!("{tenant}: entities (and their graph)"));
     sink.tenant(record)?;
     sink.older_interactions(older)?;
+    let read_entities = sink.wants_entities();
+    let rows = interactions + if read_entities { entities } else { 0 };
+    // The bar runs across tenants: each adds its rows to the total as it starts.
+    match progress.length() {
+        Some(_) => progress.inc_length(rows),
+        None => progress.set_length(rows),
+    }
+    progress.set_message(format!("{tenant}: entities (and their graph)"));
     let mut loaded = Loaded {
         record,
         entities: 0,
         interactions: 0,
     };
-    let mut after = String::new();
-    loop {
-        let page = snapshot.entities_after(tenant, &after, limit).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id.as_str().to_owned();
-        loaded.entities += page.len() as u64;
-        let rows = page.len() as u64;
-        // Counted once indexed: the sink builds the graph as rows arrive.
-        sink.entities(page)?;
-        progress.inc(rows);
+    if read_entities {
+        let mut after = String::new();
+        loop {
+            let page = snapshot.entities_after(tenant, &after, limit).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id.as_str().to_owned();
+            loaded.entities += page.len() as u64;
+            let rows = page.len() as u64;
+            // Counted once indexed: the sink builds the graph as rows arrive.
+            sink.entities(page)?;
+            progress.inc(rows);
+        }
     }
     progress.set_message(format!("{tenant}: interactions"));
     let mut after = 0;

@@ -92,6 +92,11 @@ pub trait LoadSink {
         let _ = count;
         Ok(())
     }
+    /// Whether the entities are wanted, asked after the record: a sink that holds them as of
+    /// the record's version already (from a tenant image) says no, and they are not read.
+    fn wants_entities(&self) -> bool {
+        true
+    }
 }
 
 /// An interaction as storage writes it: with the id its client gave, if any.

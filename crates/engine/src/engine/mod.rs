@@ -12,6 +12,7 @@
 
 mod collaborative;
 mod cost;
+mod image;
 mod plans;
 mod prepared;
 mod recommend;
@@ -28,6 +29,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 pub use collaborative::{Learning, ModelInfo, ModelParts};
 pub use cost::{Cost, CostPart};
+pub use image::TenantImage;
 pub use prepared::Prepared;
 use tenants::Tenant;
 pub use tenants::{Created, Installed, StagedTenant};
@@ -241,6 +243,20 @@ impl Engine {
         stamp: Stamp,
     ) -> Result<StagedTenant> {
         tenants::stage(self, name, spec, lineage, stamp)
+    }
+
+    /// A tenant's entities as plain data, slot by slot, with its graph, for a host to keep in
+    /// a file (see [`TenantImage`]); taken while no write to the tenant runs.
+    pub fn image(&self, name: &TenantName) -> Result<TenantImage> {
+        image::take(self, name)
+    }
+
+    /// Stages a tenant from an image, as [`Engine::stage_tenant`] and
+    /// [`Engine::restore_entities`] would from storage's rows, without building its graph
+    /// again; the host restores its interactions and installs it. An image that does not
+    /// describe a valid tenant is refused whole.
+    pub fn stage_image(&self, image: TenantImage) -> Result<StagedTenant> {
+        image::stage(self, image)
     }
 
     /// Adds entities to a staged tenant.

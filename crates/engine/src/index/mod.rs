@@ -10,6 +10,7 @@
 //! change, `filters` the bitmaps and candidates, `scans` the graph's plan and the scans.
 
 mod filters;
+mod image;
 mod scans;
 mod writes;
 

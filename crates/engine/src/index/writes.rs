@@ -15,7 +15,7 @@ use crate::model::Metric;
 /// from 50,000 entities, three times from 500,000. On clustered 128-d data recall@10 at a fixed
 /// breadth falls as the graph grows (ef = 64: 0.994 at 100k, 0.90 at 1M), and this keeps it
 /// at about 0.99 to 100k and 0.97 at 1M (ef = 192, 0.71 ms on one core).
-fn breadth_factor(entities: usize) -> usize {
+pub(super) fn breadth_factor(entities: usize) -> usize {
     match entities {
         0..50_000 => 1,
         50_000..500_000 => 2,

@@ -8,6 +8,7 @@ mod collaborative;
 mod concurrency;
 mod errors;
 mod evaluate;
+mod images;
 mod listing;
 mod recommend;
 mod reference;

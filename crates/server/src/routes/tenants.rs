@@ -99,6 +99,7 @@ pub async fn delete_tenant(state: Data, admitted: Admitted) -> Result<HttpRespon
     }
     // Gone from storage; the engine may already have dropped it on another path.
     let _ = state.engine.drop_tenant(&tenant);
+    crate::images::remove(&state, &tenant).await;
     state.forget_keys();
     state.set_rate_limit(&tenant, None);
     Ok(HttpResponse::NoContent().finish())

@@ -65,6 +65,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub settings: Settings,
     handle: ServerHandle,
+    /// The served application, until it stops (and has written its tenant images).
+    running: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
 impl Drop for TestApp {
@@ -93,13 +95,23 @@ impl TestApp {
             .expect("the server builds");
         let base = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
-        tokio::spawn(app.run_until_stopped());
+        let running = std::sync::Mutex::new(Some(tokio::spawn(app.run_until_stopped())));
         let client = reqwest::Client::builder().no_gzip().build().unwrap();
         Self {
             base,
             client,
             settings,
             handle,
+            running,
+        }
+    }
+
+    /// Stops the server gracefully and waits until it is done, its images written.
+    pub async fn stop_and_finish(&self) {
+        self.stop().await;
+        let running = self.running.lock().unwrap().take();
+        if let Some(running) = running {
+            running.await.unwrap().unwrap();
         }
     }
 

@@ -465,3 +465,144 @@ async fn interactions_with_an_id_count_once_across_servers_and_restarts() {
     let info: Value = again.get("/v1/tenants/shop").await.json().await.unwrap();
     assert_eq!(info["interactions"], 4);
 }
+
+both!(restarts_read_tenant_images_and_never_a_stale_one);
+
+/// The answers to `questions`, without the model's status (not part of an image).
+async fn answers(app: &TestApp, questions: &[&str]) -> Vec<Value> {
+    let mut all = Vec::new();
+    for q in questions {
+        let mut body: Value = app.get(q).await.json().await.unwrap();
+        if let Some(view) = body.as_object_mut() {
+            view.remove("model");
+        }
+        all.push(body);
+    }
+    all
+}
+
+/// Stops a server and waits until its stop has written the image of `tenant`.
+async fn stop_and_wait_for_the_image(app: TestApp, dir: &std::path::Path, tenant: &str) {
+    app.stop_and_finish().await;
+    assert!(
+        dir.join(format!("{tenant}.img")).exists(),
+        "no image of {tenant}"
+    );
+    drop(app);
+}
+
+async fn loads(app: &TestApp, from: &str) -> u64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with(&format!("reco_tenant_loads_total{{from=\"{from}\"}}")))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// Issue 15's snapshots: a restart reads each tenant's image (entities and graph) instead of
+/// storage's rows and answers exactly as before; an image that is stale (writes made while the
+/// server was down), damaged or of another incarnation is ignored and the tenant loads from
+/// storage, with those writes.
+async fn restarts_read_tenant_images_and_never_a_stale_one(backend: Backend) {
+    let dir = std::env::temp_dir().join(format!("reco_img_{}", rand::random::<u64>()));
+    let mut settings = crate::helpers::fresh_database(backend).await;
+    settings.image_dir = Some(dir.clone());
+    settings.image_interval = Duration::ZERO;
+    settings.engine.search.threshold = 200;
+    let app = TestApp::start(settings.clone()).await;
+    assert_eq!(app.create_tenant("big", 8, "cosine").await.status(), 201);
+    let entities: Vec<Value> = (0..600)
+        .map(|i: usize| {
+            let v: Vec<f32> = (0..8)
+                .map(|d| ((i * 31 + d * 7) % 41) as f32 - 20.5)
+                .collect();
+            json!({"id": format!("e{i}"), "vector": v, "category": format!("c{}", i % 3)})
+        })
+        .collect();
+    assert_eq!(app.upsert("big", Value::from(entities)).await.status(), 200);
+    for i in [3, 30, 300] {
+        let r = app
+            .admin(Method::DELETE, &format!("/v1/tenants/big/entities/e{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    app.interact(
+        "big",
+        json!([{"user": "u", "entity": "e1", "kind": "like"}]),
+    )
+    .await;
+    let questions = [
+        "/v1/tenants/big/entities/e1/similar?k=10",
+        "/v1/tenants/big/entities/e77/similar?k=5&category=c1",
+        "/v1/tenants/big/users/u/recommendations?k=5&strategy=content",
+        "/v1/tenants/big/trending",
+        "/v1/tenants/big",
+    ];
+    let before = answers(&app, &questions).await;
+    stop_and_wait_for_the_image(app, &dir, "big").await;
+
+    let app = TestApp::start(settings.clone()).await;
+    assert_eq!(
+        (loads(&app, "image").await, loads(&app, "storage").await),
+        (1, 0)
+    );
+    assert_eq!(answers(&app, &questions).await[..3], before[..3]);
+    assert_eq!(answers(&app, &questions).await[4], before[4]);
+    stop_and_wait_for_the_image(app, &dir, "big").await;
+
+    // Writes made while this server is down (by another without images): its image is stale.
+    let mut other = settings.clone();
+    other.image_dir = None;
+    let writer = TestApp::start(other.clone()).await;
+    writer
+        .upsert(
+            "big",
+            json!([{"id": "late", "vector": [1, 1, 1, 1, 1, 1, 1, 1]}]),
+        )
+        .await;
+    writer.stop().await;
+    drop(writer);
+    let app = TestApp::start(settings.clone()).await;
+    assert_eq!(
+        (loads(&app, "image").await, loads(&app, "storage").await),
+        (0, 1)
+    );
+    assert_eq!(app.get("/v1/tenants/big/entities/late").await.status(), 200);
+    stop_and_wait_for_the_image(app, &dir, "big").await;
+
+    // A damaged image: ignored.
+    let path = dir.join("big.img");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let app = TestApp::start(settings.clone()).await;
+    assert_eq!(
+        (loads(&app, "image").await, loads(&app, "storage").await),
+        (0, 1)
+    );
+    assert_eq!(app.get("/v1/tenants/big/entities/late").await.status(), 200);
+    stop_and_wait_for_the_image(app, &dir, "big").await;
+
+    // Another incarnation of the tenant (deleted and made again elsewhere): ignored.
+    let writer = TestApp::start(other).await;
+    let r = writer
+        .admin(Method::DELETE, "/v1/tenants/big")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(writer.create_tenant("big", 8, "cosine").await.status(), 201);
+    writer.stop().await;
+    drop(writer);
+    let app = TestApp::start(settings).await;
+    assert_eq!(
+        (loads(&app, "image").await, loads(&app, "storage").await),
+        (0, 1)
+    );
+    let info: Value = app.get("/v1/tenants/big").await.json().await.unwrap();
+    assert_eq!(info["entities"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,5 +4,6 @@
 
 mod conformance;
 mod helpers;
+mod images;
 mod postgres;
 mod redis;
