@@ -15,6 +15,7 @@
 
 mod data;
 mod report;
+mod restart;
 mod server;
 mod wrk;
 
@@ -70,6 +71,10 @@ struct Args {
     /// replaced whole).
     #[arg(long)]
     merge: bool,
+    /// Measure restarts instead of load: per scale, the time to ready after a graceful stop,
+    /// from tenant images and from storage alone (perf/results/restarts.{json,md}).
+    #[arg(long)]
+    restarts: bool,
 }
 
 /// A scale of the test: entities and the run length (the reference's for 1k, 10k and 20k).
@@ -79,8 +84,9 @@ fn scale(name: &str) -> Result<(usize, Duration)> {
         "10k" => (10_000, Duration::from_secs(30)),
         "20k" => (20_000, Duration::from_secs(60)),
         "100k" => (100_000, Duration::from_secs(15)),
+        "200k" => (200_000, Duration::from_secs(15)),
         "1m" => (1_000_000, Duration::from_secs(15)),
-        other => anyhow::bail!("unknown scale `{other}`: 1k, 10k, 20k, 100k or 1m"),
+        other => anyhow::bail!("unknown scale `{other}`: 1k, 10k, 20k, 100k, 200k or 1m"),
     })
 }
 
@@ -127,6 +133,17 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     std::fs::create_dir_all(&args.work)?;
     let work = std::fs::canonicalize(&args.work)?;
+    if args.restarts {
+        let mut rows = Vec::new();
+        for name in &args.scales {
+            let (n, _) = scale(name)?;
+            println!("== restart {name}: {n} entities × {}", data::DIMENSION);
+            rows.push(restart::measure(&args.reco, &work, args.port, name, n).await?);
+            restart::write(&rows, &args.out)?;
+        }
+        println!("results: {}", args.out.join("restarts.md").display());
+        return Ok(());
+    }
     let mut run = Run::new(args.connections);
     if args.merge {
         run.rows = report::read_rows(&args.out.join("results.json"))?
@@ -174,6 +191,7 @@ async fn run_scale(
         database_ranking: false,
         ef_search: 40,
         graph: true,
+        images: false,
     };
     let catalogue = Catalogue::new(n, 7);
     {

@@ -28,6 +28,8 @@ pub struct Config {
     pub ef_search: u32,
     /// Build the engine's graph (the default); off for a server that only seeds.
     pub graph: bool,
+    /// Keep tenant images in the data folder (the default of `reco serve`).
+    pub images: bool,
 }
 
 /// A running server; stopped when dropped.
@@ -75,6 +77,7 @@ impl Server {
             // The load is measured against the reference design, which learns nothing: no
             // training starts by itself during a run.
             .env("RECO_TRAIN_AFTER", "0")
+            .env("RECO_IMAGES", if config.images { "on" } else { "off" })
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(
@@ -118,6 +121,29 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Stops the server as an operator does (SIGTERM) and waits until it exits: it answers
+    /// what is in flight and writes its tenant images first. Returns how long that took.
+    pub fn stop_gracefully(mut self) -> Result<Duration> {
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(sent.success(), "kill -TERM failed");
+        let exit = self.child.wait()?;
+        anyhow::ensure!(exit.success(), "the server exited with {exit}");
+        Ok(started.elapsed())
+    }
+
+    /// A counter of the server's metrics, summed over its series that carry `labels`.
+    pub async fn metric(&self, name: &str, labels: &str) -> Result<f64> {
+        let text = self.request(reqwest::Method::GET, "/metrics").send().await?.text().await?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
     }
 
     /// The process's peak resident set (`VmHWM`), in bytes.
