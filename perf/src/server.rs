@@ -138,7 +138,12 @@ impl Server {
 
     /// A counter of the server's metrics, summed over its series that carry `labels`.
     pub async fn metric(&self, name: &str, labels: &str) -> Result<f64> {
-        let text = self.request(reqwest::Method::GET, "/metrics").send().await?.text().await?;
+        let text = self
+            .request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await?
+            .text()
+            .await?;
         Ok(text
             .lines()
             .filter(|l| l.starts_with(name) && l.contains(labels))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use reco_hnsw::{Graph, GraphParts};
 
-use super::{EntityIndex, Record};
+use super::EntityIndex;
 use crate::distance::{inverse_norm, quantize};
 use crate::model::NewEntity;
 
@@ -64,22 +64,7 @@ impl EntityIndex {
             self.allocate();
         }
         for (entity, slot) in entities {
-            let category = entity
-                .category
-                .map(|c| Self::label(&mut self.categories, &c, slot));
-            let tags = entity
-                .tags
-                .iter()
-                .map(|t| Self::label(&mut self.tags, t, slot))
-                .collect();
-            let record = Record {
-                id: entity.id.clone(),
-                category,
-                tags,
-                attributes: entity.attributes,
-            };
-            self.write_row(slot, &entity.vector, record);
-            self.slots.insert(entity.id, slot);
+            self.put(slot, entity);
         }
         let dim = self.spec.dimension;
         self.free = Vec::with_capacity(free.len());

@@ -9,7 +9,7 @@ use roaring::RoaringBitmap;
 use super::{CHUNK_ROWS, CHUNK_SHIFT, Chunk, EntityIndex, Record};
 use crate::checked::CheckedEntities;
 use crate::distance::{dot, dot_i8, inverse_norm, quantize, squared_norm};
-use crate::model::Metric;
+use crate::model::{Metric, NewEntity};
 
 /// How much wider than `SearchConfig::expansion_search` a graph of `entities` searches: twice
 /// from 50,000 entities, three times from 500,000. On clustered 128-d data recall@10 at a fixed
@@ -35,25 +35,31 @@ impl EntityIndex {
                 }
                 None => self.allocate(),
             };
-            let category = entity
-                .category
-                .map(|c| Self::label(&mut self.categories, &c, slot));
-            let tags = entity
-                .tags
-                .iter()
-                .map(|t| Self::label(&mut self.tags, t, slot))
-                .collect();
-            let record = Record {
-                id: entity.id.clone(),
-                category,
-                tags,
-                attributes: entity.attributes,
-            };
-            self.write_row(slot, &entity.vector, record);
-            self.slots.insert(entity.id, slot);
+            self.put(slot, entity);
             written.push(slot);
         }
         self.index_rows(&written);
+    }
+
+    /// Writes an entity into an allocated slot whose labels are cleared: its labels, its row
+    /// and its id.
+    pub(super) fn put(&mut self, slot: u32, entity: NewEntity) {
+        let category = entity
+            .category
+            .map(|c| Self::label(&mut self.categories, &c, slot));
+        let tags = entity
+            .tags
+            .iter()
+            .map(|t| Self::label(&mut self.tags, t, slot))
+            .collect();
+        let record = Record {
+            id: entity.id.clone(),
+            category,
+            tags,
+            attributes: entity.attributes,
+        };
+        self.write_row(slot, &entity.vector, record);
+        self.slots.insert(entity.id, slot);
     }
 
     /// Puts written rows in the graph, or builds the graph when the tenant has grown past the

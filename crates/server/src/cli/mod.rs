@@ -4,6 +4,7 @@
 //! of reqwest or CSV.
 
 mod client;
+pub mod demo;
 pub mod evaluate;
 pub mod import;
 
@@ -39,6 +40,10 @@ enum Command {
     /// Which user strategy wins on your own data: split each user's log, train on the rest,
     /// and score HR@10, NDCG@10, recall@20 and coverage of every strategy.
     Evaluate(Box<evaluate::EvaluateArgs>),
+    /// A playground from nothing: the service on its own embedded database, a tenant `demo`
+    /// with a generated catalogue and log, its model trained, and a curl line for every
+    /// endpoint; then it serves until Ctrl-C.
+    Demo(demo::DemoArgs),
     /// Tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -193,6 +198,10 @@ impl Cli {
             }
             Command::Evaluate(args) => {
                 evaluate::run(*args).await?;
+            }
+            Command::Demo(args) => {
+                reco_server::telemetry::init();
+                demo::run(args).await?;
             }
             Command::Tenant(TenantCommand::Create {
                 name,

@@ -438,3 +438,69 @@ async fn command_errors_are_one_line_with_a_hint() {
     assert!(!ok);
     assert!(err.contains("is `reco serve` running there?"), "{err}");
 }
+
+/// `reco demo` starts from nothing: its own service and data, a trained tenant, and a tour of
+/// curl lines that all work against it; Ctrl-C stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_starts_from_nothing_and_every_line_of_its_tour_works() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let dir = std::env::temp_dir().join(format!("reco_demo_{}", rand::random::<u64>()));
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_reco"))
+        // Past 1,024 entities: the model is EASE over more items than iALS has factors.
+        .args(["demo", "--bind", "127.0.0.1:0", "--entities", "1100"])
+        .args(["--interactions", "2000", "--data-dir"])
+        .arg(&dir)
+        .env("RECO_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut tour = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.ends_with("/docs/");
+            tour.push(line);
+            if done {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), read)
+        .await
+        .expect("the tour within two minutes");
+    assert!(
+        tour.iter()
+            .any(|l| l.starts_with("reco demo: tenant `demo` is ready at http://127.0.0.1:")),
+        "{tour:?}"
+    );
+    let curls: Vec<&String> = tour.iter().filter(|l| l.starts_with("curl ")).collect();
+    assert!(curls.len() >= 15, "{tour:?}");
+    for line in curls {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -e; curl() {{ command curl -fsS -o /dev/null \"$@\"; }}; {line}"
+            ))
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pid = demo.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(30), demo.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

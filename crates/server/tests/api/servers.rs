@@ -434,22 +434,17 @@ async fn interactions_with_an_id_count_once_across_servers_and_restarts() {
         .json()
         .await
         .unwrap();
-    let c = scores["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == "c")
-        .unwrap()["score"]
-        .as_f64()
-        .unwrap();
-    let e = scores["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == "e")
-        .unwrap()["score"]
-        .as_f64()
-        .unwrap();
+    let score = |id: &str| {
+        scores["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["score"]
+            .as_f64()
+            .unwrap()
+    };
+    let (c, e) = (score("c"), score("e"));
     assert!(
         (c - e).abs() < 1e-3 * e,
         "c was counted once, as e was: {scores}"

@@ -640,7 +640,10 @@ async fn load(
 }
 
 fn model(version: u64, items: usize) -> ModelParts {
-    let factors = 3;
+    model_of(version, items, 3)
+}
+
+fn model_of(version: u64, items: usize, factors: usize) -> ModelParts {
     ModelParts {
         info: ModelInfo {
             version,
@@ -662,7 +665,7 @@ fn model(version: u64, items: usize) -> ModelParts {
             .map(|n| EntityId::parse(&format!("item-{n}")).unwrap())
             .collect(),
         factors: (0..items * factors)
-            .map(|n| f32::from(u16::try_from(n).unwrap()) * 0.25 - 1.0)
+            .map(|n| f32::from(u16::try_from(n % 60_000).unwrap()) * 0.25 - 1.0)
             .collect(),
     }
 }
@@ -694,6 +697,12 @@ async fn models_are_kept_by_version_and_go_with_their_tenant(backend: Backend) {
     let held = store.training_lock(&t).await.unwrap();
     assert!(held.is_some());
     drop(held);
+    // An EASE model says its item count in `factors`: up to EASE's 2,500 items are kept.
+    let ease = model_of(3, 2_500, 2_500);
+    assert!(store.save_model(&t, &ease).await.unwrap());
+    let mut loaded = store.load_model(&t).await.unwrap().unwrap();
+    loaded.params.threads = ease.params.threads;
+    assert_eq!(loaded, ease);
     // Deleting the tenant deletes its model.
     store.delete_tenant(&t).await.unwrap();
     store.create_tenant(&t, spec(4, Metric::Dot)).await.unwrap();
