@@ -96,7 +96,9 @@ async fn load_all(state: &AppState) -> Result<(), SyncError> {
     let (mut entities, mut interactions) = (0, 0);
     for (n, (name, _)) in tenants.iter().enumerate() {
         bar.set_prefix(format!("tenant {} of {}", n + 1, tenants.len()));
-        if let Some(loaded) = load_tenant(state, name, &bar).await? {
+        // Images are read at start only: a reload later is of a tenant that moved on since.
+        let image = images::read(state, name).await;
+        if let Some(loaded) = load_tenant(state, name, &bar, image).await? {
             entities += loaded.entities;
             interactions += loaded.interactions;
         }
@@ -222,6 +224,7 @@ async fn load_tenant(
     state: &AppState,
     tenant: &TenantName,
     bar: &indicatif::ProgressBar,
+    image: Option<TenantImage>,
 ) -> Result<Option<reco_storage::Loaded>, SyncError> {
     let since =
         state.engine.now() - i64::try_from(state.settings.history.as_millis()).unwrap_or(i64::MAX);
@@ -230,7 +233,7 @@ async fn load_tenant(
         tenant,
         staged: None,
         rate_limit: None,
-        image: images::read(state, tenant).await,
+        image,
         from_image: None,
     };
     let started = Instant::now();
@@ -304,7 +307,7 @@ pub async fn load_model(state: &AppState, tenant: &TenantName) -> Result<(), Syn
 /// they had until the reloaded one is swapped in.
 pub async fn reload_tenant(state: &AppState, tenant: &TenantName) -> Result<(), SyncError> {
     tracing::warn!(%tenant, "reloading the tenant from storage");
-    load_tenant(state, tenant, &indicatif::ProgressBar::hidden())
+    load_tenant(state, tenant, &indicatif::ProgressBar::hidden(), None)
         .await
         .map(drop)
 }
@@ -430,7 +433,7 @@ async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), Syn
     match change {
         Change::TenantCreated { tenant, lineage } => {
             if engine.lineage(&tenant).ok() != Some(lineage) {
-                load_tenant(state, &tenant, &indicatif::ProgressBar::hidden()).await?;
+                load_tenant(state, &tenant, &indicatif::ProgressBar::hidden(), None).await?;
             }
         }
         Change::TenantDeleted { tenant, lineage } => {

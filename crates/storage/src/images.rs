@@ -137,24 +137,24 @@ impl ImageFiles {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| bad(format!("{}: {e}", self.dir.display())))?;
         let payload = postcard::to_allocvec(&encode(image)).map_err(bad)?;
-        let mut file_bytes = Vec::with_capacity(HEADER + payload.len());
-        file_bytes.extend_from_slice(MAGIC);
-        file_bytes.extend_from_slice(&VERSION.to_le_bytes());
-        file_bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        file_bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        file_bytes.extend_from_slice(&payload);
+        let mut header = Vec::with_capacity(HEADER);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&VERSION.to_le_bytes());
+        header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        header.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         let path = self.path(&image.name);
         let partial = path.with_extension("img.partial");
         let written = (|| -> std::io::Result<()> {
             let mut file = std::fs::File::create(&partial)?;
-            file.write_all(&file_bytes)?;
+            file.write_all(&header)?;
+            file.write_all(&payload)?;
             file.sync_all()?;
             std::fs::rename(&partial, &path)?;
             // The rename is durable once the folder is.
             std::fs::File::open(&self.dir)?.sync_all()
         })();
         written.map_err(|e| bad(format!("{}: {e}", path.display())))?;
-        Ok(file_bytes.len() as u64)
+        Ok((HEADER + payload.len()) as u64)
     }
 
     /// A tenant's image, `None` when there is no file. A file that is not a whole image of

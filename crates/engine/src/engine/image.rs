@@ -40,22 +40,28 @@ pub struct TenantImage {
     pub graph: Option<GraphParts>,
 }
 
-/// The image of a tenant, taken under its writer lock so that no write runs meanwhile.
+/// The image of a tenant. The snapshot, its stamp and the graph's parts are taken under the
+/// writer lock (writers change the graph in place, so its parts match the snapshot only while
+/// no write runs); the rows are copied after it is released, from the snapshot, which is
+/// immutable. Writes wait for the graph's copy only.
 pub(super) fn take(engine: &Engine, name: &TenantName) -> Result<TenantImage> {
     let tenant = engine.tenant(name)?;
     let applied = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
-    let index = tenant.entities.load();
+    let index = tenant.entities.load_full();
+    let stamp = *applied;
+    let graph = index.graph_parts();
+    drop(applied);
     let (slot_count, entity_slots, entities, free) = index.image_rows();
     Ok(TenantImage {
         name: tenant.name.clone(),
         spec: tenant.spec,
         lineage: tenant.lineage,
-        stamp: *applied,
+        stamp,
         slot_count,
         entities,
         entity_slots,
         free,
-        graph: index.graph_parts(),
+        graph,
     })
 }
 
