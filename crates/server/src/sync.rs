@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use reco_engine::{
-    ChangeId, CheckedInteractions, Engine, EngineError, Installed, Interaction, NewEntity,
-    StagedTenant, TenantImage, TenantName,
+    ChangeId, CheckedInteractions, Engine, EngineError, EntityId, Installed, Interaction,
+    NewEntity, StagedTenant, Stamp, TenantImage, TenantName,
 };
 use reco_storage::{Change, ChangeFeed, LoadSink, PgStore, StorageError, Store, TenantRecord};
 
@@ -126,6 +126,11 @@ struct Restore<'a> {
     image: Option<TenantImage>,
     /// How many entities the image brought, when it was used.
     from_image: Option<usize>,
+    /// Whether storage can say what changed since an image's stamp (PostgreSQL keeps each
+    /// row's stamp; the embedded database does not, and has one server only).
+    can_catch_up: bool,
+    /// An image older than the record: its stamp and its entities' ids, to catch up from.
+    behind: Option<(Stamp, Vec<EntityId>)>,
 }
 
 fn refused(e: &EngineError) -> StorageError {
@@ -142,15 +147,27 @@ impl Restore<'_> {
 
 impl LoadSink for Restore<'_> {
     fn tenant(&mut self, record: TenantRecord) -> reco_storage::Result<()> {
-        if let Some(image) = self.image.take() {
-            if image.lineage == record.lineage && image.stamp == record.version {
+        if let Some(mut image) = self.image.take() {
+            let current = image.stamp == record.version;
+            let behind = image.stamp < record.version && self.can_catch_up;
+            if image.lineage == record.lineage && (current || behind) {
                 let entities = image.entities.len();
+                // An image behind storage is staged at storage's version and caught up with
+                // what changed since, in the same snapshot (`caught_up`).
+                let from = image.stamp;
+                let ids: Vec<EntityId> = if behind {
+                    image.entities.iter().map(|e| e.id.clone()).collect()
+                } else {
+                    Vec::new()
+                };
+                image.stamp = record.version;
                 match blocking_here(|| self.engine.stage_image(image)) {
                     Ok(staged) => {
                         staged.set_learning(record.learning);
                         self.staged = Some(staged);
                         self.rate_limit = record.rate_limit;
                         self.from_image = Some(entities);
+                        self.behind = (!current).then_some((from, ids));
                         return Ok(());
                     }
                     Err(e) => {
@@ -188,6 +205,37 @@ impl LoadSink for Restore<'_> {
 
     fn wants_entities(&self) -> bool {
         self.from_image.is_none()
+    }
+
+    fn catch_up_from(&self) -> Option<Stamp> {
+        self.behind.as_ref().map(|(stamp, _)| *stamp)
+    }
+
+    fn caught_up(
+        &mut self,
+        changed: Vec<NewEntity>,
+        present: Vec<EntityId>,
+    ) -> reco_storage::Result<()> {
+        let Some((from, ids)) = self.behind.take() else {
+            return Ok(());
+        };
+        let present: std::collections::HashSet<EntityId> = present.into_iter().collect();
+        let gone: Vec<EntityId> = ids.into_iter().filter(|id| !present.contains(id)).collect();
+        let staged = self.staged()?;
+        let written = changed.len();
+        blocking_here(|| {
+            self.engine.restore_deletes(staged, &gone);
+            self.engine.restore_entities(staged, changed)
+        })
+        .map_err(|e| refused(&e))?;
+        tracing::info!(
+            tenant = %self.tenant,
+            image = %from,
+            written,
+            gone = gone.len(),
+            "the tenant's image was behind storage: caught up"
+        );
+        Ok(())
     }
 
     fn entities(&mut self, batch: Vec<NewEntity>) -> reco_storage::Result<()> {
@@ -235,6 +283,8 @@ async fn load_tenant(
         rate_limit: None,
         image,
         from_image: None,
+        can_catch_up: matches!(state.store, Store::Postgres(_)),
+        behind: None,
     };
     let started = Instant::now();
     let mut loaded = state

@@ -3,7 +3,7 @@
 //! [`LoadSink`].
 
 use indicatif::ProgressBar;
-use reco_engine::{Interaction, NewEntity, TenantName};
+use reco_engine::{EntityId, Interaction, NewEntity, TenantName};
 
 use crate::error::Result;
 use crate::model::{LoadSink, Loaded, TenantRecord};
@@ -21,6 +21,15 @@ pub(crate) trait Snapshot {
         after: &str,
         limit: i64,
     ) -> Result<Vec<NewEntity>>;
+    /// What changed in a tenant's entities after the change stamped `stamp`: the entities
+    /// written since (each row keeps the stamp that wrote it), and the ids of every entity it
+    /// holds now (one gone since is missing from them). `Unsupported` where rows keep no stamp
+    /// (the embedded database: one server, whose images are never stale for another's writes).
+    async fn changed_since(
+        &mut self,
+        tenant: &TenantName,
+        stamp: i64,
+    ) -> Result<(Vec<NewEntity>, Vec<EntityId>)>;
     /// Interactions since `since_ms` with sequence numbers after `after`, in sequence order.
     async fn interactions_after(
         &mut self,
@@ -106,6 +115,14 @@ pub(crate) async fn load(
     let (entities, interactions, older) = snapshot.counts(tenant, since_ms).await?;
     sink.tenant(record)?;
     sink.older_interactions(older)?;
+    // A sink that holds the entities as of an older change catches up from it, in this same
+    // snapshot: the rows written since, and which entities are gone.
+    if let Some(stamp) = sink.catch_up_from() {
+        let (changed, present) = snapshot
+            .changed_since(tenant, i64::try_from(stamp.get()).unwrap_or(i64::MAX))
+            .await?;
+        sink.caught_up(changed, present)?;
+    }
     let read_entities = sink.wants_entities();
     let rows = interactions + if read_entities { entities } else { 0 };
     // The bar runs across tenants: each adds its rows to the total as it starts.

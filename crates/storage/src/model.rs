@@ -97,6 +97,17 @@ pub trait LoadSink {
     fn wants_entities(&self) -> bool {
         true
     }
+    /// The stamp of the change the sink's entities are at, when it holds them from an image
+    /// older than the record: storage then tells it what changed since (`caught_up`).
+    fn catch_up_from(&self) -> Option<Stamp> {
+        None
+    }
+    /// The entities written after `catch_up_from`'s stamp, and the ids of every entity the
+    /// tenant holds now.
+    fn caught_up(&mut self, changed: Vec<NewEntity>, present: Vec<EntityId>) -> Result<()> {
+        let _ = (changed, present);
+        Ok(())
+    }
 }
 
 /// An interaction as storage writes it: with the id its client gave, if any.

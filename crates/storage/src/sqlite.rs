@@ -446,6 +446,16 @@ impl Snapshot for SqliteSnapshot {
     }
 
     crate::load::snapshot_pages!();
+
+    async fn changed_since(
+        &mut self,
+        _tenant: &TenantName,
+        _stamp: i64,
+    ) -> Result<(Vec<NewEntity>, Vec<EntityId>)> {
+        Err(StorageError::Unsupported(
+            "catching an image up from its stamp",
+        ))
+    }
 }
 
 /// A page of a tenant's entities in id order.

@@ -264,6 +264,12 @@ impl Engine {
         tenants::restore_entities(self, staged, batch)
     }
 
+    /// Deletes entities from a staged tenant (a host catching an image up with storage);
+    /// returns how many it held.
+    pub fn restore_deletes(&self, staged: &StagedTenant, ids: &[EntityId]) -> usize {
+        tenants::restore_deletes(self, staged, ids)
+    }
+
     /// Adds interactions to a staged tenant, in the order they were recorded.
     pub fn restore_interactions(
         &self,

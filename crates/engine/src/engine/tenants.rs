@@ -14,7 +14,7 @@ use crate::checked::{CheckedEntities, CheckedInteractions};
 use crate::error::{EngineError, Result};
 use crate::index::EntityIndex;
 use crate::interactions::InteractionLog;
-use crate::model::{Interaction, NewEntity, TenantInfo, TenantName, TenantSpec};
+use crate::model::{EntityId, Interaction, NewEntity, TenantInfo, TenantName, TenantSpec};
 use crate::stamp::{Lineage, Stamp};
 
 /// Whether [`Engine::create_tenant`] made the tenant or found it.
@@ -162,6 +162,14 @@ pub(super) fn restore_entities(
     let applied = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
     writes::write_entities(engine, tenant, *applied, |index| index.upsert(batch));
     Ok(count)
+}
+
+pub(super) fn restore_deletes(engine: &Engine, staged: &StagedTenant, ids: &[EntityId]) -> usize {
+    let tenant = &staged.0;
+    let applied = tenant.writer.lock().unwrap_or_else(PoisonError::into_inner);
+    writes::write_entities(engine, tenant, *applied, |index| {
+        ids.iter().filter(|id| index.delete(id.as_str())).count()
+    })
 }
 
 pub(super) fn restore_interactions(

@@ -1,11 +1,11 @@
 //! Reading a tenant as of one moment, and turning rows back into the engine's types.
 
 use pgvector::Vector;
-use reco_engine::{Interaction, NewEntity, Stamp, TenantName};
+use reco_engine::{EntityId, Interaction, NewEntity, Stamp, TenantName};
 use sqlx::{AssertSqlSafe, Executor, Postgres, Row};
 
 use super::PgStore;
-use crate::error::{Result, unavailable};
+use crate::error::{Result, StorageError, unavailable};
 use crate::load::Snapshot;
 use crate::model::TenantRecord;
 use crate::rows;
@@ -45,6 +45,33 @@ impl Snapshot for PgSnapshot {
     }
 
     crate::load::snapshot_pages!();
+
+    async fn changed_since(
+        &mut self,
+        tenant: &TenantName,
+        stamp: i64,
+    ) -> Result<(Vec<NewEntity>, Vec<EntityId>)> {
+        let changed = sqlx::query(
+            "SELECT id, embedding, category, tags::text, attributes::text \
+             FROM entities WHERE tenant = $1 AND batch > $2",
+        )
+        .bind(tenant.as_str())
+        .bind(stamp)
+        .fetch_all(&mut *self.0)
+        .await?
+        .iter()
+        .map(entity_row)
+        .collect::<Result<_>>()?;
+        let present: Vec<String> = sqlx::query_scalar("SELECT id FROM entities WHERE tenant = $1")
+            .bind(tenant.as_str())
+            .fetch_all(&mut *self.0)
+            .await?;
+        let present = present
+            .iter()
+            .map(|id| EntityId::parse(id).map_err(|e| StorageError::Corrupt(e.to_string())))
+            .collect::<Result<_>>()?;
+        Ok((changed, present))
+    }
 }
 
 /// A page of a tenant's entities in id order.
