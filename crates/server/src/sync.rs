@@ -143,55 +143,67 @@ impl Restore<'_> {
             .as_ref()
             .ok_or_else(|| StorageError::Corrupt("rows came before their tenant".into()))
     }
+
+    /// The tenant staged from its image, when the image is of the incarnation storage holds
+    /// and of its version, or behind it where storage can say what changed since: then it is
+    /// staged at storage's version and caught up in `caught_up`. `None` (with a warning) for
+    /// any other image, or one the engine refuses: the tenant then loads from storage.
+    fn stage_image(
+        &mut self,
+        mut image: TenantImage,
+        record: &TenantRecord,
+    ) -> Option<StagedTenant> {
+        let current = image.stamp == record.version;
+        let behind = image.stamp < record.version && self.can_catch_up;
+        if image.lineage != record.lineage || !(current || behind) {
+            tracing::warn!(
+                tenant = %self.tenant,
+                image = %format!("{} {}", image.lineage, image.stamp),
+                storage = %format!("{} {}", record.lineage, record.version),
+                "the tenant's image is stale or of another incarnation; loading from storage"
+            );
+            return None;
+        }
+        let entities = image.entities.len();
+        let from = image.stamp;
+        let ids: Vec<EntityId> = if behind {
+            image.entities.iter().map(|e| e.id.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        image.stamp = record.version;
+        match blocking_here(|| self.engine.stage_image(image)) {
+            Ok(staged) => {
+                self.from_image = Some(entities);
+                self.behind = (!current).then_some((from, ids));
+                Some(staged)
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %self.tenant, error = %e, "the tenant's image is ignored; loading from storage");
+                None
+            }
+        }
+    }
 }
 
 impl LoadSink for Restore<'_> {
     fn tenant(&mut self, record: TenantRecord) -> reco_storage::Result<()> {
-        if let Some(mut image) = self.image.take() {
-            let current = image.stamp == record.version;
-            let behind = image.stamp < record.version && self.can_catch_up;
-            if image.lineage == record.lineage && (current || behind) {
-                let entities = image.entities.len();
-                // An image behind storage is staged at storage's version and caught up with
-                // what changed since, in the same snapshot (`caught_up`).
-                let from = image.stamp;
-                let ids: Vec<EntityId> = if behind {
-                    image.entities.iter().map(|e| e.id.clone()).collect()
-                } else {
-                    Vec::new()
-                };
-                image.stamp = record.version;
-                match blocking_here(|| self.engine.stage_image(image)) {
-                    Ok(staged) => {
-                        staged.set_learning(record.learning);
-                        self.staged = Some(staged);
-                        self.rate_limit = record.rate_limit;
-                        self.from_image = Some(entities);
-                        self.behind = (!current).then_some((from, ids));
-                        return Ok(());
-                    }
-                    Err(e) => {
-                        tracing::warn!(tenant = %self.tenant, error = %e, "the tenant's image is ignored; loading from storage");
-                    }
-                }
-            } else {
-                tracing::warn!(
-                    tenant = %self.tenant,
-                    image = %format!("{} {}", image.lineage, image.stamp),
-                    storage = %format!("{} {}", record.lineage, record.version),
-                    "the tenant's image is stale or of another incarnation; loading from storage"
-                );
-            }
-        }
-        let staged = self
-            .engine
-            .stage_tenant(
-                self.tenant.clone(),
-                record.spec,
-                record.lineage,
-                record.version,
-            )
-            .map_err(|e| refused(&e))?;
+        let from_image = self
+            .image
+            .take()
+            .and_then(|image| self.stage_image(image, &record));
+        let staged = match from_image {
+            Some(staged) => staged,
+            None => self
+                .engine
+                .stage_tenant(
+                    self.tenant.clone(),
+                    record.spec,
+                    record.lineage,
+                    record.version,
+                )
+                .map_err(|e| refused(&e))?,
+        };
         staged.set_learning(record.learning);
         self.staged = Some(staged);
         self.rate_limit = record.rate_limit;
