@@ -1,8 +1,10 @@
 //! Tenant images in the data folder: written at shutdown and every `image_interval` (the
 //! tenants that changed since their last image), read at start in place of storage's rows and
 //! the graph's build (see `sync::load_tenant`). An image is used only when it is of the
-//! tenant's incarnation and of the very version storage holds; any other is ignored with a
-//! warning and the tenant loads from storage, so an image never makes an answer wrong.
+//! tenant's incarnation and of the version storage holds, or behind it on PostgreSQL, which
+//! then says what changed since; any other is ignored with a warning and the tenant loads from
+//! storage, so an image never makes an answer wrong. A tenant loaded from a current image is
+//! not written again at the next stop unless it changes.
 
 use std::time::{Duration, Instant};
 

@@ -131,6 +131,8 @@ struct Restore<'a> {
     can_catch_up: bool,
     /// An image older than the record: its stamp and its entities' ids, to catch up from.
     behind: Option<(Stamp, Vec<EntityId>)>,
+    /// Whether the image used was of the record's version (the file on disk is current).
+    image_current: bool,
 }
 
 fn refused(e: &EngineError) -> StorageError {
@@ -176,6 +178,7 @@ impl Restore<'_> {
             Ok(staged) => {
                 self.from_image = Some(entities);
                 self.behind = (!current).then_some((from, ids));
+                self.image_current = current;
                 Some(staged)
             }
             Err(e) => {
@@ -297,6 +300,7 @@ async fn load_tenant(
         from_image: None,
         can_catch_up: matches!(state.store, Store::Postgres(_)),
         behind: None,
+        image_current: false,
     };
     let started = Instant::now();
     let mut loaded = state
@@ -308,6 +312,13 @@ async fn load_tenant(
     }
     if let (Some(entities), Some(loaded)) = (sink.from_image, loaded.as_mut()) {
         loaded.entities = entities as u64;
+        if sink.image_current {
+            // The file on disk is this tenant as loaded: nothing to write until it changes.
+            state.imaged.lock().expect("never poisoned").insert(
+                tenant.clone(),
+                (loaded.record.lineage, loaded.record.version),
+            );
+        }
         tracing::info!(
             %tenant,
             entities,

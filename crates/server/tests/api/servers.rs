@@ -545,7 +545,16 @@ async fn restarts_read_tenant_images_and_never_a_stale_one(backend: Backend) {
     );
     assert_eq!(answers(&app, &questions).await[..3], before[..3]);
     assert_eq!(answers(&app, &questions).await[4], before[4]);
+    // Loaded from a current image and not changed since: the stop does not write it again.
+    let modified = || {
+        std::fs::metadata(dir.join("big.img"))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let written = modified();
     stop_and_wait_for_the_image(app, &dir, "big").await;
+    assert_eq!(modified(), written);
 
     // Writes made while this server is down (by another without images): its image is behind.
     // PostgreSQL keeps each row's stamp, so the image is caught up from its own; the embedded
