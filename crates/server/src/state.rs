@@ -79,6 +79,9 @@ pub struct AppState {
     /// The incarnation and stamp of each tenant's image on disk, so that an unchanged tenant
     /// is not written again.
     pub imaged: std::sync::Mutex<HashMap<TenantName, (reco_engine::Lineage, reco_engine::Stamp)>>,
+    /// Incarnations deleted while this server runs: a load that read one before its delete
+    /// committed must not bring it back (see `sync::load_tenant`).
+    deleted: std::sync::Mutex<std::collections::HashSet<(TenantName, reco_engine::Lineage)>>,
 }
 
 /// A tenant's collaborative training, while it runs or after it failed.
@@ -151,8 +154,26 @@ impl AppState {
                 .clone()
                 .map(reco_storage::ImageFiles::new),
             imaged: std::sync::Mutex::new(HashMap::new()),
+            deleted: std::sync::Mutex::new(std::collections::HashSet::new()),
             settings,
         })
+    }
+
+    /// Remembers that an incarnation of a tenant was deleted. Called before the engine drops
+    /// it, so that a load which installs it afterwards sees the mark and drops it again.
+    pub fn mark_deleted(&self, tenant: &TenantName, lineage: reco_engine::Lineage) {
+        self.deleted
+            .lock()
+            .expect("never poisoned")
+            .insert((tenant.clone(), lineage));
+    }
+
+    /// Whether an incarnation of a tenant was deleted while this server runs.
+    pub fn was_deleted(&self, tenant: &TenantName, lineage: reco_engine::Lineage) -> bool {
+        self.deleted
+            .lock()
+            .expect("never poisoned")
+            .contains(&(tenant.clone(), lineage))
     }
 
     pub fn is_ready(&self) -> bool {

@@ -326,11 +326,24 @@ async fn load_tenant(
             "loaded from its image (entities and graph), interactions from storage"
         );
     }
+    let lineage = loaded.as_ref().map(|l| l.record.lineage);
     match sink.staged {
         Some(staged) => {
             state.set_rate_limit(tenant, sink.rate_limit);
             if state.engine.install(staged) == Installed::Kept {
                 tracing::debug!(%tenant, "the engine holds the snapshot's changes already");
+            }
+            // Checked after the install: a delete marks before it drops, so either its drop
+            // comes after this install, or this sees its mark.
+            if let Some(lineage) = lineage
+                && state.was_deleted(tenant, lineage)
+            {
+                tracing::debug!(%tenant, "deleted while it loaded");
+                if state.engine.lineage(tenant).ok() == Some(lineage) {
+                    let _ = state.engine.drop_tenant(tenant);
+                }
+                state.applied.notify_waiters();
+                return Ok(None);
             }
             // A model that cannot be loaded leaves the tenant served without it (trained
             // again when due), rather than the whole service unready.
@@ -510,6 +523,7 @@ async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), Syn
             }
         }
         Change::TenantDeleted { tenant, lineage } => {
+            state.mark_deleted(&tenant, lineage);
             if engine.lineage(&tenant).ok() == Some(lineage) {
                 let _ = engine.drop_tenant(&tenant);
                 state.set_rate_limit(&tenant, None);

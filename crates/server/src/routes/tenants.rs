@@ -97,7 +97,11 @@ pub async fn delete_tenant(state: Data, admitted: Admitted) -> Result<HttpRespon
             "tenant `{tenant}` does not exist"
         )));
     }
-    // Gone from storage; the engine may already have dropped it on another path.
+    // Gone from storage; the engine may already have dropped it on another path. Marked
+    // first, so that a load of it running now cannot bring it back.
+    if let Ok(lineage) = state.engine.lineage(&tenant) {
+        state.mark_deleted(&tenant, lineage);
+    }
     let _ = state.engine.drop_tenant(&tenant);
     crate::images::remove(&state, &tenant).await;
     state.forget_keys();
