@@ -14,15 +14,7 @@ both!(the_documents_examples_work_in_order);
 /// examples' entities.
 async fn the_documents_examples_work_in_order(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let doc: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.public_json("/openapi.json").await;
     let fill = |path: &str, method: &str| -> String {
         let mut filled = path.to_owned();
         for parameter in doc["paths"][path][method]["parameters"]

@@ -204,6 +204,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A public document (health, the OpenAPI document) as JSON, asked without a key.
+    pub async fn public_json(&self, path: &str) -> Value {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.admin(Method::GET, path).send().await.unwrap()
     }

@@ -15,29 +15,13 @@ async fn health_reports_each_part() {
         .await
         .unwrap();
     assert_eq!(live.status(), 200);
-    let ready: Value = app
-        .client
-        .get(format!("{}/health/ready", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.public_json("/health/ready").await;
     assert_eq!(
         ready,
         json!({"status": "ready", "indexes": "loaded", "storage": "up", "redis": "up"})
     );
     let sqlite = TestApp::spawn(Backend::Sqlite).await;
-    let ready: Value = sqlite
-        .client
-        .get(format!("{}/health/ready", sqlite.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = sqlite.public_json("/health/ready").await;
     assert_eq!(ready["redis"], "off");
 }
 
@@ -75,15 +59,7 @@ async fn metrics_count_requests_cache_pools_and_indexes() {
 #[tokio::test]
 async fn the_api_documents_itself() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let doc: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.public_json("/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for path in [

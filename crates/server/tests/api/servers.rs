@@ -228,15 +228,7 @@ async fn without_redis_requests_still_succeed() {
     for _ in 0..20 {
         assert_eq!(ids(app.similar("shop", "a", "").await).await, ["b"]);
     }
-    let ready: Value = app
-        .client
-        .get(format!("{}/health/ready", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.public_json("/health/ready").await;
     assert_eq!(
         (ready["status"].clone(), ready["redis"].clone()),
         (json!("ready"), json!("down"))
