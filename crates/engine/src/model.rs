@@ -62,27 +62,39 @@ fn parse_id(kind: &str, id: &str) -> Result<Arc<str>> {
     Ok(id.into())
 }
 
-/// An entity id: 1 to 256 bytes of UTF-8. Cloning is cheap.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EntityId(Arc<str>);
+/// An id type: text checked by `parse_id` (1 to 256 bytes of UTF-8, no NUL), cheap to clone,
+/// named `$kind` in errors.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
 
-impl EntityId {
-    /// Parses an entity id.
-    pub fn parse(id: &str) -> Result<Self> {
-        parse_id("an entity id", id).map(Self)
-    }
+        impl $name {
+            #[doc = concat!("Parses ", $kind, ".")]
+            pub fn parse(id: &str) -> Result<Self> {
+                parse_id($kind, id).map(Self)
+            }
 
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl fmt::Display for EntityId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+id_type!(
+    /// An entity id: 1 to 256 bytes of UTF-8. Cloning is cheap.
+    EntityId,
+    "an entity id"
+);
 
 impl std::borrow::Borrow<str> for EntityId {
     fn borrow(&self) -> &str {
@@ -90,51 +102,19 @@ impl std::borrow::Borrow<str> for EntityId {
     }
 }
 
-/// A user id: 1 to 256 bytes of UTF-8. Cloning is cheap.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId(Arc<str>);
+id_type!(
+    /// A user id: 1 to 256 bytes of UTF-8. Cloning is cheap.
+    UserId,
+    "a user id"
+);
 
-impl UserId {
-    /// Parses a user id.
-    pub fn parse(id: &str) -> Result<Self> {
-        parse_id("a user id", id).map(Self)
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The id a client gives an interaction so that sending it again records it once: 1 to 256
-/// bytes of UTF-8 without NUL. The engine ranks without it; storage keeps it, per tenant,
-/// unique.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InteractionId(Arc<str>);
-
-impl InteractionId {
-    /// Parses an interaction id.
-    pub fn parse(id: &str) -> Result<Self> {
-        parse_id("an interaction id", id).map(Self)
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for InteractionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+id_type!(
+    /// The id a client gives an interaction so that sending it again records it once: 1 to
+    /// 256 bytes of UTF-8 without NUL. The engine ranks without it; storage keeps it, per
+    /// tenant, unique.
+    InteractionId,
+    "an interaction id"
+);
 
 /// A label: a category or a tag, 1 to 256 bytes.
 pub(crate) fn check_label(kind: &str, label: &str) -> Result<()> {
