@@ -57,6 +57,16 @@ impl Decayed {
     /// The value at `t`, and never less in size than `floor` times the weight given: decay
     /// fades an interaction, the floor keeps it counting. Computed in `f64`, where no age a log
     /// can have underflows to zero before the floor takes over.
+    /// The time of the newest weight given.
+    pub fn last(&self) -> Millis {
+        self.at
+    }
+
+    /// Every weight given, undecayed.
+    pub fn given(&self) -> f64 {
+        self.mass
+    }
+
     pub fn value_at(&self, t: Millis, half_life: Millis, floor: f64) -> f64 {
         let decayed = self.value * decay(t - self.at, half_life);
         let least = floor * self.mass;

@@ -92,8 +92,9 @@ pub use error::{EngineError, Result};
 pub use index::Filter;
 pub use interrupt::Interrupt;
 pub use model::{
-    Embedding, EntityId, EntityView, Interaction, InteractionId, InteractionKind, MAX_DIMENSION,
-    MAX_ID_BYTES, Metric, Millis, NewEntity, Scored, TenantInfo, TenantName, TenantSpec, UserId,
+    Embedding, EntityId, EntityView, HistoryItem, Interaction, InteractionId, InteractionKind,
+    MAX_DIMENSION, MAX_ID_BYTES, Metric, Millis, NewEntity, Scored, TenantInfo, TenantName,
+    TenantSpec, UserHistory, UserId,
 };
 pub use query::{
     Answer, CacheStatus, Example, ExampleStrategy, ExampleTarget, MAX_K, MAX_OFFSET, Ranking,

@@ -407,6 +407,31 @@ pub struct TenantInfo {
     pub interactions: u64,
 }
 
+/// A user's history as the engine holds it: what each of their entities weighs now (the
+/// weight their recommendations are built from) and when they last touched it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserHistory {
+    /// The time of the user's newest interaction, which their history decays towards.
+    pub newest: Millis,
+    /// How many entities the user touched.
+    pub entities: usize,
+    /// The entities, the most recently touched first (ties by id), at most the number asked.
+    pub items: Vec<HistoryItem>,
+}
+
+/// One entity of a user's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryItem {
+    /// The entity.
+    pub entity: EntityId,
+    /// When the user last interacted with it.
+    pub last: Millis,
+    /// Every weight the user's interactions with it gave, undecayed (a dislike's is negative).
+    pub given: f64,
+    /// Its weight now: decayed towards the user's newest interaction, never below the floor.
+    pub weight: f64,
+}
+
 #[cfg(test)]
 mod tests {
 

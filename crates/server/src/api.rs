@@ -521,6 +521,17 @@ fn parse_rfc3339(text: &str) -> Result<i64, String> {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(|e| e.to_string())
 }
 
+/// A time in milliseconds since the epoch as RFC 3339; `None` only outside the years 0 to
+/// 9999, which no timestamp the API takes can be.
+pub fn rfc3339(millis: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+}
+
 /// The collaborative model's status: `GET /v1/tenants/{tenant}/model`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelStatus {
@@ -556,14 +567,7 @@ impl ModelStatus {
             (Some(Training::Failed(_)), _) => "failed",
             (None, _) => "ready",
         };
-        let trained_at = model.and_then(|m| {
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m.trained_at) * 1_000_000)
-                .ok()
-                .and_then(|t| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-        });
+        let trained_at = model.and_then(|m| rfc3339(m.trained_at));
         Self {
             version: model.map(|m| m.version),
             state,
@@ -957,4 +961,190 @@ pub fn metric(name: &str) -> Result<Metric, ApiError> {
 
 pub fn batch_limit_check(len: usize) -> Result<(), ApiError> {
     check_batch(len, "requests")
+}
+
+/// The query of `GET /v1/tenants/{tenant}/users/{user}`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// How many of the user's entities to list, the most recent first: 1 to 1000; 50 by
+    /// default.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+}
+
+impl HistoryParams {
+    /// The number of entities asked for.
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        if (1..=MAX_PAGE).contains(&limit) {
+            Ok(limit)
+        } else {
+            Err(ApiError::BadRequest(format!(
+                "limit is from 1 to {MAX_PAGE}, not {limit}"
+            )))
+        }
+    }
+}
+
+/// A user's history as their recommendations read it: `GET /v1/tenants/{tenant}/users/{user}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserHistoryOut {
+    pub user: String,
+    /// How many entities the user touched.
+    pub entities: usize,
+    /// The time of the user's newest interaction (RFC 3339), which their history decays
+    /// towards.
+    pub newest: Option<String>,
+    /// The entities, the most recently touched first.
+    pub history: Vec<HistoryItemOut>,
+}
+
+/// One entity of a user's history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryItemOut {
+    pub entity: String,
+    /// When the user last interacted with it (RFC 3339).
+    pub last: Option<String>,
+    /// Every weight the user's interactions with it gave (the kinds' weights times each
+    /// interaction's own), undecayed; a dislike's is negative.
+    pub given: f64,
+    /// Its weight in the user's recommendations now: decayed towards the user's newest
+    /// interaction, never below the server's floor of what was given.
+    pub weight: f64,
+}
+
+impl UserHistoryOut {
+    pub fn new(user: &UserId, history: reco_engine::UserHistory) -> Self {
+        Self {
+            user: user.to_string(),
+            entities: history.entities,
+            newest: rfc3339(history.newest),
+            history: history
+                .items
+                .into_iter()
+                .map(|item| HistoryItemOut {
+                    entity: item.entity.to_string(),
+                    last: rfc3339(item.last),
+                    given: item.given,
+                    weight: item.weight,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An offline evaluation of the tenant's strategies:
+/// `GET` and `POST /v1/tenants/{tenant}/model/evaluation`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EvaluationStatus {
+    /// `running`, `ready` or `failed`.
+    pub state: &'static str,
+    /// When it started (RFC 3339).
+    pub started_at: Option<String>,
+    /// When it ended (RFC 3339); null while it runs.
+    pub finished_at: Option<String>,
+    /// Answers computed so far (one per tested user and strategy).
+    pub answered: usize,
+    /// Answers to compute in all; 0 until the model is trained.
+    pub answers: usize,
+    /// What it found, once ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<EvaluationOut>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What an evaluation found: the same fields `reco evaluate --json` writes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EvaluationOut {
+    /// `leave-last-out`, or the random split and its seed.
+    pub split: String,
+    /// Users in the log.
+    pub users: usize,
+    /// Users with a test item.
+    pub tested: usize,
+    pub entities: usize,
+    pub training_interactions: usize,
+    /// How long the model's training took; null when no strategy needed one.
+    pub training_seconds: Option<f64>,
+    /// Each strategy the data allows.
+    pub strategies: Vec<StrategyScoreOut>,
+}
+
+/// How one strategy did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StrategyScoreOut {
+    pub strategy: &'static str,
+    /// Tested users with a test item in their top 10.
+    #[serde(rename = "hr@10")]
+    pub hit_rate: f64,
+    /// NDCG@10, averaged over tested users.
+    #[serde(rename = "ndcg@10")]
+    pub ndcg: f64,
+    /// The share of each user's test items in their top 20, averaged.
+    #[serde(rename = "recall@20")]
+    pub recall: f64,
+    /// The share of the catalogue in some tested user's top 10.
+    pub coverage: f64,
+    /// The tested users whose test items no training interaction names.
+    pub cold: ColdScoreOut,
+    /// How many users each answering strategy served.
+    pub answered_by: std::collections::BTreeMap<String, usize>,
+    /// How long answering every tested user took.
+    pub seconds: f64,
+}
+
+/// HR@10 and NDCG@10 over the users whose test items only content can find.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ColdScoreOut {
+    pub users: usize,
+    #[serde(rename = "hr@10")]
+    pub hit_rate: f64,
+    #[serde(rename = "ndcg@10")]
+    pub ndcg: f64,
+}
+
+/// How a split is named in reports.
+pub fn split_name(split: reco_engine::evaluate::Split) -> String {
+    match split {
+        reco_engine::evaluate::Split::LeaveLastOut => "leave-last-out".to_owned(),
+        reco_engine::evaluate::Split::Random { seed } => format!("random 80/10/10 (seed {seed})"),
+    }
+}
+
+impl From<&reco_engine::evaluate::EvaluationReport> for EvaluationOut {
+    fn from(report: &reco_engine::evaluate::EvaluationReport) -> Self {
+        Self {
+            split: split_name(report.split),
+            users: report.users,
+            tested: report.tested,
+            entities: report.entities,
+            training_interactions: report.training_interactions,
+            training_seconds: report.training_seconds,
+            strategies: report
+                .scores
+                .iter()
+                .map(|s| StrategyScoreOut {
+                    strategy: s.strategy.as_str(),
+                    hit_rate: s.hit_rate,
+                    ndcg: s.ndcg,
+                    recall: s.recall,
+                    coverage: s.coverage,
+                    cold: ColdScoreOut {
+                        users: s.cold.users,
+                        hit_rate: s.cold.hit_rate,
+                        ndcg: s.cold.ndcg,
+                    },
+                    answered_by: s
+                        .answered_by
+                        .iter()
+                        .map(|(name, n)| ((*name).to_owned(), *n))
+                        .collect(),
+                    seconds: s.seconds,
+                })
+                .collect(),
+        }
+    }
 }

@@ -20,9 +20,9 @@ use crate::routes::{entities, interactions, model, recommendations, tenants};
         tenants::list_tenants, tenants::put_tenant, tenants::get_tenant, tenants::delete_tenant, tenants::create_key,
         entities::put_entities, entities::list_entities, entities::get_entity, entities::delete_entity,
         interactions::post_interactions, recommendations::similar,
-        recommendations::user_recommendations, recommendations::recommend,
+        recommendations::user_recommendations, recommendations::user_history, recommendations::recommend,
         recommendations::recommend_batch, recommendations::trending, model::get_model,
-        model::train_model, health::live,
+        model::train_model, model::start_evaluation, model::get_evaluation, health::live,
         health::ready, health::metrics,
     ),
     components(schemas(
@@ -31,6 +31,8 @@ use crate::routes::{entities, interactions, model, recommendations, tenants};
         api::ScoredOut, api::Results, api::UserResults, api::ExampleBody, api::ExampleObject,
         api::FilterBody, api::RecommendBody, api::RecommendOut, api::BatchBody, api::BatchItem,
         api::ErrorOut, api::ErrorBody, api::MetricName, api::BatchOut, api::ModelStatus,
+        api::UserHistoryOut, api::HistoryItemOut, api::EvaluationStatus, api::EvaluationOut,
+        api::StrategyScoreOut, api::ColdScoreOut,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),
@@ -178,6 +180,7 @@ fn exact(doc: &mut Value, retention: Duration) {
         ("/v1/tenants/{tenant}/entities/{id}", "delete"),
         ("/v1/tenants/{tenant}/entities/{id}/similar", "get"),
         ("/v1/tenants/{tenant}/users/{user}/recommendations", "get"),
+        ("/v1/tenants/{tenant}/users/{user}", "get"),
     ] {
         let parameters = doc["paths"][path][method]["parameters"].as_array_mut();
         for parameter in parameters.into_iter().flatten() {
@@ -402,7 +405,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 16);
+        assert_eq!(operations, 19);
     }
 
     #[test]

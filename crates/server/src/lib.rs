@@ -19,6 +19,7 @@ pub mod api;
 pub mod attributes;
 pub mod docs;
 pub mod error;
+mod evaluation;
 mod health;
 pub mod images;
 pub mod metrics;

@@ -241,6 +241,10 @@ fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
                     web::post().to(interactions::post_interactions),
                 )
                 .route(
+                    "/users/{user}",
+                    web::get().to(recommendations::user_history),
+                )
+                .route(
                     "/users/{user}/recommendations",
                     web::get().to(recommendations::user_recommendations),
                 )
@@ -251,7 +255,9 @@ fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
                 )
                 .route("/trending", web::get().to(recommendations::trending))
                 .route("/model", web::get().to(model::get_model))
-                .route("/model/train", web::post().to(model::train_model)),
+                .route("/model/train", web::post().to(model::train_model))
+                .route("/model/evaluation", web::get().to(model::get_evaluation))
+                .route("/model/evaluation", web::post().to(model::start_evaluation)),
         );
 }
 

@@ -63,6 +63,8 @@ pub struct AppState {
     pub rankers: Rankers,
     /// Collaborative trainings running, or failed last, per tenant (see `routes::model`).
     pub trainings: std::sync::Mutex<HashMap<TenantName, Training>>,
+    /// Each tenant's last offline evaluation here (see `evaluation`).
+    pub evaluations: std::sync::Mutex<HashMap<TenantName, crate::evaluation::EvaluationRun>>,
     /// Key hash to tenant; `None` remembers briefly that a key opens nothing.
     keys: moka::sync::Cache<[u8; 32], Option<TenantName>>,
     admin_hash: Option<[u8; 32]>,
@@ -138,6 +140,7 @@ impl AppState {
             rankers,
             applied: tokio::sync::Notify::new(),
             trainings: std::sync::Mutex::new(HashMap::new()),
+            evaluations: std::sync::Mutex::new(HashMap::new()),
             writer: tokio::runtime::Handle::current(),
             keys: moka::sync::Cache::builder()
                 .max_capacity(100_000)

@@ -32,7 +32,9 @@ pub use crate::redis::{RedisCache, Tier};
 pub use error::{Result, StorageError};
 pub use feed::ChangeFeed;
 pub use images::ImageFiles;
-pub use model::{DbSearch, LoadSink, Loaded, PoolStats, Recorded, TenantRecord, TrainingLock};
+pub use model::{
+    DbSearch, LoadSink, Loaded, PoolStats, Recorded, TenantData, TenantRecord, TrainingLock,
+};
 pub use notice::Change;
 pub use postgres::PgStore;
 pub use settings::{PostgresSettings, RedisSettings, SqliteSettings};

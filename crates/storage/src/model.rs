@@ -78,6 +78,15 @@ pub struct TrainingLock {
     pub(crate) _held: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
 }
 
+/// A tenant's whole data as storage holds it at one moment: its record, every entity and
+/// every interaction whatever its age (see [`Store::read_tenant`]).
+#[derive(Debug, Clone)]
+pub struct TenantData {
+    pub record: TenantRecord,
+    pub entities: Vec<NewEntity>,
+    pub interactions: Vec<Interaction>,
+}
+
 /// Where [`Store::load_tenant`] puts what it reads.
 pub trait LoadSink {
     /// The tenant's record, before any row.

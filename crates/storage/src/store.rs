@@ -3,14 +3,16 @@
 
 use indicatif::ProgressBar;
 use reco_engine::{
-    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, InteractionId, Learning,
-    Lineage, ModelParts, NewEntity, TenantName, TenantSpec,
+    ChangeId, CheckedEntities, CheckedInteractions, Created, EntityId, Interaction, InteractionId,
+    Learning, Lineage, ModelParts, NewEntity, TenantName, TenantSpec,
 };
 
 use crate::error::{Result, StorageError};
 use crate::feed::ChangeFeed;
 use crate::load::load;
-use crate::model::{DbSearch, LoadSink, Loaded, PoolStats, Recorded, TrainingLock};
+use crate::model::{
+    DbSearch, LoadSink, Loaded, PoolStats, Recorded, TenantData, TenantRecord, TrainingLock,
+};
 use crate::postgres::PgStore;
 use crate::rows;
 use crate::settings::{PostgresSettings, SqliteSettings};
@@ -231,6 +233,43 @@ impl Store {
             Store::Postgres(s) => s.search(tenant, spec, query).await,
             Store::Sqlite(_) => Err(StorageError::Unsupported("ranking in the database")),
         }
+    }
+
+    /// A tenant's record, entities and whole log as of one moment, for work that reads all of
+    /// it off the request path (an offline evaluation); `None` when the tenant does not exist.
+    pub async fn read_tenant(&self, tenant: &TenantName) -> Result<Option<TenantData>> {
+        struct Collect {
+            record: Option<TenantRecord>,
+            entities: Vec<NewEntity>,
+            interactions: Vec<Interaction>,
+        }
+        impl LoadSink for Collect {
+            fn tenant(&mut self, record: TenantRecord) -> Result<()> {
+                self.record = Some(record);
+                Ok(())
+            }
+            fn entities(&mut self, batch: Vec<NewEntity>) -> Result<()> {
+                self.entities.extend(batch);
+                Ok(())
+            }
+            fn interactions(&mut self, batch: Vec<Interaction>) -> Result<()> {
+                self.interactions.extend(batch);
+                Ok(())
+            }
+        }
+        let mut sink = Collect {
+            record: None,
+            entities: Vec::new(),
+            interactions: Vec::new(),
+        };
+        let loaded = self
+            .load_tenant(tenant, i64::MIN, 10_000, &ProgressBar::hidden(), &mut sink)
+            .await?;
+        Ok(loaded.and(sink.record).map(|record| TenantData {
+            record,
+            entities: sink.entities,
+            interactions: sink.interactions,
+        }))
     }
 
     /// The change feed of other servers' writes; `None` for SQLite, which has one server.

@@ -41,7 +41,7 @@ use crate::config::{Clock, EngineConfig, SystemClock};
 use crate::error::{EngineError, Result};
 use crate::model::{
     EntityId, EntityView, Interaction, Millis, NewEntity, TenantInfo, TenantName, TenantSpec,
-    UserId,
+    UserHistory, UserId,
 };
 use crate::query::{Answer, RecommendRequest, SearchOptions, Space, TrendingQuery, UserStrategy};
 use crate::stamp::{ChangeId, Generation, Lineage, Stamp};
@@ -195,6 +195,17 @@ impl Engine {
         options: &SearchOptions,
     ) -> Result<Answer> {
         self.prepare_user(name, user, options)?.answer()
+    }
+
+    /// A user's history as their recommendations read it, the most recent `limit` entities
+    /// first; `None` when the tenant holds no interaction of the user.
+    pub fn user_history(
+        &self,
+        name: &TenantName,
+        user: &UserId,
+        limit: usize,
+    ) -> Result<Option<UserHistory>> {
+        users::history(self, name, user, limit)
     }
 
     /// What users interacted with most in a window, time-decayed.

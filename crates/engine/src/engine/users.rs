@@ -16,7 +16,9 @@ use crate::error::Result;
 use crate::index::EntityIndex;
 use crate::interactions::UserProfile;
 use crate::mmr;
-use crate::model::{EntityId, Metric, Millis, Scored, TenantName, UserId};
+use crate::model::{
+    EntityId, HistoryItem, Metric, Millis, Scored, TenantName, UserHistory, UserId,
+};
 use crate::query::{Ranking, SearchOptions, Space, Strategy, UserStrategy, Window};
 use crate::stamp::Generation;
 use crate::topk::Candidate;
@@ -43,6 +45,39 @@ pub(super) fn prepare(
         space,
         Question::User(user.clone(), options.clone(), strategy),
     )
+}
+
+pub(super) fn history(
+    engine: &Engine,
+    name: &TenantName,
+    user: &UserId,
+    limit: usize,
+) -> Result<Option<UserHistory>> {
+    let tenant = engine.tenant(name)?;
+    let log = tenant.interactions.load();
+    let Some(profile) = log.user(user) else {
+        return Ok(None);
+    };
+    let (half_life, floor) = (millis(engine.config.half_life), engine.config.history_floor);
+    let mut items: Vec<HistoryItem> = profile
+        .items
+        .iter()
+        .zip(profile.weights(half_life, floor))
+        .map(|((entity, decayed), (_, weight))| HistoryItem {
+            entity: entity.clone(),
+            last: decayed.last(),
+            given: decayed.given(),
+            weight,
+        })
+        .collect();
+    items.sort_by(|a, b| b.last.cmp(&a.last).then_with(|| a.entity.cmp(&b.entity)));
+    let entities = items.len();
+    items.truncate(limit);
+    Ok(Some(UserHistory {
+        newest: profile.newest,
+        entities,
+        items,
+    }))
 }
 
 impl Prepared {

@@ -239,3 +239,55 @@ fn a_returning_users_old_history_still_counts() {
         score_of_2("new")
     );
 }
+
+/// A user's history lists each entity they touched once, the most recent first, with every
+/// weight given and the weight their recommendations read now (decayed towards their newest
+/// interaction, one half-life per week by default), cut at the limit asked; a user without
+/// interactions has none.
+#[test]
+fn a_users_history_is_their_entities_newest_first_with_their_weights() {
+    let (engine, tenant, _clock) = engine(Metric::Cosine, 2, false);
+    let interaction = |entity: usize, kind, weight, days_ago: i64| Interaction {
+        user: UserId::parse("ann").unwrap(),
+        entity: id(entity),
+        kind,
+        weight,
+        timestamp: START - days_ago * 24 * HOUR,
+    };
+    engine
+        .record(
+            &tenant,
+            vec![
+                interaction(1, InteractionKind::View, None, 14),
+                interaction(2, InteractionKind::Purchase, None, 7),
+                interaction(1, InteractionKind::Click, Some(2.0), 7),
+                interaction(3, InteractionKind::Dislike, None, 0),
+            ],
+        )
+        .unwrap();
+    let weights = EngineConfig::default().kind_weights;
+    let ann = UserId::parse("ann").unwrap();
+    let history = engine.user_history(&tenant, &ann, 10).unwrap().unwrap();
+    assert_eq!(history.newest, START);
+    assert_eq!(history.entities, 3);
+    let order: Vec<&str> = history.items.iter().map(|i| i.entity.as_str()).collect();
+    // Entities 1 and 2 were last touched at the same time: by id.
+    assert_eq!(order, [id(3).as_str(), id(1).as_str(), id(2).as_str()]);
+    let [three, one, two] = &history.items[..] else {
+        panic!("three entities");
+    };
+    assert_eq!(one.last, START - 7 * 24 * HOUR);
+    let (view, click) = (f64::from(weights.view), f64::from(weights.click));
+    assert!((one.given - (view + 2.0 * click)).abs() < 1e-9);
+    // The view is two weeks old, the click one: a quarter and a half of each, a week later.
+    let now = view / 4.0 + 2.0 * click / 2.0;
+    assert!((one.weight - now).abs() < 1e-9, "{} != {now}", one.weight);
+    assert!((two.weight - f64::from(weights.purchase) / 2.0).abs() < 1e-9);
+    assert!(three.given < 0.0 && (three.weight - three.given).abs() < 1e-9);
+
+    let latest = engine.user_history(&tenant, &ann, 1).unwrap().unwrap();
+    assert_eq!(latest.entities, 3);
+    assert_eq!(latest.items, history.items[..1]);
+    let nobody = UserId::parse("bob").unwrap();
+    assert_eq!(engine.user_history(&tenant, &nobody, 10).unwrap(), None);
+}

@@ -13,9 +13,9 @@ use reco_engine::{
     Algorithm, Interaction, InteractionKind, LearnParams, Metric, NewEntity, TenantName,
     TenantSpec, UserStrategy,
 };
-use reco_server::api::{EntitiesBody, InteractionsBody};
+use reco_server::api::{EntitiesBody, EvaluationOut, InteractionsBody, split_name};
 use reco_server::{ServeArgs, Settings};
-use reco_storage::{LoadSink, Store, TenantRecord};
+use reco_storage::Store;
 use serde_json::{Value, json};
 
 use super::import::{Format, Kind, parse};
@@ -207,7 +207,7 @@ pub async fn run(args: EvaluateArgs) -> anyhow::Result<EvaluationReport> {
     bar.finish_and_clear();
     print!("{}", table(&report));
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&to_json(&report))?;
+        let text = serde_json::to_string_pretty(&to_json(&report)?)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.chart {
@@ -222,25 +222,6 @@ async fn from_database(
     settings: &Settings,
     tenant: &str,
 ) -> anyhow::Result<(TenantSpec, LearnParams, Vec<NewEntity>, Vec<Interaction>)> {
-    struct Collect {
-        record: Option<TenantRecord>,
-        entities: Vec<NewEntity>,
-        interactions: Vec<Interaction>,
-    }
-    impl LoadSink for Collect {
-        fn tenant(&mut self, record: TenantRecord) -> reco_storage::Result<()> {
-            self.record = Some(record);
-            Ok(())
-        }
-        fn entities(&mut self, batch: Vec<NewEntity>) -> reco_storage::Result<()> {
-            self.entities.extend(batch);
-            Ok(())
-        }
-        fn interactions(&mut self, batch: Vec<Interaction>) -> reco_storage::Result<()> {
-            self.interactions.extend(batch);
-            Ok(())
-        }
-    }
     let name = TenantName::parse(tenant)?;
     let store = Store::open(
         settings.database_url.as_deref(),
@@ -249,22 +230,15 @@ async fn from_database(
     )
     .await
     .context("opening the database")?;
-    let mut sink = Collect {
-        record: None,
-        entities: Vec::new(),
-        interactions: Vec::new(),
-    };
-    let bar = ProgressBar::hidden();
-    store
-        .load_tenant(&name, i64::MIN, 10_000, &bar, &mut sink)
+    let data = store
+        .read_tenant(&name)
         .await?
         .with_context(|| format!("tenant `{tenant}` does not exist"))?;
-    let record = sink.record.expect("a loaded tenant has a record");
     Ok((
-        record.spec,
-        record.learning.params,
-        sink.entities,
-        sink.interactions,
+        data.record.spec,
+        data.record.learning.params,
+        data.entities,
+        data.interactions,
     ))
 }
 
@@ -360,33 +334,9 @@ pub fn table(report: &EvaluationReport) -> String {
     out
 }
 
-fn split_name(split: Split) -> String {
-    match split {
-        Split::LeaveLastOut => "leave-last-out".to_owned(),
-        Split::Random { seed } => format!("random 80/10/10 (seed {seed})"),
-    }
-}
-
-/// The report as JSON.
-pub fn to_json(report: &EvaluationReport) -> Value {
-    json!({
-        "split": split_name(report.split),
-        "users": report.users,
-        "tested": report.tested,
-        "entities": report.entities,
-        "training_interactions": report.training_interactions,
-        "training_seconds": report.training_seconds,
-        "strategies": report.scores.iter().map(|s| json!({
-            "strategy": s.strategy.as_str(),
-            "hr@10": s.hit_rate,
-            "ndcg@10": s.ndcg,
-            "recall@20": s.recall,
-            "coverage": s.coverage,
-            "cold": {"users": s.cold.users, "hr@10": s.cold.hit_rate, "ndcg@10": s.cold.ndcg},
-            "answered_by": s.answered_by,
-            "seconds": s.seconds,
-        })).collect::<Vec<_>>(),
-    })
+/// The report as JSON: the shape the server's `GET .../model/evaluation` answers.
+pub fn to_json(report: &EvaluationReport) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(EvaluationOut::from(report))?)
 }
 
 /// Draws HR@10, NDCG@10 and recall@20 of each strategy as grouped bars.

@@ -1,11 +1,12 @@
-//! The collaborative model: its status, and a training started now, in the background.
+//! The collaborative model: its status, a training started now, in the background, and an
+//! offline evaluation of the tenant's strategies (see `crate::evaluation`).
 
 use actix_web::HttpResponse;
 use reco_engine::{LearnParams, ModelInfo};
 
 use super::Data;
 use crate::admission::{Admitted, Refusals};
-use crate::api::{ErrorBody, ModelStatus};
+use crate::api::{ErrorBody, EvaluationStatus, ModelStatus};
 use crate::error::ApiError;
 use crate::state::Training;
 use crate::sync::{self, SyncError};
@@ -155,4 +156,21 @@ pub async fn train_model(state: Data, admitted: Admitted) -> Result<HttpResponse
     let status = status(&state, &tenant)?
         .unwrap_or_else(|| ModelStatus::new(None, Some(&Training::Running), None));
     Ok(HttpResponse::Accepted().json(status))
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/model/evaluation", tag = "model", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), responses((status = 202, description = "An evaluation runs (started now, or already running): each user's last like or purchase is held out, and every strategy the data allows ranks for them", body = EvaluationStatus), (status = 404, description = "No such tenant", body = ErrorBody), Refusals))]
+pub async fn start_evaluation(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
+    let status = crate::evaluation::start(&state, &admitted.tenant)?;
+    Ok(HttpResponse::Accepted().json(status))
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/model/evaluation", tag = "model", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), responses((status = 200, description = "The tenant's last evaluation on this server: running, or its report", body = EvaluationStatus), (status = 404, description = "No evaluation of this tenant has run on this server", body = ErrorBody), Refusals))]
+pub async fn get_evaluation(state: Data, admitted: Admitted) -> Result<HttpResponse, ApiError> {
+    match crate::evaluation::status(&state, &admitted.tenant)? {
+        Some(status) => Ok(HttpResponse::Ok().json(status)),
+        None => Err(ApiError::NotFound(format!(
+            "no evaluation of tenant `{}` has run on this server (POST starts one)",
+            admitted.tenant
+        ))),
+    }
 }

@@ -12,8 +12,9 @@ use super::{Data, cached};
 use crate::admission::{Admitted, Refusals};
 use crate::answers;
 use crate::api::{
-    BatchBody, BatchItem, BatchOut, ErrorBody, ErrorOut, RecommendBody, RecommendOut, Results,
-    SearchQuery, TrendingParams, UserResults, batch_limit_check,
+    BatchBody, BatchItem, BatchOut, ErrorBody, ErrorOut, HistoryParams, RecommendBody,
+    RecommendOut, Results, SearchQuery, TrendingParams, UserHistoryOut, UserResults,
+    batch_limit_check,
 };
 use crate::error::ApiError;
 use crate::settings::RankingMode;
@@ -115,6 +116,25 @@ pub async fn user_recommendations(
     let answer = answers::answer(&state, &tenant, prepared).await?;
     let response = HttpResponse::Ok().json(UserResults::from_ranking(&answer.ranking));
     Ok(cached(&answer, response))
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/users/{user}", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$"), ("user" = String, Path, description = "The user id"), HistoryParams), responses((status = 200, description = "The user's history as their recommendations read it, the most recent entities first", body = UserHistoryOut), (status = 404, description = "The tenant holds no interaction of this user", body = ErrorBody), Refusals))]
+pub async fn user_history(
+    state: Data,
+    admitted: Admitted,
+    path: web::Path<(String, String)>,
+    query: web::Query<HistoryParams>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = admitted.tenant;
+    let (_, user) = path.into_inner();
+    let user = UserId::parse(&user)?;
+    let limit = query.limit()?;
+    match state.engine.user_history(&tenant, &user, limit)? {
+        Some(history) => Ok(HttpResponse::Ok().json(UserHistoryOut::new(&user, history))),
+        None => Err(ApiError::NotFound(format!(
+            "tenant `{tenant}` holds no interaction of user `{user}`"
+        ))),
+    }
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/recommend", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), request_body = RecommendBody, responses((status = 200, description = "Results and missing example ids", body = RecommendOut), (status = 404, description = "No example exists", body = ErrorBody), Refusals))]

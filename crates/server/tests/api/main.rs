@@ -16,6 +16,7 @@ macro_rules! both {
 mod api;
 mod cli;
 mod contract;
+mod dashboard;
 mod hardening;
 mod helpers;
 mod listing;
