@@ -31,6 +31,7 @@ mod startup;
 pub mod state;
 pub mod sync;
 pub mod telemetry;
+mod ui;
 
 pub use settings::{RankingMode, ServeArgs, Settings, SettingsError};
 pub use startup::{Application, StartupError};

@@ -220,6 +220,7 @@ fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
         .route("/health/ready", web::get().to(health::ready))
         .route("/metrics", web::get().to(health::metrics))
         .configure(|cfg| crate::docs::configure(cfg, retention))
+        .configure(crate::ui::configure)
         .route("/v1/tenants", web::get().to(tenants::list_tenants))
         .service(
             web::scope("/v1/tenants/{tenant}")

@@ -1,11 +1,14 @@
-//! The two endpoints the dashboard needs: a user's history and an offline evaluation.
+//! The dashboard at `/ui`: its files, the two endpoints it added to the API (a user's history and
+//! an offline evaluation), and the page itself in headless Chromium (`browser`).
+
+mod browser;
 
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, error_code, mall};
+use crate::helpers::{Backend, TestApp, error_code, group_likes, mall, train};
 
 /// `GET /v1/tenants/{tenant}/users/{user}`: the entities a user touched, the most recent first,
 /// with what each counts for now; 404 for a user without interactions.
@@ -162,7 +165,101 @@ async fn an_evaluation_runs_in_the_background_and_reports_each_strategy(backend:
     assert_eq!(error_code(r, 404).await, "not_found");
 }
 
+/// The page and its files are served without a key, with a policy that keeps everything on
+/// this server; a file the dashboard lacks is the API's 404.
+async fn the_dashboard_is_served_from_the_binary(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for (path, kind) in [
+        ("/ui", "text/html"),
+        ("/ui/", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/charts.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+        ("/ui/icon.svg", "image/svg+xml"),
+    ] {
+        let r = app.request(Method::GET, path, None).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let headers = r.headers().clone();
+        assert!(
+            headers["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'")
+        );
+        let tag = headers["etag"].to_str().unwrap().to_owned();
+        let again = app
+            .request(Method::GET, path, None)
+            .header("If-None-Match", &tag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+    }
+    let r = app
+        .request(Method::GET, "/ui/missing.js", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 404).await, "not_found");
+    let page = app
+        .request(Method::GET, "/ui", None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"<script type="module" src="/ui/app.js">"#));
+}
+
+/// A tenant for the browser tests: 60 entities in three categories with tags and attributes,
+/// the two groups of `group_likes` with purchases on top, skewed views of visitors, and its
+/// model trained.
+pub async fn shop(app: &TestApp) {
+    assert_eq!(app.create_tenant("shop", 4, "cosine").await.status(), 201);
+    let categories = ["books", "music", "games"];
+    let entities: Vec<Value> = (0..60u32)
+        .map(|n| {
+            let angle = f64::from(n) * 0.37;
+            json!({
+                "id": format!("e{n}"),
+                "vector": [angle.cos(), angle.sin(), f64::from(n % 7) / 7.0, 1.0],
+                "category": categories[(n % 3) as usize],
+                "tags": if n % 2 == 0 { vec!["sale"] } else { vec!["new", "gift"] },
+                "attributes": {"title": format!("Item {n}"), "price": 5 + n},
+            })
+        })
+        .collect();
+    assert_eq!(
+        app.upsert("shop", Value::from(entities)).await.status(),
+        200
+    );
+    assert_eq!(app.interact("shop", group_likes()).await.status(), 200);
+    let purchases: Vec<Value> = (0..30)
+        .map(|u| json!({"user": format!("u{u}"), "entity": format!("e{}", 20 + u % 10), "kind": "purchase"}))
+        .collect();
+    assert_eq!(
+        app.interact("shop", Value::from(purchases)).await.status(),
+        200
+    );
+    // Visitors who only look, with a skew: a few entities take most of the views.
+    let views: Vec<Value> = (0..30u32)
+        .flat_map(|n| {
+            (0..30 / (n + 1)).map(move |i| {
+                json!({"user": format!("visitor{i}"), "entity": format!("e{}", (n * 7) % 60), "kind": "view"})
+            })
+        })
+        .collect();
+    assert_eq!(app.interact("shop", Value::from(views)).await.status(), 200);
+    train(app, "shop", 1).await;
+}
+
 both!(
     a_users_history_lists_their_entities_newest_first,
     an_evaluation_runs_in_the_background_and_reports_each_strategy,
+    the_dashboard_is_served_from_the_binary,
 );
