@@ -93,7 +93,7 @@ async fn work_past_the_time_limit_stops_with_its_answer() {
     settings.request_timeout = Duration::from_millis(300);
     settings.rank_threads = 1;
     let app = TestApp::start(settings).await;
-    big(&app, 8_000, 32).await;
+    big(&app, 8_000, 256).await;
     for _ in 0..2 {
         let started = Instant::now();
         let slow = {
