@@ -28,28 +28,31 @@ function formatTick(value) {
   return String(Number(value.toPrecision(3)));
 }
 
+// An SVG of `width` x `height` with a y axis from 0 to a round number at or above `max`:
+// grid lines and their labels left of `box.left`. Answers the SVG and the y of a value.
+function frame({ width, height, box, max, unit = '' }) {
+  const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img' });
+  const step = max > 0 ? niceStep(max, 4) : 1;
+  const yMax = max > 0 ? Math.ceil(max / step) * step : 1;
+  const y = (v) => box.top + (1 - v / yMax) * (height - box.top - box.bottom);
+  for (let v = 0; v <= yMax + step / 2; v += step) {
+    svg.append(el('line', { class: 'axis', x1: box.left, x2: width - box.right, y1: y(v), y2: y(v) }));
+    svg.append(el('text', { class: 'tick', x: box.left - 6, y: y(v) + 4, 'text-anchor': 'end' }, `${formatTick(v)}${unit}`));
+  }
+  return { svg, y };
+}
+
 // Lines of `series` ([{name, values: [number|null]}]) over `times` (seconds, ascending), the
 // last `span` seconds ending at the newest sample. Gaps (null) break a line.
 export function lineChart({ times, series, span = 120, unit = '' }) {
   const width = 600;
   const height = 170;
-  const left = 44;
-  const right = 8;
-  const top = 8;
-  const bottom = 22;
-  const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img' });
+  const box = { left: 44, right: 8, top: 8, bottom: 22 };
   const end = times.length ? times[times.length - 1] : 0;
   const start = end - span;
   const values = series.flatMap((s) => s.values).filter((v) => v !== null && Number.isFinite(v));
-  const max = Math.max(...values, 0);
-  const step = max > 0 ? niceStep(max, 4) : 1;
-  const yMax = max > 0 ? Math.ceil(max / step) * step : 1;
-  const x = (t) => left + ((t - start) / span) * (width - left - right);
-  const y = (v) => top + (1 - v / yMax) * (height - top - bottom);
-  for (let v = 0; v <= yMax + step / 2; v += step) {
-    svg.append(el('line', { class: 'axis', x1: left, x2: width - right, y1: y(v), y2: y(v) }));
-    svg.append(el('text', { class: 'tick', x: left - 6, y: y(v) + 4, 'text-anchor': 'end' }, `${formatTick(v)}${unit}`));
-  }
+  const { svg, y } = frame({ width, height, box, max: Math.max(...values, 0), unit });
+  const x = (t) => box.left + ((t - start) / span) * (width - box.left - box.right);
   for (let s = 0; s <= span; s += span / 4) {
     const label = s === span ? 'now' : `-${Math.round(span - s)}s`;
     const anchor = s === span ? 'end' : s === 0 ? 'start' : 'middle';
@@ -78,24 +81,13 @@ export function lineChart({ times, series, span = 120, unit = '' }) {
 export function barChart({ groups, measures }) {
   const width = 560;
   const height = 220;
-  const left = 36;
-  const right = 8;
-  const top = 14;
-  const bottom = 26;
-  const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img' });
+  const box = { left: 36, right: 8, top: 14, bottom: 26 };
+  const { svg, y } = frame({ width, height, box, max: Math.max(...measures.flatMap((m) => m.values), 0.01) });
   svg.append(el('title', {}, `${measures.map((m) => m.name).join(' and ')} per strategy`));
-  const max = Math.max(...measures.flatMap((m) => m.values), 0.01);
-  const step = niceStep(max, 4);
-  const yMax = Math.ceil(max / step) * step;
-  const y = (v) => top + (1 - v / yMax) * (height - top - bottom);
-  for (let v = 0; v <= yMax + step / 2; v += step) {
-    svg.append(el('line', { class: 'axis', x1: left, x2: width - right, y1: y(v), y2: y(v) }));
-    svg.append(el('text', { class: 'tick', x: left - 6, y: y(v) + 4, 'text-anchor': 'end' }, formatTick(v)));
-  }
-  const band = (width - left - right) / Math.max(groups.length, 1);
+  const band = (width - box.left - box.right) / Math.max(groups.length, 1);
   const bar = Math.min(34, (band * 0.7) / measures.length);
   groups.forEach((group, g) => {
-    const middle = left + band * (g + 0.5);
+    const middle = box.left + band * (g + 0.5);
     measures.forEach((measure, m) => {
       const v = measure.values[g];
       const x0 = middle - (bar * measures.length) / 2 + bar * m;
