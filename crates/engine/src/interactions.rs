@@ -54,9 +54,6 @@ impl Decayed {
         self.mass += weight;
     }
 
-    /// The value at `t`, and never less in size than `floor` times the weight given: decay
-    /// fades an interaction, the floor keeps it counting. Computed in `f64`, where no age a log
-    /// can have underflows to zero before the floor takes over.
     /// The time of the newest weight given.
     pub fn last(&self) -> Millis {
         self.at
@@ -67,6 +64,9 @@ impl Decayed {
         self.mass
     }
 
+    /// The value at `t`, and never less in size than `floor` times the weight given: decay
+    /// fades an interaction, the floor keeps it counting. Computed in `f64`, where no age a log
+    /// can have underflows to zero before the floor takes over.
     pub fn value_at(&self, t: Millis, half_life: Millis, floor: f64) -> f64 {
         let decayed = self.value * decay(t - self.at, half_life);
         let least = floor * self.mass;

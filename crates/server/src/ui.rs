@@ -57,12 +57,16 @@ async fn file(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
 
 /// One file, or the API's `404` for a name the dashboard does not have.
 fn serve(req: &HttpRequest, name: &str) -> HttpResponse {
-    let Some(&(_, content_type, body)) = FILES.iter().find(|(file, _, _)| *file == name) else {
+    let Some(index) = FILES.iter().position(|(file, _, _)| *file == name) else {
         let missing =
             crate::error::ApiError::NotFound(format!("the dashboard has no file `{name}`"));
         return actix_web::ResponseError::error_response(&missing);
     };
-    let tag = etag(body);
+    let (_, content_type, body) = FILES[index];
+    // Each file's tag, computed once: the files are fixed for the life of the binary.
+    static TAGS: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| FILES.iter().map(|(_, _, body)| etag(body)).collect());
+    let tag = TAGS[index].as_str();
     let fresh = req
         .headers()
         .get(header::IF_NONE_MATCH)

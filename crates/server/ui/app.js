@@ -163,9 +163,6 @@ const entityLink = (tenant, id) => `#/t/${enc(tenant)}/entity/${enc(id)}`;
 
 // Timers a page starts; stopped when another page is shown.
 let pageTimers = [];
-function every(ms, fn) {
-  pageTimers.push(setInterval(fn, ms));
-}
 
 function renderNav(current, tenant) {
   const link = (href, label, page) =>
@@ -195,6 +192,7 @@ function renderNav(current, tenant) {
 async function route() {
   pageTimers.forEach(clearInterval);
   pageTimers = [];
+  sampler.listeners.clear();
   const { parts, params } = parseHash();
   try {
     await detectOpenMode();
@@ -380,11 +378,13 @@ async function entitiesPage(view, tenant, params) {
     }, h('label', {}, 'Category', categoryInput), h('button', { type: 'submit', class: 'ghost' }, 'Filter')),
   ), searchStatus);
 
-  // A page of 50: the list endpoint pages by id; a category filter reads on until 50 match.
+  // A page of 50: the list endpoint pages by id; a category filter reads on, 1,000 at a time,
+  // until 50 match or it has read 20,000 entities (then the next page goes on from there).
   const wanted = 50;
   const found = [];
   let cursor = after || null;
   let next = null;
+  let scanned = 0;
   for (;;) {
     const limit = category ? 1000 : wanted;
     const query = new URLSearchParams({ limit: String(limit) });
@@ -394,13 +394,17 @@ async function entitiesPage(view, tenant, params) {
       if (found.length === wanted) break;
       if (!category || entity.category === category) found.push(entity);
     }
-    const last = found.length === wanted ? found[found.length - 1].id : null;
-    if (last !== null) {
-      next = last;
+    scanned += page.entities.length;
+    if (found.length === wanted) {
+      next = found[found.length - 1].id;
       break;
     }
     if (!page.next) break;
     cursor = page.next;
+    if (scanned >= 20000) {
+      next = cursor;
+      break;
+    }
   }
   const rows = found.map((e) => h('tr', {},
     h('td', { class: 'clip' }, h('a', { href: entityLink(tenant, e.id) }, e.id)),
@@ -541,11 +545,11 @@ async function usersPage(view, tenant, user) {
 }
 
 async function trendingPage(view, tenant, params) {
-  const window = params.get('window') || '24h';
+  const span = params.get('window') || '24h';
   const category = params.get('category') || '';
   view.append(h('h1', {}, 'Trending', h('small', {}, tenant)));
   const windows = ['1h', '6h', '24h', '7d'];
-  const windowSelect = h('select', { name: 'window' }, windows.map((w) => h('option', { value: w, selected: w === window }, w)));
+  const windowSelect = h('select', { name: 'window' }, windows.map((w) => h('option', { value: w, selected: w === span }, w)));
   const categoryInput = h('input', { type: 'text', name: 'category', value: category, placeholder: 'any', size: 16 });
   view.append(h('form', {
     class: 'bar', id: 'trending-options',
@@ -555,7 +559,7 @@ async function trendingPage(view, tenant, params) {
     },
   }, h('label', {}, 'Window', windowSelect), h('label', {}, 'Category', categoryInput), h('button', { type: 'submit' }, 'Show')));
   windowSelect.addEventListener('change', () => windowSelect.form.requestSubmit());
-  const query = new URLSearchParams({ window, k: '20' });
+  const query = new URLSearchParams({ window: span, k: '20' });
   if (category) query.set('category', category);
   const { results } = await api('GET', `${tenantPath(tenant)}/trending?${query}`);
   const top = results.length ? results[0].score : 1;
@@ -568,7 +572,7 @@ async function trendingPage(view, tenant, params) {
       h('td', {}, h('div', { class: 'meter' }, fill)),
       h('td', { class: 'num' }, fmt(r.score, 2)));
   });
-  view.append(panel(`Most interacted with in the last ${window}${category ? `, ${category}` : ''}`,
+  view.append(panel(`Most interacted with in the last ${span}${category ? `, ${category}` : ''}`,
     h('div', { id: 'trending' }, table([['#', 'num'], ['Id'], [''], ['Score', 'num']], rows, 'No interactions in this window.'))));
 }
 
@@ -689,8 +693,9 @@ async function modelPage(view, tenant) {
     if (polling) return;
     polling = setInterval(async () => {
       try {
-        const busy = (await showStatus()) | (await showEvaluation());
-        if (!busy) {
+        const training = await showStatus();
+        const evaluating = await showEvaluation();
+        if (!training && !evaluating) {
           clearInterval(polling);
           polling = null;
         }
@@ -866,7 +871,6 @@ async function servicePage(view) {
       box.dataset.points = String(points.length);
     }
   };
-  sampler.listeners.clear();
   sampler.listeners.add(draw);
   sampler.start();
   draw();
