@@ -89,7 +89,7 @@ pub use engine::{
     StagedTenant, TenantImage,
 };
 pub use error::{EngineError, Result};
-pub use index::Filter;
+pub use index::{Filter, LADDER, RecallEstimate};
 pub use interrupt::Interrupt;
 pub use model::{
     Embedding, EntityId, EntityView, HistoryItem, Interaction, InteractionId, InteractionKind,

@@ -139,11 +139,23 @@ impl Graph {
         count: usize,
         allowed: Option<&dyn Fn(u32) -> bool>,
     ) -> Vec<u32> {
+        self.search_at(space, count, allowed, self.expansion_search())
+    }
+
+    /// [`Graph::search`] at a breadth of its own instead of the graph's (for measuring what
+    /// another breadth would find).
+    pub fn search_at(
+        &self,
+        space: &impl Space,
+        count: usize,
+        allowed: Option<&dyn Fn(u32) -> bool>,
+        breadth: usize,
+    ) -> Vec<u32> {
         self.with_links(|links| {
             let Some((at, _)) = links.descend(space, 0) else {
                 return Vec::new();
             };
-            let ef = count.max(self.expansion_search());
+            let ef = count.max(breadth);
             let deletions = self.deleted.load(Ordering::Relaxed) > 0;
             let found = match (allowed, deletions) {
                 (None, false) => links.walk(space, &[at], ef, 0, |_| true),

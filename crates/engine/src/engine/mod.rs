@@ -39,6 +39,7 @@ use crate::cache::Caches;
 use crate::checked::{CheckedEntities, CheckedInteractions};
 use crate::config::{Clock, EngineConfig, SystemClock};
 use crate::error::{EngineError, Result};
+use crate::index::RecallEstimate;
 use crate::model::{
     EntityId, EntityView, Interaction, Millis, NewEntity, TenantInfo, TenantName, TenantSpec,
     UserHistory, UserId,
@@ -107,6 +108,58 @@ impl Engine {
     pub fn set_search_breadth(&self, name: &TenantName, ef: usize) -> Result<()> {
         self.tenant(name)?.entities.load().set_expansion_search(ef);
         Ok(())
+    }
+
+    /// Answers again, off the request path, one of the questions the tenant's graph answered
+    /// lately (one in 32 is kept): exactly, and through the graph at each breadth of
+    /// [`crate::LADDER`], for [`Engine::tune_search_breadth`]. False when none was waiting. It costs an
+    /// exact scan of the tenant and a few graph searches: a host calls it from a background
+    /// task, as often as it can spare the time.
+    pub fn audit_recall(&self, name: &TenantName) -> Result<bool> {
+        let index = self.tenant(name)?.entities.load_full();
+        let Some(sample) = index.recall().take() else {
+            return Ok(false);
+        };
+        if let Some(recalls) = index.audit(&sample) {
+            index.recall().record(recalls);
+        }
+        Ok(true)
+    }
+
+    /// What the tenant's recall audits say at `target` (recall@k of the questions audited
+    /// lately), and the least breadth of [`crate::LADDER`] that holds it, which the tenant's graph
+    /// then searches with; `None`, the breadth unchanged, until enough questions were audited.
+    pub fn tune_search_breadth(
+        &self,
+        name: &TenantName,
+        target: f64,
+    ) -> Result<Option<RecallEstimate>> {
+        let index = self.tenant(name)?.entities.load();
+        let estimate = index.recall().estimate(target);
+        if let Some(estimate) = estimate
+            && index.has_graph()
+            && index.search_breadth() != estimate.breadth
+        {
+            index.set_expansion_search(estimate.breadth);
+        }
+        Ok(estimate)
+    }
+
+    /// What the tenant's recall audits say at `target`, as [`Engine::tune_search_breadth`]
+    /// would choose, without changing anything.
+    pub fn recall_estimate(
+        &self,
+        name: &TenantName,
+        target: f64,
+    ) -> Result<Option<RecallEstimate>> {
+        Ok(self.tenant(name)?.entities.load().recall().estimate(target))
+    }
+
+    /// How many candidates the tenant's graph considers per search now (HNSW's ef); `None`
+    /// when it has no graph.
+    pub fn search_breadth(&self, name: &TenantName) -> Result<Option<usize>> {
+        let index = self.tenant(name)?.entities.load();
+        Ok(index.has_graph().then(|| index.search_breadth()))
     }
 
     /// Roughly how many heap bytes a tenant's entity snapshot holds.

@@ -5,7 +5,7 @@
 use roaring::RoaringBitmap;
 
 use crate::distance::{goodness_floor, score_of};
-use crate::index::EntityIndex;
+use crate::index::{EntityIndex, Sample};
 use crate::mmr;
 use crate::model::Scored;
 use crate::query::SearchOptions;
@@ -38,15 +38,38 @@ pub(super) fn rank(
         .score_threshold
         .map_or(f32::NEG_INFINITY, |t| goodness_floor(metric, t));
     let pool = pool_size(options);
-    let candidates = index.candidates(&options.filter, excluded);
     let exact = options.exact || index.search_config().exact;
+    // One graph question in so many is kept for a recall audit (see `index::recall`); one
+    // with a score threshold has no fixed page to measure.
+    let audited = (query.is_some()
+        && !exact
+        && options.score_threshold.is_none()
+        && index.has_graph()
+        && index.recall().due())
+    .then(|| excluded.clone());
+    let candidates = index.candidates(&options.filter, excluded);
     let mut top = TopK::new(pool);
     // An approximate plan that could not fill the page (a threshold, or a filter, left too few
     // near the query) is no proof that the page cannot be filled: the next plan runs.
     let mut filled = false;
     if let Some(query) = query.filter(|_| !exact) {
-        filled = index.search_approximate(query, &candidates, pool, floor, &mut top, &mut goodness)
-            && top.is_full();
+        filled = index.search_approximate(
+            query,
+            &candidates,
+            pool,
+            floor,
+            &mut top,
+            &mut goodness,
+            None,
+        ) && top.is_full();
+        if filled && let Some(excluded) = audited {
+            index.recall().keep(Sample {
+                query: query.to_vec(),
+                filter: options.filter.clone(),
+                excluded,
+                want: pool,
+            });
+        }
         if !filled {
             top = TopK::new(pool);
             filled =

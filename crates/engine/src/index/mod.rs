@@ -11,6 +11,7 @@
 
 mod filters;
 mod image;
+mod recall;
 mod scans;
 mod writes;
 
@@ -21,6 +22,8 @@ use roaring::RoaringBitmap;
 
 pub(crate) use filters::Candidates;
 pub use filters::Filter;
+pub use recall::{LADDER, RecallEstimate};
+pub(crate) use recall::{RecallMonitor, Sample};
 
 use crate::config::SearchConfig;
 use crate::distance::prefetch;
@@ -91,6 +94,9 @@ pub(crate) struct EntityIndex {
     /// snapshot of the tenant (see `graph`).
     search: SearchConfig,
     graph: Option<Arc<Graph>>,
+    /// The questions kept for recall audits and what the audits found (see `recall`): shared
+    /// by every snapshot of the tenant, as the graph is.
+    recall: Arc<RecallMonitor>,
     chunks: Vec<Arc<Chunk>>,
     /// Ordered by id (bytes), so entities can be listed a page at a time.
     slots: imbl::OrdMap<EntityId, u32>,
@@ -115,6 +121,7 @@ impl EntityIndex {
             stamp: Stamp::ZERO,
             search,
             graph: None,
+            recall: Arc::new(RecallMonitor::default()),
             chunks: Vec::new(),
             slots: imbl::OrdMap::new(),
             free: Vec::new(),
@@ -237,6 +244,11 @@ impl EntityIndex {
         if let Some(graph) = &self.graph {
             graph.set_expansion_search(ef);
         }
+    }
+
+    /// The tenant's recall audits.
+    pub fn recall(&self) -> &RecallMonitor {
+        &self.recall
     }
 
     /// Whether searches may use a graph now.

@@ -24,8 +24,12 @@ fn beam(want: usize) -> usize {
 impl EntityIndex {
     /// Offers the candidates the graph proposes near `query` (about `want` of them, times the
     /// oversampling), each checked against this snapshot and `candidates` and scored exactly
-    /// by `goodness`. False, having offered nothing, when there is no usable graph or the
+    /// by `goodness`, searching at `breadth` (the graph's own when `None`). False, having offered nothing, when there is no usable graph or the
     /// filter is so selective that scanning what it allows is the better plan.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the plan chain's common arguments, and the breadth an audit overrides"
+    )]
     pub fn search_approximate<'s>(
         &'s self,
         query: &[f32],
@@ -34,10 +38,12 @@ impl EntityIndex {
         floor: f32,
         top: &mut TopK<'s>,
         mut goodness: impl FnMut(&[f32], f32) -> f32,
+        breadth: Option<usize>,
     ) -> bool {
         let Some(graph) = self.graph.as_deref() else {
             return false;
         };
+        let breadth = breadth.unwrap_or_else(|| graph.expansion_search());
         if let Candidates::Only(slots) = candidates
             && slots.len() * 4 < self.len() as u64
         {
@@ -56,10 +62,10 @@ impl EntityIndex {
             // No filter but a few exclusions (the query's own entity, say): a walk asked for
             // that many more needs no filter at all.
             Candidates::All { excluded } if excluded.len() <= 64 => {
-                graph.search(&space, count + bitmap_len(excluded), None)
+                graph.search_at(&space, count + bitmap_len(excluded), None, breadth)
             }
             Candidates::All { .. } | Candidates::Only(_) => {
-                graph.search(&space, count, Some(&allowed))
+                graph.search_at(&space, count, Some(&allowed), breadth)
             }
         };
         if found.is_empty() {

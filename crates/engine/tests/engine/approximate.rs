@@ -275,3 +275,97 @@ fn clusters_with_a_member_on_their_centre_are_still_found() {
     let r = recall(&engine, &t, &SearchOptions::top(10));
     assert!(r >= 0.99, "recall@10 with hubs {r}");
 }
+
+/// The graph's breadth follows the recall measured on its own questions: audits of the
+/// questions it answered (one in 32, re-answered exactly and at each breadth) choose the least
+/// breadth whose mean recall holds the target, and recall measured independently at that
+/// breadth holds it too. A stricter target chooses a breadth at least as wide.
+#[test]
+fn the_breadth_is_chosen_from_recall_measured_on_live_questions() {
+    let (engine, t) = engine(Metric::Cosine);
+    let configured = engine.search_breadth(&t).unwrap().unwrap();
+    let options = SearchOptions::default();
+    // About one question in 32 is kept; audits run until the estimate has enough of them.
+    let mut asked = 0;
+    while engine.recall_estimate(&t, 0.99).unwrap().is_none() {
+        for _ in 0..64 {
+            ids(&engine, &t, (asked * 7919) % N, &options);
+            asked += 1;
+        }
+        while engine.audit_recall(&t).unwrap() {}
+        assert!(asked < 64 * 200, "no estimate after {asked} questions");
+    }
+    let estimate = engine.tune_search_breadth(&t, 0.99).unwrap().unwrap();
+    assert!(
+        (asked / 64..=asked / 16).contains(&estimate.samples),
+        "{} audits of {asked} questions",
+        estimate.samples
+    );
+    assert!(estimate.recall >= 0.99, "{estimate:?}");
+    assert_eq!(engine.search_breadth(&t).unwrap(), Some(estimate.breadth));
+    assert!(
+        estimate.breadth <= configured,
+        "clustered data needs no more than the configured {configured}: {estimate:?}"
+    );
+    // Recall at the chosen breadth, on other questions, against exact answers.
+    let exact = SearchOptions {
+        exact: true,
+        ..SearchOptions::default()
+    };
+    let (mut found, mut wanted) = (0, 0);
+    for i in (0..N).step_by(41) {
+        let truth = ids(&engine, &t, i, &exact);
+        let approximate = ids(&engine, &t, i, &options);
+        found += approximate.iter().filter(|id| truth.contains(id)).count();
+        wanted += truth.len();
+    }
+    let recall = found as f64 / wanted as f64;
+    assert!(
+        recall >= 0.985,
+        "recall {recall} at breadth {}",
+        estimate.breadth
+    );
+    let strict = engine.tune_search_breadth(&t, 0.9999).unwrap().unwrap();
+    assert!(
+        strict.breadth >= estimate.breadth,
+        "{strict:?} {estimate:?}"
+    );
+    assert_eq!(engine.search_breadth(&t).unwrap(), Some(strict.breadth));
+}
+
+/// Data a graph finds hard: every vector repeated some 80 times (97 patterns over 8,000
+/// entities), so that a page is ties among copies, which a graph's pruned links barely join.
+/// The configured breadth misses much of each page; the audits raise the breadth.
+#[test]
+fn data_a_graph_finds_hard_raises_the_breadth() {
+    let mut config = EngineConfig::default();
+    config.cache.enabled = false;
+    let engine = Engine::new(config).unwrap();
+    let t = TenantName::parse("hubs").unwrap();
+    engine
+        .create_tenant(t.clone(), TenantSpec::new(DIM, Metric::Cosine).unwrap())
+        .unwrap();
+    let entities: Vec<NewEntity> = (0..N)
+        .map(|i| NewEntity {
+            id: id(i),
+            vector: (0..DIM)
+                .map(|d| f32::from(u8::try_from((i * 31 + d * 7) % 97).unwrap()) + 1.0)
+                .collect(),
+            category: None,
+            tags: Vec::new(),
+            attributes: None,
+        })
+        .collect();
+    engine.upsert(&t, entities).unwrap();
+    let configured = engine.search_breadth(&t).unwrap().unwrap();
+    let options = SearchOptions::default();
+    while engine.recall_estimate(&t, 0.99).unwrap().is_none() {
+        for i in 0..64 {
+            ids(&engine, &t, (i * 7919 + 13) % N, &options);
+        }
+        while engine.audit_recall(&t).unwrap() {}
+    }
+    let estimate = engine.tune_search_breadth(&t, 0.99).unwrap().unwrap();
+    assert!(estimate.breadth > configured, "{estimate:?}");
+    assert_eq!(engine.search_breadth(&t).unwrap(), Some(estimate.breadth));
+}
