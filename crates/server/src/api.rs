@@ -261,6 +261,21 @@ pub struct TenantView {
     /// Names this incarnation of the tenant: a tenant deleted and made again under the same
     /// name has another (`reco import` keys its resume state by it).
     pub lineage: String,
+    /// Its graph search, once it has a graph (large enough tenants); null before.
+    pub search: Option<SearchView>,
+}
+
+/// How a tenant's graph searches, and the recall measured on its own questions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchView {
+    /// How many candidates a search considers (HNSW's ef): the least that holds the server's
+    /// recall target on the questions audited lately, or the configured one before that.
+    pub breadth: usize,
+    /// The mean recall@k of graph questions answered again exactly in the background, at this
+    /// breadth; null until enough were audited.
+    pub recall: Option<f64>,
+    /// How many audited questions `recall` reads; null with it.
+    pub samples: Option<usize>,
 }
 
 impl TenantView {
@@ -270,6 +285,7 @@ impl TenantView {
         lineage: Lineage,
         model: Option<ModelStatus>,
         rate_limit: Option<NonZeroU32>,
+        search: Option<SearchView>,
     ) -> Self {
         let vectors = info.spec.has_vectors();
         Self {
@@ -282,6 +298,7 @@ impl TenantView {
             model,
             rate_limit: rate_limit.map(NonZeroU32::get),
             lineage: lineage.to_string(),
+            search,
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::routes::{entities, interactions, model, recommendations, tenants};
         api::FilterBody, api::RecommendBody, api::RecommendOut, api::BatchBody, api::BatchItem,
         api::ErrorOut, api::ErrorBody, api::MetricName, api::BatchOut, api::ModelStatus,
         api::UserHistoryOut, api::HistoryItemOut, api::EvaluationStatus, api::EvaluationOut,
-        api::StrategyScoreOut, api::ColdScoreOut,
+        api::StrategyScoreOut, api::ColdScoreOut, api::SearchView,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),

@@ -83,5 +83,9 @@ pub async fn metrics(
     }
     Ok(HttpResponse::Ok()
         .content_type(ContentType::plaintext())
-        .body(state.metrics.render(&state.engine, &state.store)))
+        .body(
+            state
+                .metrics
+                .render(&state.engine, &state.store, state.settings.recall_target),
+        ))
 }

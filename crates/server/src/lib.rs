@@ -17,6 +17,7 @@ pub mod admission;
 mod answers;
 pub mod api;
 pub mod attributes;
+mod breadth;
 pub mod docs;
 pub mod error;
 mod evaluation;

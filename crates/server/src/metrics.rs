@@ -23,6 +23,8 @@ pub struct Metrics {
     model: GaugeVec,
     /// Tenant loads by where their entities came from.
     loads: IntCounterVec,
+    /// Per tenant: the graph's search breadth, and the recall measured at it.
+    search: GaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -109,8 +111,19 @@ impl Metrics {
             &["from"],
         )
         .expect("a valid metric");
+        let search = GaugeVec::new(
+            Opts::new(
+                "reco_search",
+                "Per tenant with a graph: `breadth` (how many candidates a search considers), and \
+                 once enough questions were audited `recall` (the mean recall@k of graph \
+                 questions re-answered exactly, at that breadth) and `recall_samples`",
+            ),
+            &["tenant", "measure"],
+        )
+        .expect("a valid metric");
         for collector in [
             Box::new(loads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(search.clone()),
             Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(cache.clone()),
@@ -133,6 +146,7 @@ impl Metrics {
             batch_sizes,
             model,
             loads,
+            search,
         }
     }
 
@@ -162,8 +176,8 @@ impl Metrics {
         self.cache.with_label_values(&[tier, level, result]).inc();
     }
 
-    /// The text exposition, with gauges read now.
-    pub fn render(&self, engine: &Engine, store: &Store) -> String {
+    /// The text exposition, with gauges read now; `recall_target` is the server's.
+    pub fn render(&self, engine: &Engine, store: &Store, recall_target: f64) -> String {
         let pool = store.pool_stats();
         for (state, value) in [
             ("size", pool.size),
@@ -176,7 +190,26 @@ impl Metrics {
         self.entities.reset();
         self.interactions.reset();
         self.model.reset();
+        self.search.reset();
         for tenant in engine.tenants() {
+            let name = tenant.as_str();
+            if let Ok(Some(breadth)) = engine.search_breadth(&tenant) {
+                #[expect(clippy::cast_precision_loss, reason = "breadths are small")]
+                let breadth = breadth as f64;
+                self.search
+                    .with_label_values(&[name, "breadth"])
+                    .set(breadth);
+                if let Ok(Some(estimate)) = engine.recall_estimate(&tenant, recall_target) {
+                    #[expect(clippy::cast_precision_loss, reason = "at most a few hundred")]
+                    let samples = estimate.samples as f64;
+                    self.search
+                        .with_label_values(&[name, "recall"])
+                        .set(estimate.recall);
+                    self.search
+                        .with_label_values(&[name, "recall_samples"])
+                        .set(samples);
+                }
+            }
             if let Ok(info) = engine.tenant_info(&tenant) {
                 let name = tenant.as_str();
                 self.entities

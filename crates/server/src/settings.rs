@@ -155,6 +155,11 @@ pub struct ServeArgs {
     /// since its last training (or since none); 0 trains only when asked. [default: 1000]
     #[arg(long, env = "RECO_TRAIN_AFTER")]
     pub train_after: Option<u64>,
+    /// The recall@10 a tenant's graph search is kept at: questions it answered are re-answered
+    /// exactly in the background, and the least breadth whose measured recall holds this
+    /// serves. 0 keeps the configured breadth. [default: 0.99]
+    #[arg(long, env = "RECO_RECALL_TARGET")]
+    pub recall_target: Option<f64>,
     /// The level of the access log, one line per request (method, route, status, time,
     /// tenant, request id); health and metrics polls are at debug whatever this says.
     /// [default: info]
@@ -216,6 +221,8 @@ pub struct Settings {
     pub batch_max: usize,
     /// New interactions that start a tenant's training by themselves; 0 for never.
     pub train_after: u64,
+    /// The recall the graph's breadth is chosen to hold (see `breadth`); 0 for a fixed breadth.
+    pub recall_target: f64,
     /// The level of the access log.
     pub access_log: AccessLog,
     /// Where tenant images are kept; `None` keeps none (the default of a `Settings` made in
@@ -249,6 +256,7 @@ impl Default for Settings {
             history: Duration::from_secs(90 * 86_400),
             batch_max: 64,
             train_after: 1000,
+            recall_target: 0.99,
             access_log: AccessLog::Info,
             image_dir: None,
             image_interval: Duration::from_secs(300),
@@ -370,6 +378,9 @@ impl Settings {
         if let Some(after) = args.train_after.or(file.train_after) {
             s.train_after = after;
         }
+        if let Some(target) = args.recall_target.or(file.recall_target) {
+            s.recall_target = target;
+        }
         if let Some(budget) = args.work_budget.or(file.work_budget) {
             s.engine.work_budget = budget;
         }
@@ -414,6 +425,11 @@ impl Settings {
         }
         if self.unknown_key_rate == 0 {
             return invalid("the unknown-key rate must be at least 1 a second");
+        }
+        if !(0.0..1.0).contains(&self.recall_target) {
+            return invalid(
+                "the recall target is at least 0 (0 keeps the configured breadth) and below 1",
+            );
         }
         if self.ranking == RankingMode::Database && self.database_url.is_none() {
             return Err(SettingsError::Invalid(
@@ -530,6 +546,11 @@ mod tests {
         assert!(!off.engine.search.quantized);
         assert_eq!(Settings::default().train_after, 1000);
         assert_eq!(parse(&["--train-after", "0"]).unwrap().train_after, 0);
+        assert!((Settings::default().recall_target - 0.99).abs() < 1e-12);
+        assert!((parse(&["--recall-target", "0.95"]).unwrap().recall_target - 0.95).abs() < 1e-12);
+        for bad in ["1", "1.5", "-0.1", "NaN"] {
+            assert!(parse(&["--recall-target", bad]).is_err(), "{bad}");
+        }
         let threads = parse(&["--build-threads", "3"]).unwrap();
         assert_eq!(threads.engine.search.build_threads, 3);
         let search = s.engine.search;

@@ -53,7 +53,11 @@ pub fn init() {
         Ok(LogFormat::Json) => builder
             .json()
             .flatten_event(true)
+            // The request's span (id, method, path) once, as `span`: the list of every
+            // enclosing span would repeat it on each line (measured: the access log's JSON was
+            // 6% of a request's server time).
             .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
         Err(e) => {
             let installed = builder.with_ansi(false).try_init();

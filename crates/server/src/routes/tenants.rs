@@ -7,7 +7,9 @@ use reco_engine::{Created, Stamp, TenantName};
 
 use super::{Data, model};
 use crate::admission::{Admitted, Refusals};
-use crate::api::{ErrorBody, KeyView, TenantBody, TenantList, TenantSettings, TenantView};
+use crate::api::{
+    ErrorBody, KeyView, SearchView, TenantBody, TenantList, TenantSettings, TenantView,
+};
 use crate::error::ApiError;
 use crate::state::{Access, hash_key};
 use crate::sync;
@@ -52,11 +54,23 @@ pub async fn put_tenant(
 
 /// A tenant as the API shows it, with its model's status.
 pub(crate) fn view(state: &Data, tenant: &TenantName) -> Result<TenantView, ApiError> {
+    let estimate = state
+        .engine
+        .recall_estimate(tenant, state.settings.recall_target)?;
+    let search = state
+        .engine
+        .search_breadth(tenant)?
+        .map(|breadth| SearchView {
+            breadth,
+            recall: estimate.map(|e| e.recall),
+            samples: estimate.map(|e| e.samples),
+        });
     Ok(TenantView::new(
         &state.engine.tenant_info(tenant)?,
         state.engine.lineage(tenant)?,
         model::status(state, tenant)?,
         state.own_rate_limit(tenant),
+        search,
     ))
 }
 

@@ -3,6 +3,8 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use std::time::{Duration, Instant};
+
 use crate::helpers::{Backend, TestApp, error_code, fresh_database, seeded};
 
 #[tokio::test]
@@ -271,7 +273,7 @@ async fn the_database_mode_ranks_with_pgvector_alike() {
 #[tokio::test]
 async fn a_read_over_the_time_limit_is_answered_503_and_writes_are_not_cut() {
     let mut settings = fresh_database(Backend::Sqlite).await;
-    settings.request_timeout = std::time::Duration::from_millis(5);
+    settings.request_timeout = Duration::from_millis(5);
     let app = TestApp::start(settings).await;
     // Writes are not time-limited: 10,000 entities take far longer than 5 ms, and all land.
     assert_eq!(app.create_tenant("shop", 64, "dot").await.status(), 201);
@@ -388,4 +390,110 @@ async fn unknown_paths_are_404_and_other_methods_405_with_allow() {
             "{method} {path}"
         );
     }
+}
+
+/// The graph's breadth follows the recall measured on the tenant's own questions: before
+/// enough were audited the view shows the configured breadth and no estimate; after, the
+/// least breadth that holds the server's target (on clustered data, less than the configured
+/// 64), the recall measured at it, and how many questions it reads, in the tenant's view and
+/// in `/metrics`; recall measured independently at that breadth holds the target too.
+#[tokio::test]
+async fn the_search_breadth_follows_measured_recall() {
+    use rand::{Rng, SeedableRng};
+    let mut settings = fresh_database(Backend::Sqlite).await;
+    settings.cache = false;
+    let app = TestApp::start(settings).await;
+    assert_eq!(app.create_tenant("big", 32, "cosine").await.status(), 201);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let centres: Vec<Vec<f32>> = (0..40)
+        .map(|_| (0..32).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let entities: Vec<Value> = (0..8_000)
+        .map(|i| {
+            let vector: Vec<f32> = centres[i % 40]
+                .iter()
+                .map(|x| x + rng.random_range(-0.4..0.4))
+                .collect();
+            json!({"id": format!("e{i}"), "vector": vector})
+        })
+        .collect();
+    assert_eq!(app.upsert("big", Value::from(entities)).await.status(), 200);
+    let view: Value = app.get("/v1/tenants/big").await.json().await.unwrap();
+    assert_eq!(view["search"]["breadth"], 64, "{view}");
+    assert_eq!(view["search"]["recall"], Value::Null);
+    let started = Instant::now();
+    let mut asked = 0;
+    let view = loop {
+        for _ in 0..64 {
+            let id = (asked * 7919) % 8_000;
+            asked += 1;
+            let r = app.similar("big", &format!("e{id}"), "").await;
+            assert_eq!(r.status(), 200);
+        }
+        let view: Value = app.get("/v1/tenants/big").await.json().await.unwrap();
+        if view["search"]["recall"].is_f64() {
+            break view;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no estimate after {asked} questions: {view}"
+        );
+    };
+    let search = &view["search"];
+    assert!(search["recall"].as_f64().unwrap() >= 0.99, "{view}");
+    assert!(search["samples"].as_u64().unwrap() >= 50, "{view}");
+    // The tuner sets the breadth within a second or two of its estimate.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let breadth = loop {
+        let view: Value = app.get("/v1/tenants/big").await.json().await.unwrap();
+        let breadth = view["search"]["breadth"].as_u64().unwrap();
+        if breadth < 64 {
+            break breadth;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the breadth was never lowered: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(reco_engine::LADDER.contains(&usize::try_from(breadth).unwrap()));
+    // Recall at the chosen breadth on other questions, against exact answers.
+    let ids = |body: Value| -> Vec<String> {
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (mut found, mut wanted) = (0, 0);
+    for id in (1..8_000).step_by(97) {
+        let path = format!("e{id}");
+        let exact = ids(app
+            .similar("big", &path, "exact=true")
+            .await
+            .json()
+            .await
+            .unwrap());
+        let graph = ids(app.similar("big", &path, "").await.json().await.unwrap());
+        found += graph.iter().filter(|g| exact.contains(g)).count();
+        wanted += exact.len();
+    }
+    let recall =
+        f64::from(u32::try_from(found).unwrap()) / f64::from(u32::try_from(wanted).unwrap());
+    assert!(recall >= 0.98, "recall {recall} at breadth {breadth}");
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("reco_search{measure=\"breadth\",tenant=\"big\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("reco_search{measure=\"recall\",tenant=\"big\"}"));
 }
