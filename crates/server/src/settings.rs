@@ -549,7 +549,8 @@ mod tests {
         assert!((Settings::default().recall_target - 0.99).abs() < 1e-12);
         assert!((parse(&["--recall-target", "0.95"]).unwrap().recall_target - 0.95).abs() < 1e-12);
         for bad in ["1", "1.5", "-0.1", "NaN"] {
-            assert!(parse(&["--recall-target", bad]).is_err(), "{bad}");
+            let flag = format!("--recall-target={bad}");
+            assert!(parse(&[flag.as_str()]).is_err(), "{bad}");
         }
         let threads = parse(&["--build-threads", "3"]).unwrap();
         assert_eq!(threads.engine.search.build_threads, 3);
