@@ -67,7 +67,7 @@ async fn tenants_are_made_found_and_deleted(backend: Backend) {
                 "enabled": true, "algorithm": "auto", "ease_regularization": 8.0, "factors": 64, "iterations": 10, "regularization": 0.01,
                 "unobserved_weight": 1.0, "confidence": 0.25, "frequency_scaling": 1.0, "seed": 42
             },
-            "model": null, "rate_limit": null
+            "model": null, "rate_limit": null, "search": null
         })
     );
     assert_eq!(
