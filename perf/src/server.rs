@@ -151,6 +151,11 @@ impl Server {
             .sum())
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The process's peak resident set (`VmHWM`), in bytes.
     pub fn peak_rss(&self) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
@@ -239,6 +244,17 @@ pub async fn answers(server: &Server, sample: &[usize], exact: bool) -> Result<V
         out.push(server.similar(i, exact).await?);
     }
     Ok(out)
+}
+
+/// A process's resident set now (`VmRSS`), in bytes.
+pub fn rss_of(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/PID/status")?;
+    Ok(kib * 1024)
 }
 
 /// A fresh PostgreSQL database named `name` on the server of `admin_url`; its URL.
