@@ -204,6 +204,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The Prometheus text of `/metrics`, asked from loopback without a key.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// A public document (health, the OpenAPI document) as JSON, asked without a key.
     pub async fn public_json(&self, path: &str) -> Value {
         self.client

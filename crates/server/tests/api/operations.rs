@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Backend, TestApp, error_code, fresh_database, seeded};
+use crate::helpers::{Backend, TestApp, error_code, fresh_database, ids, seeded};
 
 #[tokio::test]
 async fn health_reports_each_part() {
@@ -34,15 +34,7 @@ async fn metrics_count_requests_cache_pools_and_indexes() {
         app.similar("shop", "a", "k=2").await;
     }
     app.similar("shop", "zz", "").await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let has = |needle: &str| assert!(text.contains(needle), "{needle} is missing from\n{text}");
     has(
         r#"reco_http_requests_total{method="GET",route="/v1/tenants/{tenant}/entities/{id}/similar",status="200"} 3"#,
@@ -458,39 +450,18 @@ async fn the_search_breadth_follows_measured_recall() {
     };
     assert!(reco_engine::LADDER.contains(&usize::try_from(breadth).unwrap()));
     // Recall at the chosen breadth on other questions, against exact answers.
-    let ids = |body: Value| -> Vec<String> {
-        body["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
     let (mut found, mut wanted) = (0, 0);
     for id in (1..8_000).step_by(97) {
         let path = format!("e{id}");
-        let exact = ids(app
-            .similar("big", &path, "exact=true")
-            .await
-            .json()
-            .await
-            .unwrap());
-        let graph = ids(app.similar("big", &path, "").await.json().await.unwrap());
+        let exact = ids(app.similar("big", &path, "exact=true").await).await;
+        let graph = ids(app.similar("big", &path, "").await).await;
         found += graph.iter().filter(|g| exact.contains(g)).count();
         wanted += exact.len();
     }
     let recall =
         f64::from(u32::try_from(found).unwrap()) / f64::from(u32::try_from(wanted).unwrap());
     assert!(recall >= 0.98, "recall {recall} at breadth {breadth}");
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("reco_search{measure=\"breadth\",tenant=\"big\"}"),
         "{metrics}"
