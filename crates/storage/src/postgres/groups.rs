@@ -57,69 +57,198 @@ async fn lock_in_name_order<'a>(
     Ok(())
 }
 
-/// Writes a group of entity batches in one transaction and returns their stamps: each batch is
-/// one statement (`UNNEST` of column arrays) that takes the tenant's next version, writes the
-/// rows and sends the notice.
+/// Writes a group of entity batches in one transaction and returns their stamps. A batch
+/// alone is one statement (`UNNEST` of column arrays) that takes the tenant's next version,
+/// writes the rows and sends the notice; a group of several takes all its versions in one
+/// statement, writes all its rows in a second and sends all its notices in a third, so a busy
+/// service pays a few round trips per commit rather than one per batch.
 pub(super) async fn upsert_group(
     pool: &PgPool,
     origin: &str,
     group: Vec<(TenantName, Vec<NewEntity>)>,
 ) -> Result<Vec<ChangeId>> {
-    let fail = |e: sqlx::Error, tenant: &TenantName| {
-        if group.len() == 1 {
-            write_error(e, tenant)
-        } else {
-            e.into()
-        }
-    };
-    let mut tx = pool.begin().await.map_err(unavailable)?;
-    lock_in_name_order(&mut tx, group.iter().map(|(t, _)| t))
-        .await
-        .map_err(|e| fail(e, &group[0].0))?;
-    let mut stamps = Vec::with_capacity(group.len());
-    for (tenant, batch) in &group {
-        let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
-        // A tenant without content vectors writes NULL: pgvector has no empty vector.
-        let vectors: Vec<Option<Vector>> = batch
-            .iter()
-            .map(|e| (!e.vector.is_empty()).then(|| Vector::from(e.vector.clone())))
-            .collect();
-        let categories: Vec<Option<&str>> = batch.iter().map(|e| e.category.as_deref()).collect();
-        let tags: Vec<String> = batch.iter().map(|e| rows::tags_to_json(&e.tags)).collect();
-        let attributes: Vec<Option<&str>> = batch.iter().map(|e| e.attributes.as_deref()).collect();
-        let stamp: Option<(i64, i64)> = sqlx::query_as(
-            "WITH b AS (UPDATE tenants SET version = version + 1 WHERE name = $1 \
-                        RETURNING lineage, version AS batch), \
-             written AS ( \
-               INSERT INTO entities (tenant, id, embedding, category, tags, attributes, batch, updated_at) \
-               SELECT $1, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::json, b.batch, now() \
-               FROM UNNEST($2::text[], $3::vector[], $4::text[], $5::text[], $6::text[]) \
-                    AS u(id, embedding, category, tags, attributes), b \
-               ON CONFLICT (tenant, id) DO UPDATE SET embedding = EXCLUDED.embedding, \
-                 category = EXCLUDED.category, tags = EXCLUDED.tags, \
-                 attributes = EXCLUDED.attributes, batch = EXCLUDED.batch, \
-                 updated_at = EXCLUDED.updated_at \
-               RETURNING 1) \
-             SELECT b.lineage, b.batch FROM b, \
-               LATERAL (SELECT pg_notify($7, $8 || b.lineage || ' ' || b.batch), \
-                               (SELECT count(*) FROM written)) n",
-        )
-        .bind(tenant.as_str())
-        .bind(&ids)
-        .bind(&vectors)
-        .bind(&categories)
-        .bind(&tags)
-        .bind(&attributes)
-        .bind(CHANNEL)
-        .bind(notice(origin, ChangeKind::Entities, tenant, ""))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| fail(e, tenant))?;
-        let (lineage, stamp) = stamp.ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
-        stamps.push(rows::change(lineage, stamp));
+    if let [(tenant, batch)] = &group[..] {
+        return upsert_alone(pool, origin, tenant, batch).await;
     }
-    tx.commit().await.map_err(|e| fail(e, &group[0].0))?;
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    lock_in_name_order(&mut tx, group.iter().map(|(t, _)| t)).await?;
+    let stamps = number_batches(&mut tx, &group).await?;
+    // One row per entity: of the rows of one id in the group, the last batch's, which is
+    // what writing the batches one after the other would have left.
+    let mut last = std::collections::HashMap::new();
+    for (b, (tenant, batch)) in group.iter().enumerate() {
+        for (r, e) in batch.iter().enumerate() {
+            last.insert((tenant.as_str(), e.id.as_str()), (b, r));
+        }
+    }
+    let rows = last.len();
+    let (mut tenants, mut ids, mut vectors) = (
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+    );
+    let (mut categories, mut tags, mut attributes, mut batches) = (
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+    );
+    for (b, (tenant, batch)) in group.iter().enumerate() {
+        for (r, e) in batch.iter().enumerate() {
+            if last.get(&(tenant.as_str(), e.id.as_str())) != Some(&(b, r)) {
+                continue;
+            }
+            tenants.push(tenant.as_str());
+            ids.push(e.id.as_str());
+            // A tenant without content vectors writes NULL: pgvector has no empty vector.
+            vectors.push((!e.vector.is_empty()).then(|| Vector::from(e.vector.clone())));
+            categories.push(e.category.as_deref());
+            tags.push(rows::tags_to_json(&e.tags));
+            attributes.push(e.attributes.as_deref());
+            batches.push(i64::try_from(stamps[b].stamp.get()).unwrap_or(i64::MAX));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO entities (tenant, id, embedding, category, tags, attributes, batch, updated_at) \
+         SELECT u.tenant, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::json, \
+                u.batch, now() \
+         FROM UNNEST($1::text[], $2::text[], $3::vector[], $4::text[], $5::text[], $6::text[], \
+                     $7::bigint[]) AS u(tenant, id, embedding, category, tags, attributes, batch) \
+         ON CONFLICT (tenant, id) DO UPDATE SET embedding = EXCLUDED.embedding, \
+           category = EXCLUDED.category, tags = EXCLUDED.tags, \
+           attributes = EXCLUDED.attributes, batch = EXCLUDED.batch, \
+           updated_at = EXCLUDED.updated_at",
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .bind(&vectors)
+    .bind(&categories)
+    .bind(&tags)
+    .bind(&attributes)
+    .bind(&batches)
+    .execute(&mut *tx)
+    .await?;
+    let notices: Vec<String> = group
+        .iter()
+        .zip(&stamps)
+        .map(|((tenant, _), change)| {
+            notice(
+                origin,
+                ChangeKind::Entities,
+                tenant,
+                &format!(
+                    "{} {}",
+                    super::stored_lineage(change.lineage),
+                    change.stamp.get()
+                ),
+            )
+        })
+        .collect();
+    notify_all(&mut tx, &notices).await?;
+    tx.commit().await?;
     Ok(stamps)
+}
+
+/// One batch of entities, alone in its commit: one statement.
+async fn upsert_alone(
+    pool: &PgPool,
+    origin: &str,
+    tenant: &TenantName,
+    batch: &[NewEntity],
+) -> Result<Vec<ChangeId>> {
+    let fail = |e: sqlx::Error| write_error(e, tenant);
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
+    // A tenant without content vectors writes NULL: pgvector has no empty vector.
+    let vectors: Vec<Option<Vector>> = batch
+        .iter()
+        .map(|e| (!e.vector.is_empty()).then(|| Vector::from(e.vector.clone())))
+        .collect();
+    let categories: Vec<Option<&str>> = batch.iter().map(|e| e.category.as_deref()).collect();
+    let tags: Vec<String> = batch.iter().map(|e| rows::tags_to_json(&e.tags)).collect();
+    let attributes: Vec<Option<&str>> = batch.iter().map(|e| e.attributes.as_deref()).collect();
+    let stamp: Option<(i64, i64)> = sqlx::query_as(
+        "WITH b AS (UPDATE tenants SET version = version + 1 WHERE name = $1 \
+                    RETURNING lineage, version AS batch), \
+         written AS ( \
+           INSERT INTO entities (tenant, id, embedding, category, tags, attributes, batch, updated_at) \
+           SELECT $1, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::json, b.batch, now() \
+           FROM UNNEST($2::text[], $3::vector[], $4::text[], $5::text[], $6::text[]) \
+                AS u(id, embedding, category, tags, attributes), b \
+           ON CONFLICT (tenant, id) DO UPDATE SET embedding = EXCLUDED.embedding, \
+             category = EXCLUDED.category, tags = EXCLUDED.tags, \
+             attributes = EXCLUDED.attributes, batch = EXCLUDED.batch, \
+             updated_at = EXCLUDED.updated_at \
+           RETURNING 1) \
+         SELECT b.lineage, b.batch FROM b, \
+           LATERAL (SELECT pg_notify($7, $8 || b.lineage || ' ' || b.batch), \
+                           (SELECT count(*) FROM written)) n",
+    )
+    .bind(tenant.as_str())
+    .bind(&ids)
+    .bind(&vectors)
+    .bind(&categories)
+    .bind(&tags)
+    .bind(&attributes)
+    .bind(CHANNEL)
+    .bind(notice(origin, ChangeKind::Entities, tenant, ""))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(fail)?;
+    let (lineage, stamp) = stamp.ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
+    tx.commit().await.map_err(fail)?;
+    Ok(vec![rows::change(lineage, stamp)])
+}
+
+/// Takes a version of its tenant for each batch of a group, in one statement (the tenants'
+/// rows are locked in name order already): each tenant is bumped by its number of batches,
+/// and its batches are numbered from the versions that come back, in the group's order. A
+/// tenant that does not exist fails the group (each batch is then tried alone).
+async fn number_batches<R>(
+    tx: &mut sqlx::PgConnection,
+    group: &[(TenantName, Vec<R>)],
+) -> Result<Vec<ChangeId>> {
+    let mut per_tenant: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for (tenant, _) in group {
+        *per_tenant.entry(tenant.as_str()).or_default() += 1;
+    }
+    let names: Vec<&str> = per_tenant.keys().copied().collect();
+    let counts: Vec<i64> = per_tenant.values().copied().collect();
+    let versions: Vec<(String, i64, i64)> = sqlx::query_as(
+        "UPDATE tenants t SET version = t.version + c.n \
+         FROM (SELECT * FROM UNNEST($1::text[], $2::bigint[]) AS c(name, n) ORDER BY name) c \
+         WHERE t.name = c.name RETURNING t.name, t.lineage, t.version",
+    )
+    .bind(&names)
+    .bind(&counts)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut next: std::collections::HashMap<&str, (i64, i64)> = std::collections::HashMap::new();
+    for (name, lineage, version) in &versions {
+        let n = per_tenant.get(name.as_str()).copied().unwrap_or_default();
+        next.insert(name.as_str(), (*lineage, version - n + 1));
+    }
+    group
+        .iter()
+        .map(|(tenant, _)| {
+            let (lineage, stamp) = next
+                .get_mut(tenant.as_str())
+                .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
+            let this = *stamp;
+            *stamp += 1;
+            Ok(rows::change(*lineage, this))
+        })
+        .collect()
+}
+
+/// Sends a group's notices, one per change.
+async fn notify_all(tx: &mut sqlx::PgConnection, notices: &[String]) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, n) FROM UNNEST($2::text[]) AS n")
+        .bind(CHANNEL)
+        .bind(notices)
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 /// Writes a group of interaction batches in one transaction and returns their stamps and
@@ -135,33 +264,11 @@ pub(super) async fn insert_interactions(
         [(tenant, _)] => write_error(e, tenant),
         _ => e.into(),
     };
-    // Bump each tenant once per batch (their rows are locked in name order already), and
-    // number the batches from the versions that come back.
-    let mut per_tenant: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
-    for (tenant, _) in &group {
-        *per_tenant.entry(tenant.as_str()).or_default() += 1;
-    }
-    let names: Vec<&str> = per_tenant.keys().copied().collect();
-    let counts: Vec<i64> = per_tenant.values().copied().collect();
     let mut tx = pool.begin().await.map_err(unavailable)?;
     lock_in_name_order(&mut tx, group.iter().map(|(t, _)| t))
         .await
         .map_err(fail)?;
-    let versions: Vec<(String, i64, i64)> = sqlx::query_as(
-        "UPDATE tenants t SET version = t.version + c.n \
-         FROM (SELECT * FROM UNNEST($1::text[], $2::bigint[]) AS c(name, n) ORDER BY name) c \
-         WHERE t.name = c.name RETURNING t.name, t.lineage, t.version",
-    )
-    .bind(&names)
-    .bind(&counts)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(fail)?;
-    let mut next: std::collections::HashMap<&str, (i64, i64)> = std::collections::HashMap::new();
-    for (name, lineage, version) in &versions {
-        let n = per_tenant.get(name.as_str()).copied().unwrap_or_default();
-        next.insert(name.as_str(), (*lineage, version - n + 1));
-    }
+    let stamps = number_batches(&mut tx, &group).await?;
     let rows: usize = group.iter().map(|(_, b)| b.len()).sum();
     let mut tenants = Vec::with_capacity(rows);
     let mut users = Vec::with_capacity(rows);
@@ -172,19 +279,13 @@ pub(super) async fn insert_interactions(
     let mut batches = Vec::with_capacity(rows);
     let mut keys: Vec<Option<&str>> = Vec::with_capacity(rows);
     let mut notices = Vec::with_capacity(group.len());
-    let mut stamps = Vec::with_capacity(group.len());
-    for (tenant, batch) in &group {
-        let Some((lineage, stamp)) = next.get_mut(tenant.as_str()) else {
-            return Err(StorageError::TenantNotFound(tenant.clone()));
-        };
-        let this = *stamp;
-        *stamp += 1;
-        stamps.push(rows::change(*lineage, this));
+    for ((tenant, batch), change) in group.iter().zip(&stamps) {
+        let this = i64::try_from(change.stamp.get()).unwrap_or(i64::MAX);
         notices.push(notice(
             origin,
             ChangeKind::Interactions,
             tenant,
-            &format!("{lineage} {this}"),
+            &format!("{} {this}", super::stored_lineage(change.lineage)),
         ));
         for (i, id) in batch {
             tenants.push(tenant.as_str());
@@ -222,12 +323,7 @@ pub(super) async fn insert_interactions(
     .fetch_all(&mut *tx)
     .await
     .map_err(fail)?;
-    sqlx::query("SELECT pg_notify($1, n) FROM UNNEST($2::text[]) AS n")
-        .bind(CHANNEL)
-        .bind(&notices)
-        .execute(&mut *tx)
-        .await
-        .map_err(fail)?;
+    notify_all(&mut tx, &notices).await?;
     tx.commit().await.map_err(fail)?;
     // Each id written marks its first row in the group as recorded; later rows with it, and
     // rows whose id was held before, are duplicates.

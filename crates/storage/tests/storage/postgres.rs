@@ -472,6 +472,56 @@ async fn concurrent_upserts_each_get_their_own_stamp_and_a_bad_one_fails_alone()
     assert_eq!(store.counts(&t).await.unwrap().0, 29 * 3);
 }
 
+/// Writers that share commits write the same ids: each still gets a stamp of its own and a
+/// notice, and each entity ends as the writer with the highest stamp left it, as if the
+/// batches had been written one after the other.
+#[tokio::test]
+async fn grouped_upserts_of_the_same_ids_end_as_the_last_batch_left_them() {
+    let (fixture, store) = Fixture::new(Backend::Postgres).await;
+    let reader = fixture.open().await;
+    let Store::Postgres(pg) = &reader else {
+        panic!("PostgreSQL")
+    };
+    let mut feed = reader.subscribe().await.unwrap().unwrap();
+    let t = tenant("shop");
+    store.create_tenant(&t, spec(2, Metric::Dot)).await.unwrap();
+    let writers = (0..40u8).map(|w| {
+        let (store, t) = (store.clone(), t.clone());
+        tokio::spawn(async move {
+            let mut batch = random_entities(3, 2);
+            for (i, e) in batch.iter_mut().enumerate() {
+                e.id = EntityId::parse(&format!("x{i}")).unwrap();
+                e.vector = vec![f32::from(w), 1.0];
+            }
+            (w, upsert(&store, &t, &batch).await.unwrap())
+        })
+    });
+    let mut written: Vec<(u8, ChangeId)> = futures::future::join_all(writers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    written.sort_by_key(|(_, change)| change.stamp);
+    let stamps: Vec<u64> = written.iter().map(|(_, c)| c.stamp.get()).collect();
+    assert_eq!(stamps, (1..=40).collect::<Vec<u64>>());
+    let (last, change) = *written.last().unwrap();
+    let mut rows = pg.entities_in_batch(&t, change).await.unwrap();
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        assert_eq!(row.vector, vec![f32::from(last), 1.0]);
+    }
+    assert_eq!(store.counts(&t).await.unwrap().0, 3);
+    // The feed brings every stamp, in order.
+    let _created = feed.next().await.unwrap();
+    for want in 1..=40 {
+        let Change::Entities { change, .. } = feed.next().await.unwrap() else {
+            panic!("an entity change")
+        };
+        assert_eq!(change.stamp.get(), want);
+    }
+}
+
 #[tokio::test]
 async fn the_vector_index_is_kept_only_when_asked_for() {
     let (fixture, _) = Fixture::new(Backend::Postgres).await;
