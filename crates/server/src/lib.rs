@@ -16,6 +16,7 @@
 pub mod admission;
 mod answers;
 pub mod api;
+mod applier;
 pub mod attributes;
 mod breadth;
 pub mod docs;

@@ -53,8 +53,8 @@ pub struct AppState {
     pub redis: Option<RedisCache>,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
-    /// Woken whenever a change reaches the engine, for writes waiting for their turn.
-    pub applied: tokio::sync::Notify,
+    /// This server's committed writes on their way to the engine (see `applier`).
+    pub applier: Arc<crate::applier::Applier>,
     /// The runtime writes run on: the one the application was built on, which otherwise only
     /// follows the change feed. HTTP workers are busy ranking under load; a write's several
     /// round trips to storage would each wait behind every read a worker has queued.
@@ -138,7 +138,7 @@ impl AppState {
             redis,
             metrics,
             rankers,
-            applied: tokio::sync::Notify::new(),
+            applier: Arc::default(),
             trainings: std::sync::Mutex::new(HashMap::new()),
             evaluations: std::sync::Mutex::new(HashMap::new()),
             writer: tokio::runtime::Handle::current(),

@@ -104,6 +104,8 @@ async fn load_all(state: &AppState) -> Result<(), SyncError> {
         }
     }
     bar.finish_and_clear();
+    // Writes queued for tenants storage no longer has learn so.
+    state.applier.kick_all(&state.engine);
     tracing::info!(
         tenants = tenants.len(),
         entities,
@@ -342,7 +344,7 @@ async fn load_tenant(
                 if state.engine.lineage(tenant).ok() == Some(lineage) {
                     let _ = state.engine.drop_tenant(tenant);
                 }
-                state.applied.notify_waiters();
+                state.applier.kick(&state.engine, tenant);
                 return Ok(None);
             }
             // A model that cannot be loaded leaves the tenant served without it (trained
@@ -357,7 +359,7 @@ async fn load_tenant(
             images::remove(state, tenant).await;
         }
     }
-    state.applied.notify_waiters();
+    state.applier.kick(&state.engine, tenant);
     Ok(loaded)
 }
 
@@ -398,30 +400,6 @@ pub async fn reload_tenant(state: &AppState, tenant: &TenantName) -> Result<(), 
         .map(drop)
 }
 
-/// Waits until every change before `stamp` is in the engine. False when that takes longer
-/// than [`TURN_TIMEOUT`] (a change before it was lost on its way, or the feed is down).
-pub async fn await_turn(
-    state: &AppState,
-    tenant: &TenantName,
-    change: ChangeId,
-) -> Result<bool, EngineError> {
-    let deadline = tokio::time::Instant::now() + TURN_TIMEOUT;
-    loop {
-        let notified = state.applied.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        // A change of another incarnation is not waited for: the engine will not apply it.
-        if state.engine.lineage(tenant)? != change.lineage
-            || state.engine.applied(tenant)?.next() >= change.stamp
-        {
-            return Ok(true);
-        }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            return Ok(false);
-        }
-    }
-}
-
 /// Runs an engine write on the blocking pool, never on an async worker: a write may build a
 /// tenant's graph for seconds, and the workers serve requests meanwhile.
 async fn blocking<T: Send + 'static>(
@@ -435,22 +413,33 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// Applies this server's own change `stamp` once the changes before it are in: `apply` runs
-/// then, on the blocking pool (it may find the feed applied the change already). When the turn
-/// does not come, the tenant is reloaded from storage, which holds the change.
+/// Applies this server's own change once the changes before it are in: `apply` runs then,
+/// on the tenant's drain (see `applier`; it may find the feed applied the change already).
+/// When the turn does not come within [`TURN_TIMEOUT`] (a change before it was lost on its
+/// way, or the feed is down), or applying it failed unexpectedly, the tenant is reloaded from
+/// storage, which holds the change. A change that is being applied is waited for however long
+/// it takes (a large batch builds graph links for seconds).
 pub async fn apply_own(
     state: &AppState,
     tenant: &TenantName,
     change: ChangeId,
     apply: impl FnOnce(&Engine, &TenantName) -> Result<(), EngineError> + Send + 'static,
 ) -> Result<(), SyncError> {
-    if await_turn(state, tenant, change).await? {
-        blocking(state, tenant, apply).await?;
-    } else {
-        tracing::warn!(%tenant, stamp = %change.stamp, "earlier changes did not arrive in time");
-        reload_tenant(state, tenant).await?;
+    let mut outcome = state
+        .applier
+        .submit(&state.engine, tenant, change, Box::new(apply));
+    let applied = match tokio::time::timeout(TURN_TIMEOUT, &mut outcome).await {
+        Ok(applied) => applied.ok(),
+        Err(_) if state.applier.withdraw(tenant, change) => {
+            tracing::warn!(%tenant, stamp = %change.stamp, "earlier changes did not arrive in time");
+            None
+        }
+        Err(_) => outcome.await.ok(),
+    };
+    match applied {
+        Some(result) => result?,
+        None => reload_tenant(state, tenant).await?,
     }
-    state.applied.notify_waiters();
     Ok(())
 }
 
@@ -473,7 +462,9 @@ async fn follow(state: &AppState, pg: &PgStore, mut feed: ChangeFeed) {
                         tracing::warn!(error = %e, %tenant, "reloading the tenant failed");
                     }
                 }
-                state.applied.notify_waiters();
+                if let Some(tenant) = tenant_of(&change) {
+                    state.applier.kick(&state.engine, tenant);
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the change feed broke; subscribing again");
