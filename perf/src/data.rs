@@ -124,22 +124,8 @@ pub fn mixed_requests(catalogue: &Catalogue, count: usize, seed: u64, keyed: boo
     let n = catalogue.n;
     (0..count)
         .map(|r| match r % 20 {
-            0 => (
-                "PUT",
-                format!("/v1/tenants/{TENANT}/entities"),
-                catalogue.new_entity(r, &mut rng),
-            ),
-            10 => ("POST", format!("/v1/tenants/{TENANT}/interactions"), {
-                let mut interaction = json!({
-                    "user": format!("u{}", rng.random_range(0..1000)),
-                    "entity": Catalogue::id(rng.random_range(0..n)),
-                    "kind": "view",
-                });
-                if keyed {
-                    interaction["id"] = json!(format!("i{r}"));
-                }
-                json!({ "interactions": [interaction] }).to_string()
-            }),
+            0 => write_line(catalogue, r, true, keyed, &mut rng),
+            10 => write_line(catalogue, r, false, keyed, &mut rng),
             _ => (
                 "GET",
                 similar_path(rng.random_range(0..n), false),
@@ -147,6 +133,46 @@ pub fn mixed_requests(catalogue: &Catalogue, count: usize, seed: u64, keyed: boo
             ),
         })
         .collect()
+}
+
+/// Writes only, one new entity then one interaction, for the connections of the mixed run
+/// that write (its reads go on connections of their own).
+pub fn write_requests(catalogue: &Catalogue, count: usize, seed: u64) -> Vec<Line> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..count)
+        .map(|r| write_line(catalogue, r, r % 2 == 0, false, &mut rng))
+        .collect()
+}
+
+/// Request `r` as a write: a new entity `w<r>`, or an interaction of a random user with a
+/// random entity of the catalogue (with an id of its own when `keyed`).
+fn write_line(
+    catalogue: &Catalogue,
+    r: usize,
+    upsert: bool,
+    keyed: bool,
+    rng: &mut StdRng,
+) -> Line {
+    if upsert {
+        return (
+            "PUT",
+            format!("/v1/tenants/{TENANT}/entities"),
+            catalogue.new_entity(r, rng),
+        );
+    }
+    let mut interaction = json!({
+        "user": format!("u{}", rng.random_range(0..1000)),
+        "entity": Catalogue::id(rng.random_range(0..catalogue.n)),
+        "kind": "view",
+    });
+    if keyed {
+        interaction["id"] = json!(format!("i{r}"));
+    }
+    (
+        "POST",
+        format!("/v1/tenants/{TENANT}/interactions"),
+        json!({ "interactions": [interaction] }).to_string(),
+    )
 }
 
 /// The lines as wrk's script reads them: method, path and body, tab-separated.
@@ -246,5 +272,30 @@ mod tests {
             })
             .collect();
         assert_eq!(ids.len(), 50);
+    }
+
+    #[test]
+    fn write_traffic_alternates_new_entities_and_interactions() {
+        let lines = write_requests(&Catalogue::new(100, 1), 10, 2);
+        assert!(
+            lines
+                .iter()
+                .step_by(2)
+                .all(|(m, p, _)| *m == "PUT" && p.ends_with("/entities"))
+        );
+        assert!(
+            lines
+                .iter()
+                .skip(1)
+                .step_by(2)
+                .all(|(m, p, _)| *m == "POST" && p.ends_with("/interactions"))
+        );
+        // Each new entity has an id of its own.
+        let ids: std::collections::HashSet<&str> = lines
+            .iter()
+            .step_by(2)
+            .map(|(_, _, b)| b.as_str())
+            .collect();
+        assert_eq!(ids.len(), 5);
     }
 }

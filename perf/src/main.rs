@@ -43,6 +43,14 @@ struct Args {
     /// Multiplies every run's duration (0.1 for a quick look).
     #[arg(long, default_value_t = 1.0)]
     time_factor: f64,
+    /// The runs of each scale, of `memory`, `exact`, `ceiling`, `cached`, `database` and
+    /// `mixed` (comma-separated; all by default).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "memory,exact,ceiling,cached,database,mixed"
+    )]
+    modes: Vec<String>,
     /// Concurrent connections of the load generator.
     #[arg(long, default_value_t = 1000)]
     connections: u32,
@@ -128,6 +136,7 @@ async fn drive(
     work: &std::path::Path,
     label: &str,
 ) -> Result<wrk::WrkResult> {
+    std::fs::create_dir_all(work)?;
     let requests = work.join("requests.tsv");
     std::fs::write(&requests, data::to_file_text(lines))?;
     let spinner = ProgressBar::new_spinner().with_message(format!("{label}: {duration:?}"));
@@ -276,7 +285,6 @@ async fn run_scale(
     let uniform_exact = data::similar_requests(n, 100_000, Draw::Uniform, true, 1);
     let zipf = data::similar_requests(n, 100_000, Draw::Zipf(1.0), false, 2);
     let ceiling = vec![("GET", "/health/live".to_owned(), String::new())];
-    let mixed = data::mixed_requests(&catalogue, 100_000, 3, false);
     let mut rows = Vec::new();
     let row =
         |mode: &str, result: wrk::WrkResult, recall: Option<f64>, rss: u64, note: String| Row {
@@ -307,25 +315,35 @@ async fn run_scale(
         }
     };
 
-    // Memory ranking, cache off, loaded from storage as after a restart.
-    let truth;
-    {
+    let wants = |mode: &str| args.modes.iter().any(|m| m == mode);
+    // Memory ranking, cache off, loaded from storage as after a restart. The exact answers
+    // are the truth every approximate mode's recall is measured against.
+    let mut truth = Vec::new();
+    if wants("memory") || wants("exact") || wants("ceiling") || wants("database") {
         let server = Server::start(&config).await?;
         truth = answers(&server, &sample, true).await?;
-        let approximate = recall(&truth, &answers(&server, &sample, false).await?);
-        let default = drive(&uniform, "memory").await?;
-        let exact = drive(&uniform_exact, "memory exact").await?;
-        let top = drive(&ceiling, "ceiling /health/live").await?;
-        let rss = server.peak_rss()?;
-        rows.push(row(
-            "memory",
-            default,
-            Some(approximate),
-            rss,
-            String::new(),
-        ));
-        rows.push(row("memory exact", exact, Some(1.0), rss, String::new()));
-        rows.push(row("ceiling", top, None, rss, String::new()));
+        if wants("memory") {
+            let approximate = recall(&truth, &answers(&server, &sample, false).await?);
+            let default = drive(&uniform, "memory").await?;
+            let rss = server.peak_rss()?;
+            rows.push(row(
+                "memory",
+                default,
+                Some(approximate),
+                rss,
+                String::new(),
+            ));
+        }
+        if wants("exact") {
+            let exact = drive(&uniform_exact, "memory exact").await?;
+            let rss = server.peak_rss()?;
+            rows.push(row("memory exact", exact, Some(1.0), rss, String::new()));
+        }
+        if wants("ceiling") {
+            let top = drive(&ceiling, "ceiling /health/live").await?;
+            let rss = server.peak_rss()?;
+            rows.push(row("ceiling", top, None, rss, String::new()));
+        }
     }
     // Past `--database-max` (1M) only the runs above: each further server would build the
     // graph again, minutes a time on two cores.
@@ -333,7 +351,7 @@ async fn run_scale(
         return Ok(rows);
     }
     // Memory ranking, cache on, Zipf traffic.
-    {
+    if wants("cached") {
         let cached = Config {
             cache: true,
             ..config.clone()
@@ -350,7 +368,7 @@ async fn run_scale(
         ));
     }
     // Database ranking: the smallest ef_search whose recall@10 is 0.99 or more.
-    if on_postgres {
+    if wants("database") {
         let mut chosen = None;
         for ef in [40, 80, 120, 200, 400, 1000] {
             let db = Config {
@@ -386,17 +404,61 @@ async fn run_scale(
             String::new(),
         ));
     }
-    // Last, since it changes the catalogue: one request in ten a write.
-    {
+    // Last, since it changes the catalogue: one connection in ten writes (new entities and
+    // interactions, alternating) while the others read, each side measured by its own wrk.
+    if wants("mixed") {
         let server = Server::start(&config).await?;
-        let result = drive(&mixed, "mixed, 10% writes").await?;
+        let writers = (args.connections / 10).max(1);
+        let writes = data::write_requests(&catalogue, 200_000, 3);
+        let requests = dir_of(work, name).join("writes");
+        std::fs::create_dir_all(&requests)?;
+        std::fs::write(requests.join("requests.tsv"), data::to_file_text(&writes))?;
+        let base = format!("http://127.0.0.1:{}", args.port);
+        let writing = tokio::task::spawn_blocking(move || {
+            wrk::run(&wrk::Load {
+                base: &base,
+                key: server::KEY,
+                requests: &requests.join("requests.tsv"),
+                connections: writers,
+                duration,
+                work: &requests,
+            })
+        });
+        let reads = crate::drive(
+            &format!("http://127.0.0.1:{}", args.port),
+            &uniform,
+            args.connections - writers,
+            duration,
+            &dir_of(work, name).join("reads"),
+            &format!("{name} mixed: reads"),
+        )
+        .await?;
+        let writes = writing.await??;
+        println!(
+            "  {:<28} {:>9.0} req/s  p99 {:>7.1} ms  errors {} + {}",
+            format!("{name} mixed: writes"),
+            writes.throughput(),
+            writes.p99_us as f64 / 1e3,
+            writes.status,
+            writes.socket_errors()
+        );
         let rss = server.peak_rss()?;
         rows.push(row(
-            "memory mixed (10% writes)",
-            result,
+            "memory mixed: reads",
+            reads,
             None,
             rss,
-            "5% upserts, 5% interactions".to_owned(),
+            format!(
+                "{} connections, beside {writers} writing",
+                args.connections - writers
+            ),
+        ));
+        rows.push(row(
+            "memory mixed: writes",
+            writes,
+            None,
+            rss,
+            format!("{writers} connections: new entities and interactions, alternating"),
         ));
     }
     Ok(rows)
