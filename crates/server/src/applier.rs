@@ -7,7 +7,9 @@
 //! (a group commit hands out consecutive stamps) then reach the engine in one pass, with no
 //! thread hop per change and no waking of every waiting write at each step. A change whose
 //! turn waits for another server's change waits for the change feed, which kicks the drain
-//! after it applies one (as does a reload of the tenant).
+//! after it applies one (as does a reload of the tenant). Changes the feed brings from other
+//! servers take the same way, so that the tenant's changes meet in one order whoever brought
+//! them; a change queued here already is not fetched again by the feed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -23,11 +25,13 @@ pub type Apply = Box<dyn FnOnce(&Engine, &TenantName) -> Result<(), EngineError>
 /// panicked.
 pub type Outcome = oneshot::Receiver<Result<(), EngineError>>;
 
-/// A committed change waiting for its turn.
+/// A committed change waiting for its turn, and everyone waiting for it: its own write, and
+/// the change feed when the notice came before the write queued it (the first to queue it
+/// gives the way to apply it; both are the same change).
 struct Own {
     change: ChangeId,
     apply: Apply,
-    done: oneshot::Sender<Result<(), EngineError>>,
+    done: Vec<oneshot::Sender<Result<(), EngineError>>>,
 }
 
 /// One tenant's queue: its changes by stamp, and whether a drain is running for it.
@@ -70,14 +74,16 @@ impl Applier {
         let start = {
             let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
             let queue = queues.entry(tenant.clone()).or_default();
-            queue.pending.insert(
-                (change.stamp, change.lineage),
-                Own {
+            queue
+                .pending
+                .entry((change.stamp, change.lineage))
+                .or_insert_with(|| Own {
                     change,
                     apply,
-                    done,
-                },
-            );
+                    done: Vec::new(),
+                })
+                .done
+                .push(done);
             !std::mem::replace(&mut queue.draining, true)
         };
         if start {
@@ -86,8 +92,16 @@ impl Applier {
         outcome
     }
 
+    /// Whether `change` of `tenant` is queued (its write, or the feed, will see it applied).
+    pub fn holds(&self, tenant: &TenantName, change: ChangeId) -> bool {
+        let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        queues
+            .get(tenant)
+            .is_some_and(|queue| queue.pending.contains_key(&(change.stamp, change.lineage)))
+    }
+
     /// Takes `change` back if no drain has taken it yet: true when it was still waiting (its
-    /// write then reloads the tenant instead), false when it is being applied or was.
+    /// waiters then reload the tenant instead), false when it is being applied or was.
     pub fn withdraw(&self, tenant: &TenantName, change: ChangeId) -> bool {
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         queues.get_mut(tenant).is_some_and(|queue| {
@@ -153,7 +167,9 @@ impl Applier {
                 let Own { apply, done, .. } = own;
                 match std::panic::catch_unwind(AssertUnwindSafe(|| apply(engine, tenant))) {
                     Ok(result) => {
-                        let _ = done.send(result);
+                        for done in done {
+                            let _ = done.send(result.clone());
+                        }
                     }
                     // The write reloads the tenant from storage, which holds its change.
                     Err(_) => tracing::error!(%tenant, "applying a change panicked"),

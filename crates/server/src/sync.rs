@@ -413,13 +413,14 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// Applies this server's own change once the changes before it are in: `apply` runs then,
-/// on the tenant's drain (see `applier`; it may find the feed applied the change already).
+/// Applies a committed change once the changes before it are in: `apply` runs then, on the
+/// tenant's drain (see `applier`; it may find the change applied already). Writes apply their
+/// own changes so, and the feed the changes it brings.
 /// When the turn does not come within [`TURN_TIMEOUT`] (a change before it was lost on its
 /// way, or the feed is down), or applying it failed unexpectedly, the tenant is reloaded from
 /// storage, which holds the change. A change that is being applied is waited for however long
 /// it takes (a large batch builds graph links for seconds).
-pub async fn apply_own(
+pub async fn apply_in_turn(
     state: &AppState,
     tenant: &TenantName,
     change: ChangeId,
@@ -521,28 +522,34 @@ async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), Syn
             }
             state.forget_keys();
         }
+        // A change is fetched and applied in its turn, through the applier, unless this server
+        // queued it there already (its own write, whose handler applies it).
         Change::Entities { tenant, change } => {
-            if needs(engine, &tenant, change) {
+            if needs(engine, &tenant, change) && !state.applier.holds(&tenant, change) {
                 let rows = pg.entities_in_batch(&tenant, change).await?;
-                blocking(state, &tenant, move |engine, tenant| {
-                    engine.upsert_at(tenant, change, engine.check_entities(tenant, rows)?)
+                apply_in_turn(state, &tenant, change, move |engine, tenant| {
+                    engine
+                        .upsert_at(tenant, change, engine.check_entities(tenant, rows)?)
+                        .map(drop)
                 })
                 .await?;
             }
         }
         Change::EntityDeleted { tenant, change, id } => {
-            if needs(engine, &tenant, change) {
-                blocking(state, &tenant, move |engine, tenant| {
-                    engine.delete_at(tenant, change, &id)
+            if needs(engine, &tenant, change) && !state.applier.holds(&tenant, change) {
+                apply_in_turn(state, &tenant, change, move |engine, tenant| {
+                    engine.delete_at(tenant, change, &id).map(drop)
                 })
                 .await?;
             }
         }
         Change::Interactions { tenant, change } => {
-            if needs(engine, &tenant, change) {
+            if needs(engine, &tenant, change) && !state.applier.holds(&tenant, change) {
                 let rows = pg.interactions_in_batch(&tenant, change).await?;
-                blocking(state, &tenant, move |engine, tenant| {
-                    engine.record_at(tenant, change, CheckedInteractions::new(rows)?)
+                apply_in_turn(state, &tenant, change, move |engine, tenant| {
+                    engine
+                        .record_at(tenant, change, CheckedInteractions::new(rows)?)
+                        .map(drop)
                 })
                 .await?;
             }

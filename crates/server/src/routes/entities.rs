@@ -23,7 +23,7 @@ pub async fn put_entities(
     let upserted = batch.len();
     committed(&state, move |state| async move {
         let change = state.store.upsert_entities(&tenant, &batch).await?;
-        sync::apply_own(&state, &tenant, change, move |engine, tenant| {
+        sync::apply_in_turn(&state, &tenant, change, move |engine, tenant| {
             engine.upsert_at(tenant, change, batch).map(drop)
         })
         .await?;
@@ -85,7 +85,7 @@ pub async fn delete_entity(
         let Some(change) = state.store.delete_entity(&tenant, &id).await? else {
             return Err(ApiError::NotFound(format!("entity `{id}` does not exist")));
         };
-        sync::apply_own(&state, &tenant, change, move |engine, tenant| {
+        sync::apply_in_turn(&state, &tenant, change, move |engine, tenant| {
             engine.delete_at(tenant, change, &id).map(drop)
         })
         .await?;

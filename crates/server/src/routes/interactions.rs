@@ -33,7 +33,7 @@ pub async fn post_interactions(
         if !empty {
             let change = recorded.change;
             batch.retain(&recorded.fresh);
-            sync::apply_own(&state, &tenant, change, move |engine, tenant| {
+            sync::apply_in_turn(&state, &tenant, change, move |engine, tenant| {
                 engine.record_at(tenant, change, batch).map(drop)
             })
             .await?;
