@@ -51,6 +51,10 @@ struct Args {
         default_value = "memory,exact,ceiling,cached,database,mixed"
     )]
     modes: Vec<String>,
+    /// Writes per second of the mixed run (default: a tenth of the same scale's read-only
+    /// `memory` throughput in this run, or 1,000 when that did not run).
+    #[arg(long)]
+    write_rate: Option<u32>,
     /// Concurrent connections of the load generator.
     #[arg(long, default_value_t = 1000)]
     connections: u32,
@@ -151,6 +155,7 @@ async fn drive(
             connections,
             duration,
             work: &work,
+            pace_ms: 0,
         })
     })
     .await??;
@@ -405,10 +410,20 @@ async fn run_scale(
         ));
     }
     // Last, since it changes the catalogue: one connection in ten writes (new entities and
-    // interactions, alternating) while the others read, each side measured by its own wrk.
+    // interactions, alternating) at a fixed rate, a tenth of what the read-only run served,
+    // while the others read as fast as answered; each side is measured by its own wrk.
     if wants("mixed") {
         let server = Server::start(&config).await?;
         let writers = (args.connections / 10).max(1);
+        let rate = args.write_rate.unwrap_or_else(|| {
+            rows.iter().find(|r| r.mode == "memory").map_or(1_000, |r| {
+                let per_second = r.wrk.requests * 1_000_000 / r.wrk.duration_us.max(1);
+                u32::try_from(per_second / 10).unwrap_or(u32::MAX).max(1)
+            })
+        });
+        // Each connection rests between its writes so that together they ask `rate` a second
+        // (a little less as answers take time: wrk's rest comes on top of the answer's).
+        let pace_ms = (writers * 1_000 / rate.max(1)).max(1);
         let writes = data::write_requests(&catalogue, 200_000, 3);
         let requests = dir_of(work, name).join("writes");
         std::fs::create_dir_all(&requests)?;
@@ -422,6 +437,7 @@ async fn run_scale(
                 connections: writers,
                 duration,
                 work: &requests,
+                pace_ms,
             })
         });
         let reads = crate::drive(
@@ -458,7 +474,9 @@ async fn run_scale(
             writes,
             None,
             rss,
-            format!("{writers} connections: new entities and interactions, alternating"),
+            format!(
+                "{writers} connections asking {rate} writes/s (each resting {pace_ms} ms): new entities and interactions, alternating"
+            ),
         ));
     }
     Ok(rows)

@@ -29,8 +29,12 @@ function init(args)
   position = ((id - 1) * 7919) % #lines
   wrk.headers["Authorization"] = "Bearer " .. os.getenv("WRK_KEY")
   wrk.headers["Content-Type"] = "application/json"
+  pace = tonumber(os.getenv("WRK_PACE_MS") or "0")
 end
 
+function delay()
+  return pace
+end
 function request()
   position = position % #lines + 1
   local l = lines[position]
@@ -86,6 +90,8 @@ pub struct Load<'a> {
     pub connections: u32,
     pub duration: Duration,
     pub work: &'a Path,
+    /// Milliseconds each connection rests before each request (none: as fast as answered).
+    pub pace_ms: u32,
 }
 
 pub fn run(load: &Load<'_>) -> Result<WrkResult> {
@@ -102,6 +108,7 @@ pub fn run(load: &Load<'_>) -> Result<WrkResult> {
         .env("WRK_REQUESTS", load.requests)
         .env("WRK_RESULT", &result)
         .env("WRK_KEY", load.key)
+        .env("WRK_PACE_MS", load.pace_ms.to_string())
         .output()
         .context("running wrk (apt-get install wrk)")?;
     if !out.status.success() {
