@@ -60,8 +60,8 @@ async fn lock_in_name_order<'a>(
 /// Writes a group of entity batches in one transaction and returns their stamps. A batch
 /// alone is one statement (`UNNEST` of column arrays) that takes the tenant's next version,
 /// writes the rows and sends the notice; a group of several takes all its versions in one
-/// statement, writes all its rows in a second and sends all its notices in a third, so a busy
-/// service pays a few round trips per commit rather than one per batch.
+/// statement, writes all its rows and sends all its notices in a second, so a busy service pays a few
+/// round trips per commit rather than one per batch.
 pub(super) async fn upsert_group(
     pool: &PgPool,
     origin: &str,
@@ -108,26 +108,6 @@ pub(super) async fn upsert_group(
             batches.push(i64::try_from(stamps[b].stamp.get()).unwrap_or(i64::MAX));
         }
     }
-    sqlx::query(
-        "INSERT INTO entities (tenant, id, embedding, category, tags, attributes, batch, updated_at) \
-         SELECT u.tenant, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::json, \
-                u.batch, now() \
-         FROM UNNEST($1::text[], $2::text[], $3::vector[], $4::text[], $5::text[], $6::text[], \
-                     $7::bigint[]) AS u(tenant, id, embedding, category, tags, attributes, batch) \
-         ON CONFLICT (tenant, id) DO UPDATE SET embedding = EXCLUDED.embedding, \
-           category = EXCLUDED.category, tags = EXCLUDED.tags, \
-           attributes = EXCLUDED.attributes, batch = EXCLUDED.batch, \
-           updated_at = EXCLUDED.updated_at",
-    )
-    .bind(&tenants)
-    .bind(&ids)
-    .bind(&vectors)
-    .bind(&categories)
-    .bind(&tags)
-    .bind(&attributes)
-    .bind(&batches)
-    .execute(&mut *tx)
-    .await?;
     let notices: Vec<String> = group
         .iter()
         .zip(&stamps)
@@ -144,12 +124,37 @@ pub(super) async fn upsert_group(
             )
         })
         .collect();
-    notify_all(&mut tx, &notices).await?;
+    // The rows and the notices in one statement: a data-modifying WITH runs to completion
+    // whether or not the query reads it, and the count makes every notice go.
+    sqlx::query(
+        "WITH written AS ( \
+           INSERT INTO entities (tenant, id, embedding, category, tags, attributes, batch, updated_at) \
+           SELECT u.tenant, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::json, \
+                  u.batch, now() \
+           FROM UNNEST($1::text[], $2::text[], $3::vector[], $4::text[], $5::text[], $6::text[], \
+                       $7::bigint[]) AS u(tenant, id, embedding, category, tags, attributes, batch) \
+           ON CONFLICT (tenant, id) DO UPDATE SET embedding = EXCLUDED.embedding, \
+             category = EXCLUDED.category, tags = EXCLUDED.tags, \
+             attributes = EXCLUDED.attributes, batch = EXCLUDED.batch, \
+             updated_at = EXCLUDED.updated_at) \
+         SELECT count(pg_notify($8, n)) FROM UNNEST($9::text[]) AS n",
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .bind(&vectors)
+    .bind(&categories)
+    .bind(&tags)
+    .bind(&attributes)
+    .bind(&batches)
+    .bind(CHANNEL)
+    .bind(&notices)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(stamps)
 }
 
-/// One batch of entities, alone in its commit: one statement.
+/// One batch of entities, alone in its commit: one statement, one round trip.
 async fn upsert_alone(
     pool: &PgPool,
     origin: &str,
@@ -157,7 +162,6 @@ async fn upsert_alone(
     batch: &[NewEntity],
 ) -> Result<Vec<ChangeId>> {
     let fail = |e: sqlx::Error| write_error(e, tenant);
-    let mut tx = pool.begin().await.map_err(unavailable)?;
     let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
     // A tenant without content vectors writes NULL: pgvector has no empty vector.
     let vectors: Vec<Option<Vector>> = batch
@@ -192,11 +196,13 @@ async fn upsert_alone(
     .bind(&attributes)
     .bind(CHANNEL)
     .bind(notice(origin, ChangeKind::Entities, tenant, ""))
-    .fetch_optional(&mut *tx)
+    // One statement outside a transaction block is its own transaction: one round trip
+    // writes the rows, takes the version and sends the notice, and its answer comes after the
+    // commit.
+    .fetch_optional(pool)
     .await
     .map_err(fail)?;
     let (lineage, stamp) = stamp.ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
-    tx.commit().await.map_err(fail)?;
     Ok(vec![rows::change(lineage, stamp)])
 }
 
@@ -239,16 +245,6 @@ async fn number_batches<R>(
             Ok(rows::change(*lineage, this))
         })
         .collect()
-}
-
-/// Sends a group's notices, one per change.
-async fn notify_all(tx: &mut sqlx::PgConnection, notices: &[String]) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, n) FROM UNNEST($2::text[]) AS n")
-        .bind(CHANNEL)
-        .bind(notices)
-        .execute(tx)
-        .await?;
-    Ok(())
 }
 
 /// Writes a group of interaction batches in one transaction and returns their stamps and
@@ -299,8 +295,9 @@ pub(super) async fn insert_interactions(
         }
     }
     // Rows go in in the group's order, so of two rows with one id the first is written; the
-    // ids written come back (rows without an id are always written).
-    let written: Vec<(String, String)> = sqlx::query_as(
+    // ids written come back (rows without an id are always written), and the notices go in
+    // the same statement.
+    let written: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
         "WITH written AS ( \
            INSERT INTO interactions (tenant, user_id, entity_id, kind, weight, at_ms, batch, key) \
            SELECT tenant, user_id, entity_id, kind, weight, at_ms, batch, key \
@@ -310,7 +307,9 @@ pub(super) async fn insert_interactions(
            ORDER BY n \
            ON CONFLICT (tenant, key) WHERE key IS NOT NULL DO NOTHING \
            RETURNING tenant, key) \
-         SELECT tenant, key FROM written WHERE key IS NOT NULL",
+         SELECT tenant, key FROM written WHERE key IS NOT NULL \
+         UNION ALL SELECT NULL, NULL FROM (SELECT count(pg_notify($9, n)) \
+                                           FROM UNNEST($10::text[]) AS n) AS sent",
     )
     .bind(&tenants)
     .bind(&users)
@@ -320,11 +319,17 @@ pub(super) async fn insert_interactions(
     .bind(&at)
     .bind(&batches)
     .bind(&keys)
+    .bind(CHANNEL)
+    .bind(&notices)
     .fetch_all(&mut *tx)
     .await
     .map_err(fail)?;
-    notify_all(&mut tx, &notices).await?;
     tx.commit().await.map_err(fail)?;
+    // The last row is the notices' count (each branch of a UNION ALL runs, so every notice
+    // went whatever was written).
+    let written = written
+        .into_iter()
+        .filter_map(|(tenant, key)| tenant.zip(key));
     // Each id written marks its first row in the group as recorded; later rows with it, and
     // rows whose id was held before, are duplicates.
     let mut written: std::collections::HashSet<(String, String)> = written.into_iter().collect();
