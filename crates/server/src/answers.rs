@@ -76,8 +76,8 @@ fn l2_key(prepared: &Prepared) -> String {
     hex::encode(Sha256::digest(prepared.shared_key().as_bytes()))
 }
 
-/// The answer to `prepared`: from L1, else from L2 (kept in L1 then), else ranked now (and
-/// kept in both).
+/// The answer to `prepared`: from L1 (looked up on the calling worker), else from L2 (kept in
+/// L1 then), else ranked on the rankers now (and kept in both).
 pub async fn answer(
     state: &AppState,
     tenant: &reco_engine::TenantName,
@@ -85,19 +85,18 @@ pub async fn answer(
 ) -> Result<Answer, ApiError> {
     let (tier, redis_tier) = tiers(prepared.tier());
     let metrics = &state.metrics;
-    let shared = state
-        .redis
-        .as_ref()
-        .filter(|_| state.engine.config().cache.enabled);
-    let Some(redis) = shared else {
+    let cache = state.engine.config().cache.enabled;
+    // A hit is answered here, on the HTTP worker: a hop to the rankers and back (two thread
+    // wake-ups) would cost a cached answer several times what finding it does.
+    if cache && let Some(hit) = prepared.cached() {
+        metrics.observe_cache(tier, "memory", CacheStatus::Hit);
+        return Ok(hit);
+    }
+    let Some(redis) = state.redis.as_ref().filter(|_| cache) else {
         let answer = rank(state, prepared).await?;
         metrics.observe_cache(tier, "memory", answer.cache);
         return Ok(answer);
     };
-    if let Some(hit) = prepared.cached() {
-        metrics.observe_cache(tier, "memory", CacheStatus::Hit);
-        return Ok(hit);
-    }
     metrics.observe_cache(tier, "memory", CacheStatus::Miss);
     let key = l2_key(&prepared);
     match redis.get(redis_tier, tenant, &key).await {
