@@ -1,4 +1,5 @@
-//! This server's own writes on their way from storage to the engine.
+//! Committed changes on their way from storage to the engine: this server's own writes, and
+//! the changes the feed brings.
 //!
 //! Storage stamps each tenant's changes in commit order and the engine takes them in that
 //! order, each once (see `sync`). A write committed here does not apply itself: it queues its

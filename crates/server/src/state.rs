@@ -53,7 +53,7 @@ pub struct AppState {
     pub redis: Option<RedisCache>,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
-    /// This server's committed writes on their way to the engine (see `applier`).
+    /// Committed changes on their way to the engine, own and the feed's (see `applier`).
     pub applier: Arc<crate::applier::Applier>,
     /// The runtime writes run on: the one the application was built on, which otherwise only
     /// follows the change feed. HTTP workers are busy ranking under load; a write's several

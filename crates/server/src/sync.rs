@@ -4,8 +4,9 @@
 //! Storage numbers each tenant's changes 1, 2, 3, ... in commit order (its version), and the
 //! engine applies them in that order, each once (see `Engine::upsert_at`). A handler applies
 //! its own change as soon as the changes before it are in; the feed brings every change, this
-//! server's too, and applies what is not in yet. So every server that applied the same stamps
-//! holds the same data, which is what lets servers share cached answers in Redis.
+//! server's too, and applies what is not in yet; both go through the `applier`'s queue. So
+//! every server that applied the same stamps holds the same data, which is what lets servers
+//! share cached answers in Redis.
 
 use std::time::{Duration, Instant};
 

@@ -60,8 +60,8 @@ async fn lock_in_name_order<'a>(
 /// Writes a group of entity batches in one transaction and returns their stamps. A batch
 /// alone is one statement (`UNNEST` of column arrays) that takes the tenant's next version,
 /// writes the rows and sends the notice; a group of several takes all its versions in one
-/// statement, writes all its rows and sends all its notices in a second, so a busy service pays a few
-/// round trips per commit rather than one per batch.
+/// statement, and writes all its rows and sends all its notices in a second, so a busy service
+/// pays a few round trips per commit rather than one per batch.
 pub(super) async fn upsert_group(
     pool: &PgPool,
     origin: &str,
