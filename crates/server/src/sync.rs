@@ -496,15 +496,18 @@ async fn resync(state: &AppState) {
     }
 }
 
-/// Whether the engine still needs change `stamp` of `tenant` (it may have it already, or not
-/// know the tenant at all, in which case there is nothing to apply it to).
-fn needs(engine: &Engine, tenant: &TenantName, change: ChangeId) -> bool {
+/// Whether the feed must fetch and apply change `stamp` of `tenant`: not when the engine has it
+/// already or does not know the tenant at all (there is nothing to apply it to), and not when
+/// this server queued it already (its own write, whose handler applies it).
+fn needs(state: &AppState, tenant: &TenantName, change: ChangeId) -> bool {
+    let engine = &state.engine;
     engine
         .lineage(tenant)
         .is_ok_and(|lineage| lineage == change.lineage)
         && engine
             .applied(tenant)
             .is_ok_and(|applied| change.stamp > applied)
+        && !state.applier.holds(tenant, change)
 }
 
 async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), SyncError> {
@@ -523,10 +526,9 @@ async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), Syn
             }
             state.forget_keys();
         }
-        // A change is fetched and applied in its turn, through the applier, unless this server
-        // queued it there already (its own write, whose handler applies it).
+        // A change is fetched and applied in its turn, through the applier.
         Change::Entities { tenant, change } => {
-            if needs(engine, &tenant, change) && !state.applier.holds(&tenant, change) {
+            if needs(state, &tenant, change) {
                 let rows = pg.entities_in_batch(&tenant, change).await?;
                 apply_in_turn(state, &tenant, change, move |engine, tenant| {
                     engine
@@ -537,7 +539,7 @@ async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), Syn
             }
         }
         Change::EntityDeleted { tenant, change, id } => {
-            if needs(engine, &tenant, change) && !state.applier.holds(&tenant, change) {
+            if needs(state, &tenant, change) {
                 apply_in_turn(state, &tenant, change, move |engine, tenant| {
                     engine.delete_at(tenant, change, &id).map(drop)
                 })
@@ -545,7 +547,7 @@ async fn apply(state: &AppState, pg: &PgStore, change: Change) -> Result<(), Syn
             }
         }
         Change::Interactions { tenant, change } => {
-            if needs(engine, &tenant, change) && !state.applier.holds(&tenant, change) {
+            if needs(state, &tenant, change) {
                 let rows = pg.interactions_in_batch(&tenant, change).await?;
                 apply_in_turn(state, &tenant, change, move |engine, tenant| {
                     engine

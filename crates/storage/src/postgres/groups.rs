@@ -37,6 +37,38 @@ pub(super) async fn notify(conn: &mut sqlx::PgConnection, payload: &str) -> Resu
     Ok(())
 }
 
+/// The notice of `change`, a batch of `kind` of `tenant`.
+fn change_notice(origin: &str, kind: ChangeKind, tenant: &TenantName, change: ChangeId) -> String {
+    let rest = format!(
+        "{} {}",
+        super::stored_lineage(change.lineage),
+        change.stamp.get()
+    );
+    notice(origin, kind, tenant, &rest)
+}
+
+/// A batch of entities as the column arrays an `UNNEST` reads.
+#[derive(Default)]
+struct EntityColumns<'a> {
+    ids: Vec<&'a str>,
+    vectors: Vec<Option<Vector>>,
+    categories: Vec<Option<&'a str>>,
+    tags: Vec<String>,
+    attributes: Vec<Option<&'a str>>,
+}
+
+impl<'a> EntityColumns<'a> {
+    fn push(&mut self, e: &'a NewEntity) {
+        self.ids.push(e.id.as_str());
+        // A tenant without content vectors writes NULL: pgvector has no empty vector.
+        self.vectors
+            .push((!e.vector.is_empty()).then(|| Vector::from(e.vector.clone())));
+        self.categories.push(e.category.as_deref());
+        self.tags.push(rows::tags_to_json(&e.tags));
+        self.attributes.push(e.attributes.as_deref());
+    }
+}
+
 /// Takes the row locks of a group's tenants in name order, before anything is written, as
 /// every group does: two groups (on two servers) that share tenants then never wait for each
 /// other in a cycle. A group of one tenant needs no such step.
@@ -81,48 +113,21 @@ pub(super) async fn upsert_group(
             last.insert((tenant.as_str(), e.id.as_str()), (b, r));
         }
     }
-    let rows = last.len();
-    let (mut tenants, mut ids, mut vectors) = (
-        Vec::with_capacity(rows),
-        Vec::with_capacity(rows),
-        Vec::with_capacity(rows),
-    );
-    let (mut categories, mut tags, mut attributes, mut batches) = (
-        Vec::with_capacity(rows),
-        Vec::with_capacity(rows),
-        Vec::with_capacity(rows),
-        Vec::with_capacity(rows),
-    );
+    let (mut tenants, mut batches, mut columns) =
+        (Vec::new(), Vec::new(), EntityColumns::default());
     for (b, (tenant, batch)) in group.iter().enumerate() {
         for (r, e) in batch.iter().enumerate() {
-            if last.get(&(tenant.as_str(), e.id.as_str())) != Some(&(b, r)) {
-                continue;
+            if last.get(&(tenant.as_str(), e.id.as_str())) == Some(&(b, r)) {
+                tenants.push(tenant.as_str());
+                batches.push(i64::try_from(stamps[b].stamp.get()).unwrap_or(i64::MAX));
+                columns.push(e);
             }
-            tenants.push(tenant.as_str());
-            ids.push(e.id.as_str());
-            // A tenant without content vectors writes NULL: pgvector has no empty vector.
-            vectors.push((!e.vector.is_empty()).then(|| Vector::from(e.vector.clone())));
-            categories.push(e.category.as_deref());
-            tags.push(rows::tags_to_json(&e.tags));
-            attributes.push(e.attributes.as_deref());
-            batches.push(i64::try_from(stamps[b].stamp.get()).unwrap_or(i64::MAX));
         }
     }
     let notices: Vec<String> = group
         .iter()
         .zip(&stamps)
-        .map(|((tenant, _), change)| {
-            notice(
-                origin,
-                ChangeKind::Entities,
-                tenant,
-                &format!(
-                    "{} {}",
-                    super::stored_lineage(change.lineage),
-                    change.stamp.get()
-                ),
-            )
-        })
+        .map(|((tenant, _), change)| change_notice(origin, ChangeKind::Entities, tenant, *change))
         .collect();
     // The rows and the notices in one statement: a data-modifying WITH runs to completion
     // whether or not the query reads it, and the count makes every notice go.
@@ -140,11 +145,11 @@ pub(super) async fn upsert_group(
          SELECT count(pg_notify($8, n)) FROM UNNEST($9::text[]) AS n",
     )
     .bind(&tenants)
-    .bind(&ids)
-    .bind(&vectors)
-    .bind(&categories)
-    .bind(&tags)
-    .bind(&attributes)
+    .bind(&columns.ids)
+    .bind(&columns.vectors)
+    .bind(&columns.categories)
+    .bind(&columns.tags)
+    .bind(&columns.attributes)
     .bind(&batches)
     .bind(CHANNEL)
     .bind(&notices)
@@ -162,15 +167,10 @@ async fn upsert_alone(
     batch: &[NewEntity],
 ) -> Result<Vec<ChangeId>> {
     let fail = |e: sqlx::Error| write_error(e, tenant);
-    let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
-    // A tenant without content vectors writes NULL: pgvector has no empty vector.
-    let vectors: Vec<Option<Vector>> = batch
-        .iter()
-        .map(|e| (!e.vector.is_empty()).then(|| Vector::from(e.vector.clone())))
-        .collect();
-    let categories: Vec<Option<&str>> = batch.iter().map(|e| e.category.as_deref()).collect();
-    let tags: Vec<String> = batch.iter().map(|e| rows::tags_to_json(&e.tags)).collect();
-    let attributes: Vec<Option<&str>> = batch.iter().map(|e| e.attributes.as_deref()).collect();
+    let mut columns = EntityColumns::default();
+    for e in batch {
+        columns.push(e);
+    }
     let stamp: Option<(i64, i64)> = sqlx::query_as(
         "WITH b AS (UPDATE tenants SET version = version + 1 WHERE name = $1 \
                     RETURNING lineage, version AS batch), \
@@ -189,11 +189,11 @@ async fn upsert_alone(
                            (SELECT count(*) FROM written)) n",
     )
     .bind(tenant.as_str())
-    .bind(&ids)
-    .bind(&vectors)
-    .bind(&categories)
-    .bind(&tags)
-    .bind(&attributes)
+    .bind(&columns.ids)
+    .bind(&columns.vectors)
+    .bind(&columns.categories)
+    .bind(&columns.tags)
+    .bind(&columns.attributes)
     .bind(CHANNEL)
     .bind(notice(origin, ChangeKind::Entities, tenant, ""))
     // One statement outside a transaction block is its own transaction: one round trip
@@ -277,11 +277,11 @@ pub(super) async fn insert_interactions(
     let mut notices = Vec::with_capacity(group.len());
     for ((tenant, batch), change) in group.iter().zip(&stamps) {
         let this = i64::try_from(change.stamp.get()).unwrap_or(i64::MAX);
-        notices.push(notice(
+        notices.push(change_notice(
             origin,
             ChangeKind::Interactions,
             tenant,
-            &format!("{} {this}", super::stored_lineage(change.lineage)),
+            *change,
         ));
         for (i, id) in batch {
             tenants.push(tenant.as_str());
