@@ -77,13 +77,14 @@ fn l2_key(prepared: &Prepared) -> String {
 }
 
 /// The answer to `prepared`: from L1 (looked up on the calling worker), else from L2 (kept in
-/// L1 then), else ranked on the rankers now (and kept in both).
+/// L1 then), else ranked now (and kept in both): on this worker when cheap, else on the
+/// rankers.
 pub async fn answer(
     state: &AppState,
     tenant: &reco_engine::TenantName,
     prepared: Prepared,
 ) -> Result<Answer, ApiError> {
-    let (tier, redis_tier) = tiers(prepared.tier());
+    let (tier, _) = tiers(prepared.tier());
     let metrics = &state.metrics;
     let cache = state.engine.config().cache.enabled;
     // A hit is answered here, on the HTTP worker: a hop to the rankers and back (two thread
@@ -98,6 +99,20 @@ pub async fn answer(
         return Ok(answer);
     };
     metrics.observe_cache(tier, "memory", CacheStatus::Miss);
+    // Boxed: Redis's futures are large, and every handler's future (which actix moves into a
+    // box of its own for each request) would carry their size even when answered from L1.
+    Box::pin(through_redis(state, redis, tenant, prepared)).await
+}
+
+/// The answer to a question L1 does not hold: from L2, else ranked and kept in both.
+async fn through_redis(
+    state: &AppState,
+    redis: &RedisCache,
+    tenant: &reco_engine::TenantName,
+    prepared: Prepared,
+) -> Result<Answer, ApiError> {
+    let (tier, redis_tier) = tiers(prepared.tier());
+    let metrics = &state.metrics;
     let key = l2_key(&prepared);
     match redis.get(redis_tier, tenant, &key).await {
         Ok(Some(bytes)) => match decode(&bytes) {

@@ -705,10 +705,22 @@ impl SearchQuery {
     }
 }
 
+/// An entity id in an answer: the engine's own (a shared string, so an answer names its
+/// entities without copying their text), written as a JSON string.
+#[derive(Debug, Clone)]
+pub struct IdOut(pub EntityId);
+
+impl Serialize for IdOut {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.as_str())
+    }
+}
+
 /// A result: an entity and its score.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ScoredOut {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: IdOut,
     pub score: f32,
 }
 
@@ -716,7 +728,7 @@ fn scored(results: &[Scored]) -> Vec<ScoredOut> {
     results
         .iter()
         .map(|s| ScoredOut {
-            id: s.id.to_string(),
+            id: IdOut(s.id.clone()),
             score: s.score,
         })
         .collect()
@@ -907,14 +919,15 @@ impl RecommendBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecommendOut {
     pub results: Vec<ScoredOut>,
-    pub missing: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub missing: Vec<IdOut>,
 }
 
 impl RecommendOut {
     pub fn from_ranking(r: &Ranking) -> Self {
         Self {
             results: scored(&r.results),
-            missing: r.missing.iter().map(ToString::to_string).collect(),
+            missing: r.missing.iter().cloned().map(IdOut).collect(),
         }
     }
 }

@@ -26,6 +26,11 @@ pub enum SettingsError {
     Invalid(String),
 }
 
+/// The default `Settings::inline_work`: about a tenth of a millisecond of one core, the cost
+/// of a graph search on a million 128-dimensional entities (breadth 192), or of a scan of
+/// eight thousand; a graph search in 1,536 dimensions costs more and hops.
+pub const DEFAULT_INLINE_WORK: u64 = 1 << 20;
+
 /// Where recommendations are ranked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -100,12 +105,18 @@ pub struct ServeArgs {
     /// The most work the rankings of one batch may take together. [default: 20000000000]
     #[arg(long, env = "RECO_BATCH_WORK_BUDGET")]
     pub batch_work_budget: Option<u64>,
-    /// Threads rankings run on, off the HTTP workers. [default: every core]
+    /// Threads costly rankings run on, off the HTTP workers. [default: every core]
     #[arg(long, env = "RECO_RANK_THREADS")]
     pub rank_threads: Option<usize>,
     /// Rankings that may wait for a thread; past it a read answers 503. [default: 4096]
     #[arg(long, env = "RECO_RANK_QUEUE")]
     pub rank_queue: Option<usize>,
+    /// Questions estimated at most this much work (vector components read) are ranked on the
+    /// HTTP worker that took them instead of the rankers: a graph search, or a scan of a small
+    /// tenant, costs less than the hop. 0 sends every ranking to the rankers.
+    /// [default: 1048576]
+    #[arg(long, env = "RECO_INLINE_WORK")]
+    pub inline_work: Option<u64>,
     /// The longest a request's body may take to arrive, in milliseconds (408 past it).
     /// [default: 30000]
     #[arg(long, env = "RECO_BODY_TIMEOUT_MS")]
@@ -203,6 +214,8 @@ pub struct Settings {
     pub rank_threads: usize,
     /// Rankings that may wait for a thread.
     pub rank_queue: usize,
+    /// The most work a ranking done on the HTTP worker may be estimated at; 0 for none.
+    pub inline_work: u64,
     /// Unknown-key lookups per client address per second.
     pub unknown_key_rate: u32,
     /// The largest request body.
@@ -247,6 +260,7 @@ impl Default for Settings {
             batch_work_budget: 10 * reco_engine::DEFAULT_WORK_BUDGET,
             rank_threads: std::thread::available_parallelism().map_or(2, usize::from),
             rank_queue: 4096,
+            inline_work: DEFAULT_INLINE_WORK,
             unknown_key_rate: 20,
             body_limit: 64 * 1024 * 1024,
             postgres: PostgresSettings::default(),
@@ -393,6 +407,9 @@ impl Settings {
         if let Some(queue) = args.rank_queue.or(file.rank_queue) {
             s.rank_queue = queue;
         }
+        if let Some(work) = args.inline_work.or(file.inline_work) {
+            s.inline_work = work;
+        }
         if let Some(ms) = args.body_timeout_ms.or(file.body_timeout_ms) {
             s.body_timeout = Duration::from_millis(ms);
         }
@@ -532,6 +549,10 @@ mod tests {
         assert!(parse(&["--body-timeout-ms", "0"]).is_err());
         let s = parse(&["--work-budget", "5", "--batch-work-budget", "7"]).unwrap();
         assert_eq!((s.engine.work_budget, s.batch_work_budget), (5, 7));
+        // Cheap rankings stay on the HTTP workers unless told otherwise; 0 sends every one
+        // to the rankers.
+        assert_eq!(s.inline_work, DEFAULT_INLINE_WORK);
+        assert_eq!(parse(&["--inline-work", "0"]).unwrap().inline_work, 0);
     }
 
     #[test]

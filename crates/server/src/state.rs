@@ -59,7 +59,7 @@ pub struct AppState {
     /// follows the change feed. HTTP workers are busy ranking under load; a write's several
     /// round trips to storage would each wait behind every read a worker has queued.
     pub writer: tokio::runtime::Handle,
-    /// The threads every ranking runs on (see `rankers`).
+    /// The threads every costly ranking runs on (see `rankers`).
     pub rankers: Rankers,
     /// Collaborative trainings running, or failed last, per tenant (see `routes::model`).
     pub trainings: std::sync::Mutex<HashMap<TenantName, Training>>,
@@ -130,6 +130,7 @@ impl AppState {
             settings.rank_threads,
             settings.rank_queue,
             settings.batch_max,
+            settings.inline_work,
             &metrics.batch_sizes(),
         )?;
         Ok(Self {
@@ -230,7 +231,9 @@ impl AppState {
                         retry_after: wait.as_secs().max(1),
                     });
                 }
-                let found = self.store.find_api_key(hash).await?;
+                // Boxed: a storage lookup's future is large, and it would make every
+                // admitted request's future as large.
+                let found = Box::pin(self.store.find_api_key(hash)).await?;
                 self.keys.insert(hash, found.clone());
                 found
             }

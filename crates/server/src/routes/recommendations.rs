@@ -45,7 +45,9 @@ pub async fn similar(
     // The database mode ranks content vectors in PostgreSQL; the collaborative space is the
     // engine's alone.
     if state.settings.ranking == RankingMode::Database && options.space == Space::Content {
-        return similar_in_database(&state, &tenant, &id, &options).await;
+        // Boxed: its storage futures are large, and kept inline they would make every
+        // similar request's future (moved into a box by actix on each request) as large.
+        return Box::pin(similar_in_database(&state, &tenant, &id, &options)).await;
     }
     let prepared = state.engine.prepare_similar(&tenant, &id, &options)?;
     let answer = answers::answer(&state, &tenant, prepared).await?;
@@ -80,7 +82,7 @@ async fn similar_in_database(
     let results = found
         .into_iter()
         .map(|(id, score)| crate::api::ScoredOut {
-            id: id.to_string(),
+            id: crate::api::IdOut(id),
             score,
         })
         .collect();

@@ -92,6 +92,8 @@ async fn work_past_the_time_limit_stops_with_its_answer() {
     settings.batch_work_budget = u64::MAX;
     settings.request_timeout = Duration::from_millis(300);
     settings.rank_threads = 1;
+    // Every question hops to the one ranker, so the light ones below find it free or not.
+    settings.inline_work = 0;
     let app = TestApp::start(settings).await;
     big(&app, 8_000, 256).await;
     for _ in 0..2 {
@@ -127,6 +129,45 @@ async fn work_past_the_time_limit_stops_with_its_answer() {
     let light = json!({"positive": ["e2"], "k": 5});
     assert_eq!(app.recommend("big", light).await.status(), 200);
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// Issue 17: a question cheaper than the hop to a ranker is answered on the HTTP worker, so
+/// it is not queued behind a long ranking that holds the only ranker.
+#[tokio::test]
+async fn cheap_questions_do_not_wait_behind_a_busy_ranker() {
+    let mut settings = fresh_database(Backend::Sqlite).await;
+    settings.engine.work_budget = u64::MAX;
+    settings.request_timeout = Duration::from_secs(10);
+    settings.rank_threads = 1;
+    // Above a scan of the whole tenant (8,000 x 256 components), far below the heavy question.
+    settings.inline_work = 4_000_000;
+    let app = TestApp::start(settings).await;
+    big(&app, 8_000, 256).await;
+    let slow = async {
+        let started = Instant::now();
+        // Three times the examples of `heavy`: a second or more of one core.
+        let mut question = heavy();
+        question["positive"] = json!(["e1", "e2", "e3", "e4", "e5", "e6"]);
+        let r = app.recommend("big", question).await;
+        (r.status(), started.elapsed())
+    };
+    let light = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        for (i, exact) in [(1, false), (2, true), (3, false)] {
+            let question = json!({"positive": [format!("e{i}")], "k": 5, "exact": exact});
+            assert_eq!(app.recommend("big", question).await.status(), 200);
+        }
+        started.elapsed()
+    };
+    let ((status, slow_took), light_took) = tokio::join!(slow, light);
+    // The heavy question held the ranker long past the light ones.
+    assert_eq!(status, 200);
+    assert!(slow_took > Duration::from_millis(500), "{slow_took:?}");
+    assert!(
+        light_took < slow_took / 4,
+        "the light questions waited for the ranker: {light_took:?} (heavy {slow_took:?})"
+    );
 }
 
 /// F4: a body that trickles in is answered 408 at its deadline, after authentication.
