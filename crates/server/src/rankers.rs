@@ -26,6 +26,7 @@
 //! The queues are crossbeam channels (many handlers send, several threads receive), and answers
 //! return through tokio oneshot channels, so a handler awaits without holding an HTTP worker.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,6 +36,39 @@ use reco_engine::{Answer, EngineError, Interrupt, Prepared};
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
+
+thread_local! {
+    /// The writes whose handlers wait on this thread (an HTTP worker) for their commit.
+    static WRITES_WAITING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks a write waiting on this thread while it lives: meanwhile cheap questions hop to the
+/// rankers too.
+///
+/// A worker runs its tasks in turn, so a write's handler, woken when its commit is applied,
+/// waits behind every task queued on the worker before it. A question ranked on the worker
+/// holds it for tens of microseconds, and under load hundreds are queued: measured in the
+/// mixed run (900 connections reading, 100 writing), writes answered at a p99 of 0.3 to 1.7 s
+/// with reads ranked on the workers, 0.12 to 0.15 s with every read hopping. So while a write
+/// waits, reads queue at the rankers and the worker stays free to answer it: writes keep pace
+/// and reads pay the hop only then.
+/// It is not `Send`: it must end on the thread it began on.
+#[derive(Debug)]
+pub struct WriteWaiting(std::marker::PhantomData<*const ()>);
+
+impl WriteWaiting {
+    /// Marks a write waiting on the calling thread until dropped.
+    pub fn begin() -> Self {
+        WRITES_WAITING.set(WRITES_WAITING.get() + 1);
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl Drop for WriteWaiting {
+    fn drop(&mut self) {
+        WRITES_WAITING.set(WRITES_WAITING.get() - 1);
+    }
+}
 
 /// A shareable question and where its answer goes.
 struct Shared {
@@ -168,9 +202,9 @@ impl Rankers {
     }
 
     /// Whether `prepared` is ranked on the calling thread: its estimated work is within
-    /// `inline`.
+    /// `inline`, and no write waits on this thread (see [`WriteWaiting`]).
     fn stays(&self, prepared: &Prepared) -> bool {
-        self.inline > 0 && prepared.cost().components <= self.inline
+        self.inline > 0 && WRITES_WAITING.get() == 0 && prepared.cost().components <= self.inline
     }
 
     fn submit(&self, work: Work) -> Result<(), ApiError> {
@@ -218,5 +252,59 @@ fn pass(first: Shared, queue: &Receiver<Shared>, max: usize, sizes: &Histogram) 
         jobs.into_iter().map(|j| (j.prepared, j.reply)).unzip();
     for (reply, answer) in replies.into_iter().zip(Prepared::answer_all(questions)) {
         let _ = reply.send(answer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reco_engine::{Engine, EngineConfig, EntityId, Metric, NewEntity, SearchOptions};
+    use reco_engine::{TenantName, TenantSpec};
+
+    use super::*;
+
+    #[test]
+    fn cheap_questions_stay_unless_a_write_waits_on_the_thread() {
+        let engine = Engine::new(EngineConfig::default()).unwrap();
+        let tenant = TenantName::parse("shop").unwrap();
+        let spec = TenantSpec::new(2, Metric::Dot).unwrap();
+        engine.create_tenant(tenant.clone(), spec).unwrap();
+        let entity = |id: &str| NewEntity {
+            id: EntityId::parse(id).unwrap(),
+            vector: vec![1.0, 0.5],
+            category: None,
+            tags: Vec::new(),
+            attributes: None,
+        };
+        engine
+            .upsert(&tenant, vec![entity("a"), entity("b")])
+            .unwrap();
+        let question = || {
+            let id = EntityId::parse("a").unwrap();
+            engine
+                .prepare_similar(&tenant, &id, &SearchOptions::default())
+                .unwrap()
+        };
+        let sizes = crate::metrics::Metrics::new().batch_sizes();
+        let rankers = Rankers::start(1, 4, 0, 1 << 20, &sizes).unwrap();
+        assert!(rankers.stays(&question()));
+        {
+            let _write = WriteWaiting::begin();
+            let _another = WriteWaiting::begin();
+            assert!(!rankers.stays(&question()));
+        }
+        assert!(rankers.stays(&question()));
+        // Elsewhere a write waiting on another thread changes nothing here.
+        let other = std::thread::spawn(|| {
+            let write = WriteWaiting::begin();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(write);
+        });
+        assert!(rankers.stays(&question()));
+        other.join().unwrap();
+        // Nothing stays when nothing may, and nothing costlier than the threshold does.
+        let never = Rankers::start(1, 4, 0, 0, &sizes).unwrap();
+        assert!(!never.stays(&question()));
+        let tiny = Rankers::start(1, 4, 0, question().cost().components - 1, &sizes).unwrap();
+        assert!(!tiny.stays(&question()));
     }
 }

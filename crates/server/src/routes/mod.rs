@@ -46,6 +46,8 @@ where
     Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
     T: Send + 'static,
 {
+    // Cheap questions asked of this worker meanwhile hop to the rankers (see `WriteWaiting`).
+    let _waiting = crate::rankers::WriteWaiting::begin();
     state
         .writer
         .spawn(write(state.clone()))
