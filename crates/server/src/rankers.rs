@@ -6,9 +6,9 @@
 //! ([`Prepared::cost`]) is at most `inline` (`RECO_INLINE_WORK`) is ranked where it was
 //! asked. A graph search at 20,000 entities takes the engine a few tens of microseconds, and
 //! the hop to a ranker and back (a queue, two thread wake-ups, a waker) cost the two cores
-//! about as much again under load; a full scan of a large tenant, a batch, or a best-score
-//! question over many examples still hops, so no worker is held for longer than about a
-//! tenth of a millisecond by one question.
+//! about as much again under load; a search of a larger tenant, a full scan, a batch, or a
+//! best-score question over many examples still hops, so no worker is held for longer than
+//! about a tenth of a millisecond by one question.
 //!
 //! Work arrives on two bounded queues: questions that can share a pass (exact similar
 //! questions, `Prepared::batchable`) and everything else (one question, or a whole batch
