@@ -52,6 +52,7 @@ thread_local! {
 /// with reads ranked on the workers, 0.12 to 0.15 s with every read hopping. So while a write
 /// waits, reads queue at the rankers and the worker stays free to answer it: writes keep pace
 /// and reads pay the hop only then.
+///
 /// It is not `Send`: it must end on the thread it began on.
 #[derive(Debug)]
 pub struct WriteWaiting(std::marker::PhantomData<*const ()>);

@@ -218,10 +218,10 @@ async fn write_images(state: &AppState) {
 /// The routes. Actix tries them in order, and each pattern with a `{segment}` is a regular
 /// expression run on the path, so the order is part of every request's cost (measured: routing
 /// was 7% of a similar request's server time with `regex-lite`; with actix's `unicode` feature
-/// the `regex` crate matches them with a one-pass DFA, 1% of a cached request's time, where
-/// `regex-lite`'s backtracking-free PikeVM took 6.5%): the tenant scope comes before the dashboard's
-/// and the docs' patterns, its hottest routes come first, and each path is one resource with
-/// all its methods (one match, not one per method). A method a path lacks reaches `fallback`
+/// the `regex` crate matches them with a one-pass DFA, 1% of a cached request's time where
+/// `regex-lite`'s PikeVM took 6.5%): the tenant scope comes before the dashboard's and the
+/// docs' patterns, its hottest routes come first, and each path is one resource with all its
+/// methods (one match, not one per method). A method a path lacks reaches `fallback`
 /// (`405` with `Allow`), as an unknown path does (`404`).
 fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     let retention = settings.engine.trending_retention;
