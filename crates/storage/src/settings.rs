@@ -24,7 +24,8 @@ pub struct PostgresSettings {
     /// `hnsw.ef_search` of every session: candidates the HNSW index visits. Default 100.
     pub hnsw_ef_search: u32,
     /// Keep a pgvector HNSW index per tenant, for ranking in the database. Every write pays to
-    /// maintain it, so a server that ranks in memory turns it off. Default on.
+    /// maintain it, so a server that ranks in memory turns it off, and `migrate` then drops the
+    /// indexes a server that ranked in the database left. Default on.
     pub vector_index: bool,
 }
 

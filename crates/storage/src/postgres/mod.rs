@@ -152,7 +152,9 @@ impl PgStore {
     }
 
     /// Applies the migrations in `migrations/postgres`, then, with `vector_index`, builds the
-    /// HNSW index of every tenant that lacks one (which takes a while for a large tenant).
+    /// HNSW index of every tenant that lacks one (which takes a while for a large tenant), and
+    /// without it drops every tenant's index: a server that ranks in memory never reads them,
+    /// and each kept one would cost every write to its tenant an HNSW insert in PostgreSQL.
     pub async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("../../migrations/postgres")
             .run(&self.pool)
@@ -172,6 +174,22 @@ impl PgStore {
                 tx.execute(AssertSqlSafe(vector_index_ddl(tid, &name, spec, true)))
                     .await?;
                 tx.commit().await?;
+            }
+        } else {
+            let kept: Vec<String> = sqlx::query_scalar(
+                "SELECT indexname::text FROM pg_indexes \
+                 WHERE schemaname = current_schema() AND tablename = 'entities' \
+                 AND indexname LIKE 'entities\\_hnsw\\_%'",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            for index in kept {
+                // Names come from the catalogue and were made by `index_name`; the quoting
+                // guards against any other.
+                let quoted = format!("\"{}\"", index.replace('"', "\"\""));
+                self.pool
+                    .execute(AssertSqlSafe(format!("DROP INDEX IF EXISTS {quoted}")))
+                    .await?;
             }
         }
         Ok(())

@@ -574,7 +574,16 @@ async fn the_vector_index_is_kept_only_when_asked_for() {
         .create_tenant(&tenant("blog"), spec(2, Metric::Cosine))
         .await
         .unwrap();
-    assert_eq!(indexes(database).await, 2);
+    assert_eq!(indexes(database.clone()).await, 2);
+    // A server that ranks in memory again drops them, and every row stays.
+    let memory = open(false).await;
+    memory.migrate().await.unwrap();
+    assert_eq!(
+        indexes(memory.clone()).await,
+        0,
+        "indexes another mode built are not kept"
+    );
+    assert_eq!(memory.counts(&tenant("shop")).await.unwrap().0, 20);
 }
 
 /// A group of writes takes its tenants' row locks in name order, whatever order its writes
