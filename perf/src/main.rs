@@ -14,6 +14,7 @@
 )]
 
 mod data;
+mod floor;
 mod k6;
 mod open_loop;
 mod report;
@@ -97,7 +98,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "2073,4000,8000,12000,16000,20000,24000"
+        default_value = "2073,3000,4000,6000,8000,12000"
     )]
     rates: Vec<u32>,
     /// Seconds each rate of `--open-loop` runs (times `--time-factor`).

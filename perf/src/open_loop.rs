@@ -4,8 +4,9 @@
 //! - `--open-loop`: uncached similar questions at the reference's 2,073 req/s and at rising
 //!   rates, each for its own run after a warm-up (which also lets the server settle its search
 //!   breadth), reporting p50/p95/p99/max, failures and requests k6 could not start on time, and
-//!   the highest rate whose p99 stays at or under 10 ms. Written to
-//!   `open-loop.{json,md,svg}`.
+//!   the highest rate whose p99 stays at or under 10 ms; and, at the first rate, the floor:
+//!   the same generator against a bare responder and against reco's `/health/live` (see
+//!   `floor`). Written to `open-loop.{json,md,svg}`.
 //! - `--soak`: mixed traffic (one request in ten a write: new entities and interactions) at a
 //!   fixed rate for a long run (30 minutes by default), the server's resident memory sampled
 //!   every 10 s; reports the growth after the warm-up (the first fifth) and the errors. The
@@ -24,6 +25,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::data::{self, Catalogue, Draw};
+use crate::floor::Floor;
 use crate::k6::{self, Arrival, K6Result};
 use crate::server::{self, Config, KEY, Server};
 
@@ -116,6 +118,27 @@ pub async fn open_loop(setup: &Setup<'_>, rates: &[u32], duration: Duration) -> 
         "warm-up",
     )
     .await?;
+    // The floor at the first rate: the same generator against a responder that does nothing,
+    // then against reco's cheapest route, each its own run.
+    let bare = Floor::start().await?;
+    let nothing: [data::Line; 1] = [("GET", "/".to_owned(), String::new())];
+    let live: [data::Line; 1] = [("GET", "/health/live".to_owned(), String::new())];
+    let mut floor = Vec::new();
+    for (what, base, lines) in [
+        ("bare responder", bare.base.as_str(), &nothing),
+        ("reco /health/live", server.base.as_str(), &live),
+    ] {
+        let r = drive(setup.k6, setup.work, base, lines, first, duration, what).await?;
+        println!(
+            "  floor, {what:<18} at {first} req/s: p50 {:>6.2} ms  p95 {:>6.2} ms  p99 {:>7.2} ms  max {:>8.1} ms",
+            r.p50_ms, r.p95_ms, r.p99_ms, r.max_ms
+        );
+        floor.push(FloorRow {
+            what: what.to_owned(),
+            result: r,
+        });
+    }
+    drop(bare);
     let mut rows = Vec::new();
     for &rate in rates {
         let label = format!("{rate} req/s");
@@ -141,13 +164,13 @@ pub async fn open_loop(setup: &Setup<'_>, rates: &[u32], duration: Duration) -> 
         .ok();
     std::fs::write(
         setup.out.join("open-loop.json"),
-        serde_json::to_string_pretty(&rows)?,
+        serde_json::to_string_pretty(&serde_json::json!({ "floor": floor, "rates": rows }))?,
     )?;
     std::fs::write(
         setup.out.join("open-loop.md"),
-        open_loop_markdown(setup, &rows, breadth),
+        open_loop_markdown(setup, &rows, &floor, breadth),
     )?;
-    open_loop_chart(&rows, &setup.out.join("open-loop.svg"))?;
+    open_loop_chart(&rows, &floor, &setup.out.join("open-loop.svg"))?;
     Ok(())
 }
 
@@ -159,7 +182,19 @@ fn highest_within(rows: &[K6Result]) -> Option<u32> {
         .max()
 }
 
-fn open_loop_markdown(setup: &Setup<'_>, rows: &[K6Result], breadth: Option<f64>) -> String {
+/// One run of the floor: what was asked, and what k6 measured.
+#[derive(Debug, Serialize)]
+struct FloorRow {
+    what: String,
+    result: K6Result,
+}
+
+fn open_loop_markdown(
+    setup: &Setup<'_>,
+    rows: &[K6Result],
+    floor: &[FloorRow],
+    breadth: Option<f64>,
+) -> String {
     let mut md = format!(
         "Open loop (k6 `constant-arrival-rate`, on the same 2 cores as the server): uncached \
          similar questions (k = 10) over {} entities x {}, embedded database, cache off, graph \
@@ -182,13 +217,30 @@ fn open_loop_markdown(setup: &Setup<'_>, rows: &[K6Result], breadth: Option<f64>
         highest_within(rows)
             .map_or_else(|| "none of those run".to_owned(), |r| format!("{r} req/s"))
     ));
+    if !floor.is_empty() {
+        md.push_str(
+            "\nThe floor, the same generator at the first rate against what does no work: a bare \
+             HTTP responder (reco-perf's own, a fixed 200 to every request) and reco's \
+             `/health/live`. No server answers faster than the bare responder on these cores \
+             while k6 shares them.\n\n\
+             | asked of | rate (req/s) | p50 | p95 | p99 | max | failed |\n\
+             |---|---|---|---|---|---|---|\n",
+        );
+        for f in floor {
+            let r = &f.result;
+            md.push_str(&format!(
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {} |\n",
+                f.what, r.rate, r.p50_ms, r.p95_ms, r.p99_ms, r.max_ms, r.failed
+            ));
+        }
+    }
     md
 }
 
 /// One latency figure of a run.
 type Measure = fn(&K6Result) -> f64;
 
-fn open_loop_chart(rows: &[K6Result], path: &Path) -> Result<()> {
+fn open_loop_chart(rows: &[K6Result], floor: &[FloorRow], path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let max_rate = rows.iter().map(|r| f64::from(r.rate)).fold(1.0, f64::max) * 1.1;
@@ -226,6 +278,17 @@ fn open_loop_chart(rows: &[K6Result], path: &Path) -> Result<()> {
                 .into_iter()
                 .map(|p| Circle::new(p, 3, colour.filled())),
         )?;
+    }
+    if let Some(bare) = floor.first() {
+        let colour = BLACK;
+        chart
+            .draw_series(std::iter::once(TriangleMarker::new(
+                (f64::from(bare.result.rate), bare.result.p99_ms.max(0.05)),
+                6,
+                colour.filled(),
+            )))?
+            .label("p99 of a bare responder (the floor)")
+            .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 5, colour.filled()));
     }
     chart.draw_series(LineSeries::new(
         vec![(0.0, P99_BOUND_MS), (max_rate, P99_BOUND_MS)],

@@ -109,6 +109,9 @@ pub struct ServeArgs {
     /// Threads costly rankings run on, off the HTTP workers. [default: every core]
     #[arg(long, env = "RECO_RANK_THREADS")]
     pub rank_threads: Option<usize>,
+    /// HTTP worker threads, each with its own connections. [default: every core]
+    #[arg(long, env = "RECO_HTTP_WORKERS")]
+    pub http_workers: Option<usize>,
     /// Rankings that may wait for a thread; past it a read answers 503. [default: 4096]
     #[arg(long, env = "RECO_RANK_QUEUE")]
     pub rank_queue: Option<usize>,
@@ -213,6 +216,8 @@ pub struct Settings {
     pub batch_work_budget: u64,
     /// Threads rankings run on.
     pub rank_threads: usize,
+    /// HTTP worker threads.
+    pub http_workers: usize,
     /// Rankings that may wait for a thread.
     pub rank_queue: usize,
     /// The most work a ranking done on the HTTP worker may be estimated at; 0 for none.
@@ -260,6 +265,7 @@ impl Default for Settings {
             body_timeout: Duration::from_secs(30),
             batch_work_budget: 10 * reco_engine::DEFAULT_WORK_BUDGET,
             rank_threads: std::thread::available_parallelism().map_or(2, usize::from),
+            http_workers: std::thread::available_parallelism().map_or(2, usize::from),
             rank_queue: 4096,
             inline_work: DEFAULT_INLINE_WORK,
             unknown_key_rate: 20,
@@ -405,6 +411,9 @@ impl Settings {
         if let Some(threads) = args.rank_threads.or(file.rank_threads) {
             s.rank_threads = threads;
         }
+        if let Some(workers) = args.http_workers.or(file.http_workers) {
+            s.http_workers = workers;
+        }
         if let Some(queue) = args.rank_queue.or(file.rank_queue) {
             s.rank_queue = queue;
         }
@@ -437,6 +446,9 @@ impl Settings {
         }
         if !(1..=1024).contains(&self.rank_threads) {
             return invalid("the ranking threads are from 1 to 1024");
+        }
+        if !(1..=1024).contains(&self.http_workers) {
+            return invalid("the HTTP workers are from 1 to 1024");
         }
         if self.rank_queue == 0 {
             return invalid("the ranking queue must hold at least 1");
@@ -547,6 +559,8 @@ mod tests {
         assert!(parse(&["--build-threads", "0"]).is_err());
         assert!(parse(&["--work-budget", "0"]).is_err());
         assert!(parse(&["--rank-threads", "0"]).is_err());
+        assert!(parse(&["--http-workers", "0"]).is_err());
+        assert_eq!(parse(&["--http-workers", "4"]).unwrap().http_workers, 4);
         assert!(parse(&["--body-timeout-ms", "0"]).is_err());
         let s = parse(&["--work-budget", "5", "--batch-work-budget", "7"]).unwrap();
         assert_eq!((s.engine.work_budget, s.batch_work_budget), (5, 7));

@@ -120,6 +120,7 @@ impl Application {
                 .wrap(from_fn(envelope))
                 .wrap(Compress::default())
         })
+        .workers(settings.http_workers)
         .listen(listener)
         .map_err(|source| StartupError::Bind {
             address: settings.bind,
