@@ -67,6 +67,11 @@ struct MigrateArgs {
     /// The folder of the embedded database. [default: data]
     #[arg(long, env = "RECO_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
+    /// The ranking mode the servers run with: `database` builds pgvector's index of every
+    /// tenant, `memory` drops them (nothing reads them, and writes would pay to keep them).
+    /// [default: memory]
+    #[arg(long, env = "RECO_RANKING")]
+    ranking: Option<reco_server::RankingMode>,
 }
 
 /// Where the service is, and the key to use.
@@ -162,6 +167,7 @@ impl Cli {
                     config: args.config,
                     database_url: args.database_url,
                     data_dir: args.data_dir,
+                    ranking: args.ranking,
                     ..ServeArgs::default()
                 })?;
                 settings.postgres.min_connections = 0;

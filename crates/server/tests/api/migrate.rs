@@ -66,6 +66,40 @@ async fn migrate_prepares_a_postgres_database() {
         "every migration applied"
     );
     assert!(applied >= 2);
+    // The tenants' vector indexes follow the ranking mode the servers run with: built for
+    // `database`, dropped for `memory` (the default), the rows untouched either way.
+    sqlx::query("INSERT INTO tenants (name, dimension, metric) VALUES ('shop', 4, 'cosine')")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let indexes = async |db: &mut sqlx::PgConnection| -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'entities\\_hnsw\\_%'",
+        )
+        .fetch_one(db)
+        .await
+        .unwrap()
+    };
+    for (ranking, want) in [(Some("database"), 1), (None, 0), (Some("database"), 1)] {
+        let mut command = reco();
+        command.arg("migrate").env("DATABASE_URL", &url);
+        match ranking {
+            Some(mode) => command.env("RECO_RANKING", mode),
+            None => command.env_remove("RECO_RANKING"),
+        };
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(indexes(&mut db).await, want, "ranking {ranking:?}");
+    }
+    let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(tenants, 1);
 }
 
 #[test]
