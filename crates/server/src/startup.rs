@@ -357,11 +357,12 @@ async fn envelope(
         Ok(res) => res,
         Err(e) => {
             // Only the time limit answers with an error here; its response carries the id.
-            let status = e.as_response_error().status_code().as_u16();
+            let code = e.as_response_error().status_code();
+            let status = code.as_u16();
             state.metrics.observe_request(
                 "timed out",
                 method.as_str(),
-                status,
+                code.as_str(),
                 elapsed.as_secs_f64(),
             );
             span.in_scope(|| tracing::warn!(status, error = %e, "served"));
@@ -375,9 +376,12 @@ async fn envelope(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    state
-        .metrics
-        .observe_request(&route, method.as_str(), status, elapsed.as_secs_f64());
+    state.metrics.observe_request(
+        &route,
+        method.as_str(),
+        res.status().as_str(),
+        elapsed.as_secs_f64(),
+    );
     let tenant = res.request().match_info().get("tenant").map(str::to_owned);
     access_log(
         &span,
