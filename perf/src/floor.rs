@@ -1,8 +1,8 @@
 //! The machine's floor for the open loop: a bare HTTP/1.1 responder, a few lines on tokio
 //! that answer every request with a fixed 200 and do nothing else. k6 at the same arrival
 //! rate against it, on the same cores, measures what the generator, the loopback network and
-//! the scheduler cost by themselves; a server cannot answer faster than that here, so the
-//! open-loop report puts it beside reco's figures.
+//! the scheduler cost by themselves at that rate, and the open-loop report puts it beside
+//! reco's figures.
 
 use anyhow::Result;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -221,8 +221,8 @@ fn open_loop_markdown(
         md.push_str(
             "\nThe floor, the same generator at the first rate against what does no work: a bare \
              HTTP responder (reco-perf's own, a fixed 200 to every request) and reco's \
-             `/health/live`. No server answers faster than the bare responder on these cores \
-             while k6 shares them.\n\n\
+             `/health/live`: what the generator, loopback and the scheduler cost by themselves \
+             at this rate, which varies from run to run as much as reco's figures do.\n\n\
              | asked of | rate (req/s) | p50 | p95 | p99 | max | failed |\n\
              |---|---|---|---|---|---|---|\n",
         );
