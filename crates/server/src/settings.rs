@@ -253,6 +253,8 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
+        // Ranking threads and HTTP workers: one each per core.
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
         Self {
             database_url: None,
             redis_url: None,
@@ -264,8 +266,8 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),
             batch_work_budget: 10 * reco_engine::DEFAULT_WORK_BUDGET,
-            rank_threads: std::thread::available_parallelism().map_or(2, usize::from),
-            http_workers: std::thread::available_parallelism().map_or(2, usize::from),
+            rank_threads: cores,
+            http_workers: cores,
             rank_queue: 4096,
             inline_work: DEFAULT_INLINE_WORK,
             unknown_key_rate: 20,

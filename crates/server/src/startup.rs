@@ -369,7 +369,8 @@ async fn envelope(
             return Err(e);
         }
     };
-    let status = res.status().as_u16();
+    let code = res.status();
+    let status = code.as_u16();
     res.headers_mut()
         .insert(HeaderName::from_static("x-request-id"), id);
     let route = res
@@ -379,7 +380,7 @@ async fn envelope(
     state.metrics.observe_request(
         &route,
         method.as_str(),
-        res.status().as_str(),
+        code.as_str(),
         elapsed.as_secs_f64(),
     );
     let tenant = res.request().match_info().get("tenant").map(str::to_owned);
