@@ -290,9 +290,9 @@ pub(crate) struct Caches {
 
 #[derive(Debug)]
 struct Tiers {
-    recommendations: Cache<Key, Arc<Ranking>>,
-    trending: Cache<Key, Arc<Ranking>>,
-    preferences: Cache<PreferenceKey, Preference>,
+    recommendations: Cache<Key, Arc<Ranking>, Hasher>,
+    trending: Cache<Key, Arc<Ranking>, Hasher>,
+    preferences: Cache<PreferenceKey, Preference, Hasher>,
 }
 
 /// What a cache entry costs in memory, roughly: its key and value as they lie on the heap,
@@ -341,7 +341,10 @@ impl Weight for Preference {
     }
 }
 
-fn tier<K, V>(config: &CacheConfig, ttl: std::time::Duration) -> Cache<K, V>
+/// The tiers' hasher: foldhash, seeded at random per process (see the workspace's manifest).
+type Hasher = foldhash::quality::RandomState;
+
+fn tier<K, V>(config: &CacheConfig, ttl: std::time::Duration) -> Cache<K, V, Hasher>
 where
     K: Hash + Eq + Send + Sync + Weight + 'static,
     V: Clone + Send + Sync + Weight + 'static,
@@ -352,13 +355,13 @@ where
             u32::try_from(ENTRY_OVERHEAD + key.bytes() + value.bytes()).unwrap_or(u32::MAX)
         })
         .time_to_live(ttl)
-        .build()
+        .build_with_hasher(Hasher::default())
 }
 
 /// Looks `key` up in `cache`, computing it once on a miss however many callers ask at once.
 /// Errors are not cached.
 fn get_or_compute<K, V>(
-    cache: &Cache<K, V>,
+    cache: &Cache<K, V, Hasher>,
     key: K,
     compute: impl FnOnce() -> Result<V>,
 ) -> Result<(V, CacheStatus)>
@@ -405,7 +408,7 @@ impl Caches {
         Ok(Answer { ranking, cache })
     }
 
-    fn tier(&self, tier: CacheTier) -> Option<&Cache<Key, Arc<Ranking>>> {
+    fn tier(&self, tier: CacheTier) -> Option<&Cache<Key, Arc<Ranking>, Hasher>> {
         let tiers = self.tiers.as_ref()?;
         Some(match tier {
             CacheTier::Recommendations => &tiers.recommendations,
@@ -413,9 +416,9 @@ impl Caches {
         })
     }
 
-    /// The answer kept under `key`, if any.
-    pub fn peek(&self, tier: CacheTier, key: &Key) -> Option<Arc<Ranking>> {
-        self.tier(tier)?.get(key)
+    /// The answer kept under `key` (built only when the cache is on), if any.
+    pub fn peek(&self, tier: CacheTier, key: impl FnOnce() -> Key) -> Option<Arc<Ranking>> {
+        self.tier(tier)?.get(&key())
     }
 
     /// Keeps an answer made elsewhere.

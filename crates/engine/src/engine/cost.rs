@@ -61,7 +61,7 @@ impl Prepared {
     /// The estimated work of ranking this question (see the module's documentation).
     pub fn cost(&self) -> Cost {
         let (search, diversity) = match &self.question {
-            Question::Similar(_, options) => search_cost(&self.index, options, 1),
+            Question::Similar { options, .. } => search_cost(&self.index, options, 1),
             Question::Recommend(request) => {
                 let queries = match request.strategy {
                     ExampleStrategy::AverageVector => 1,

@@ -32,7 +32,7 @@ pub(super) fn bind(
 ) -> Result<Prepared> {
     let tenant = engine.tenant(name)?;
     let needs_vectors = match &question {
-        Question::Similar(..) | Question::Recommend(_) => space == Space::Content,
+        Question::Similar { .. } | Question::Recommend(_) => space == Space::Content,
         Question::User(_, _, strategy) => {
             matches!(strategy, UserStrategy::Content | UserStrategy::Hybrid)
         }
@@ -51,7 +51,7 @@ pub(super) fn bind(
         ),
     };
     let index = match (&collaborative, &question) {
-        (Some(model), Question::Similar(..)) => model.index.clone(),
+        (Some(model), Question::Similar { .. }) => model.index.clone(),
         (Some(_) | None, _) => tenant.entities.load_full(),
     };
     let log = with_log.then(|| tenant.interactions.load_full());
@@ -64,6 +64,7 @@ pub(super) fn bind(
         log,
         collaborative,
         question,
+        looked_up: None,
     };
     prepared.within_budget()?;
     Ok(prepared)
@@ -72,7 +73,13 @@ pub(super) fn bind(
 /// A question, as [`Prepared`] keeps it.
 #[derive(Debug)]
 pub(super) enum Question {
-    Similar(EntityId, SearchOptions),
+    /// The neighbours of `id`, whose slot in the bound index is `slot` when preparing looked
+    /// it up (it does not when the answer was in the cache: see [`Prepared::looked_up`]).
+    Similar {
+        id: EntityId,
+        slot: Option<u32>,
+        options: SearchOptions,
+    },
     Recommend(RecommendRequest),
     User(UserId, SearchOptions, UserStrategy),
     Trending(TrendingQuery),
@@ -96,6 +103,10 @@ pub struct Prepared {
     /// The collaborative model the question is asked of, in that space.
     pub(super) collaborative: Option<Arc<Collaborative>>,
     pub(super) question: Question,
+    /// What preparing found in the engine's cache, when it looked there: `Some(None)` for
+    /// nothing. A similar question looks before it checks that its entity exists (an answer
+    /// kept about this snapshot proves it does), so a hit costs no lookup of the id.
+    pub(super) looked_up: Option<Option<Arc<Ranking>>>,
 }
 
 impl Prepared {
@@ -103,7 +114,7 @@ impl Prepared {
     pub fn tier(&self) -> CacheTier {
         match self.question {
             Question::Trending(_) => CacheTier::Trending,
-            Question::Similar(..) | Question::Recommend(_) | Question::User(..) => {
+            Question::Similar { .. } | Question::Recommend(_) | Question::User(..) => {
                 CacheTier::Recommendations
             }
         }
@@ -111,7 +122,7 @@ impl Prepared {
 
     fn query_key(&self) -> QueryKey {
         match &self.question {
-            Question::Similar(id, options) => QueryKey::Similar(id.clone(), options.into()),
+            Question::Similar { id, options, .. } => QueryKey::Similar(id.clone(), options.into()),
             Question::Recommend(r) => {
                 QueryKey::recommend(&r.positive, &r.negative, r.strategy, &r.options)
             }
@@ -187,14 +198,22 @@ impl Prepared {
         key.finish()
     }
 
-    /// The answer from the engine's cache, when it holds one.
+    /// The answer from the engine's cache, when it holds one. A similar question looks there
+    /// once, as it is prepared, and this returns what it found then.
     pub fn cached(&self) -> Option<Answer> {
-        self.caches
-            .peek(self.tier(), &self.key())
-            .map(|ranking| Answer {
-                ranking,
-                cache: CacheStatus::Hit,
-            })
+        match &self.looked_up {
+            Some(found) => found.clone(),
+            None => self.peek(),
+        }
+        .map(|ranking| Answer {
+            ranking,
+            cache: CacheStatus::Hit,
+        })
+    }
+
+    /// Looks the question up in the engine's cache (building no key when the cache is off).
+    pub(super) fn peek(&self) -> Option<Arc<Ranking>> {
+        self.caches.peek(self.tier(), || self.key())
     }
 
     /// Keeps an answer found elsewhere (under [`Prepared::shared_key`]) in the engine's cache,
@@ -210,6 +229,12 @@ impl Prepared {
 
     /// The answer: from the engine's cache, or ranked now and kept there.
     pub fn answer(self) -> Result<Answer> {
+        if let Some(Some(ranking)) = &self.looked_up {
+            return Ok(Answer {
+                ranking: ranking.clone(),
+                cache: CacheStatus::Hit,
+            });
+        }
         let key = || self.key();
         self.caches.ranking(self.tier(), key, || self.rank())
     }
@@ -236,7 +261,7 @@ impl Prepared {
     pub(super) fn rank(&self) -> Result<Ranking> {
         let index = &self.index;
         let ranking = match &self.question {
-            Question::Similar(id, options) => similar::rank(index, id, options),
+            Question::Similar { id, slot, options } => similar::rank(index, id, *slot, options),
             Question::Recommend(request) => recommend::rank(index, request),
             Question::User(user, options, strategy) => self.rank_user(user, options, *strategy),
             Question::Trending(query) => self.rank_trending(query),

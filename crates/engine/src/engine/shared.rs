@@ -25,7 +25,7 @@ impl Prepared {
     /// category or tag filter, in a tenant of at least 1,000 entities. Searches a graph
     /// answers gain nothing from sharing, and neither do filtered ones, which read few rows.
     pub fn batchable(&self) -> bool {
-        let Question::Similar(_, options) = &self.question else {
+        let Question::Similar { options, .. } = &self.question else {
             return false;
         };
         let filter = &options.filter;
@@ -78,11 +78,11 @@ fn similar_together(members: &[&Prepared]) -> Vec<Result<Ranking>> {
     let mut rankings: Vec<Option<Result<Ranking>>> = members.iter().map(|_| None).collect();
     let mut live = Vec::with_capacity(members.len());
     for (m, prepared) in members.iter().enumerate() {
-        let Question::Similar(id, options) = &prepared.question else {
+        let Question::Similar { id, slot, options } = &prepared.question else {
             rankings[m] = Some(prepared.rank());
             continue;
         };
-        match index.slot_of(id.as_str()) {
+        match slot.or_else(|| index.slot_of(id.as_str())) {
             Some(slot) => live.push((m, slot, options)),
             None => rankings[m] = Some(Err(EngineError::EntityNotFound(id.to_string()))),
         }

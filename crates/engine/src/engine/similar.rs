@@ -17,15 +17,31 @@ pub(super) fn prepare(
     options: &SearchOptions,
 ) -> Result<Prepared> {
     options.validate()?;
-    let prepared = prepared::bind(
+    let mut prepared = prepared::bind(
         engine,
         name,
         false,
         options.space,
-        Question::Similar(id.clone(), options.clone()),
+        Question::Similar {
+            id: id.clone(),
+            slot: None,
+            options: options.clone(),
+        },
     )?;
-    // Refused before any cache is asked: there is no answer to look for.
-    if prepared.index.slot_of(id.as_str()).is_none() {
+    // An answer kept about this snapshot proves the entity is in it: a hit needs no lookup of
+    // the id (a search of the ordered id map, a few percent of a cached answer's time).
+    let found = prepared.peek();
+    let hit = found.is_some();
+    prepared.looked_up = Some(found);
+    if hit {
+        return Ok(prepared);
+    }
+    let slot = prepared.index.slot_of(id.as_str());
+    if let Question::Similar { slot: known, .. } = &mut prepared.question {
+        *known = slot;
+    }
+    // Refused before ranking: there is no answer to look for.
+    if slot.is_none() {
         let exists = prepared
             .tenant
             .entities
@@ -41,10 +57,16 @@ pub(super) fn prepare(
     Ok(prepared)
 }
 
-/// Ranks the entities nearest `id`'s vector, through the chain of plans.
-pub(super) fn rank(index: &EntityIndex, id: &EntityId, options: &SearchOptions) -> Result<Ranking> {
-    let slot = index
-        .slot_of(id.as_str())
+/// Ranks the entities nearest `id`'s vector (in `slot`, when known), through the chain of
+/// plans.
+pub(super) fn rank(
+    index: &EntityIndex,
+    id: &EntityId,
+    slot: Option<u32>,
+    options: &SearchOptions,
+) -> Result<Ranking> {
+    let slot = slot
+        .or_else(|| index.slot_of(id.as_str()))
         .ok_or_else(|| EngineError::EntityNotFound(id.to_string()))?;
     let row = index.row(slot).expect("a mapped slot is live");
     let probe = Probe::new(row.vector, index.spec().metric);

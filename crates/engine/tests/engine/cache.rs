@@ -144,3 +144,39 @@ fn a_write_misses_only_what_it_affects() {
         .unwrap();
     assert_eq!(answer.ranking.results[0].id, id(2));
 }
+
+/// A similar question found in the cache is not checked against the id map (the answer proves
+/// its entity was in the snapshot): once the entity is deleted, the new snapshot's key finds
+/// nothing, and the question is refused as before.
+#[test]
+fn a_cached_similar_answer_ends_with_its_entity() {
+    let (engine, tenant, _) = engine(reco_engine::Metric::Dot, 3, true);
+    let e = |n: usize, v: [f32; 3]| NewEntity {
+        id: id(n),
+        vector: v.to_vec(),
+        category: None,
+        tags: Vec::new(),
+        attributes: None,
+    };
+    engine
+        .upsert(&tenant, vec![e(0, [1.0, 0.0, 0.0]), e(1, [0.0, 1.0, 0.0])])
+        .unwrap();
+    let options = SearchOptions::top(5);
+    let first = engine.prepare_similar(&tenant, &id(0), &options).unwrap();
+    assert!(first.cached().is_none());
+    let ranked = first.answer().unwrap();
+    let hit = engine
+        .prepare_similar(&tenant, &id(0), &options)
+        .unwrap()
+        .cached()
+        .expect("kept");
+    assert_eq!(hit.cache, CacheStatus::Hit);
+    assert_eq!(hit.ranking, ranked.ranking);
+    engine.delete(&tenant, &id(0)).unwrap();
+    assert_eq!(
+        engine
+            .prepare_similar(&tenant, &id(0), &options)
+            .unwrap_err(),
+        reco_engine::EngineError::EntityNotFound(id(0).to_string())
+    );
+}
