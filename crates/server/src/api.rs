@@ -705,30 +705,23 @@ impl SearchQuery {
     }
 }
 
-/// An entity id in an answer: the engine's own (a shared string, so an answer names its
-/// entities without copying their text), written as a JSON string.
-#[derive(Debug, Clone)]
-pub struct IdOut(pub EntityId);
-
-impl Serialize for IdOut {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.0.as_str())
-    }
-}
-
 /// A result: an entity and its score.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ScoredOut {
+pub struct ScoredOut<'a> {
     #[schema(value_type = String)]
-    pub id: IdOut,
+    pub id: &'a str,
     pub score: f32,
 }
 
-fn scored(results: &[Scored]) -> Vec<ScoredOut> {
+// Answers borrow their ids from the ranking they write. An id is an `Arc<str>` shared by every
+// answer that names it, and cloning one for the length of a response (two atomic operations
+// on a counter that the other workers touch too, for popular entities) cost more than
+// writing it.
+fn scored(results: &[Scored]) -> Vec<ScoredOut<'_>> {
     results
         .iter()
         .map(|s| ScoredOut {
-            id: IdOut(s.id.clone()),
+            id: s.id.as_str(),
             score: s.score,
         })
         .collect()
@@ -736,12 +729,12 @@ fn scored(results: &[Scored]) -> Vec<ScoredOut> {
 
 /// `{"results": [...]}`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Results {
-    pub results: Vec<ScoredOut>,
+pub struct Results<'a> {
+    pub results: Vec<ScoredOut<'a>>,
 }
 
-impl Results {
-    pub fn from_ranking(r: &Ranking) -> Self {
+impl<'a> Results<'a> {
+    pub fn from_ranking(r: &'a Ranking) -> Self {
         Self {
             results: scored(&r.results),
         }
@@ -750,14 +743,14 @@ impl Results {
 
 /// A user's recommendations and how they were made.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct UserResults {
+pub struct UserResults<'a> {
     /// `personalized` or `trending`.
     pub strategy: &'static str,
-    pub results: Vec<ScoredOut>,
+    pub results: Vec<ScoredOut<'a>>,
 }
 
-impl UserResults {
-    pub fn from_ranking(r: &Ranking) -> Self {
+impl<'a> UserResults<'a> {
+    pub fn from_ranking(r: &'a Ranking) -> Self {
         let strategy = match r.strategy {
             Strategy::Trending => "trending",
             Strategy::Collaborative => "collaborative",
@@ -917,17 +910,16 @@ impl RecommendBody {
 
 /// `{"results": [...], "missing": [ids]}`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RecommendOut {
-    pub results: Vec<ScoredOut>,
-    #[schema(value_type = Vec<String>)]
-    pub missing: Vec<IdOut>,
+pub struct RecommendOut<'a> {
+    pub results: Vec<ScoredOut<'a>>,
+    pub missing: Vec<&'a str>,
 }
 
-impl RecommendOut {
-    pub fn from_ranking(r: &Ranking) -> Self {
+impl<'a> RecommendOut<'a> {
+    pub fn from_ranking(r: &'a Ranking) -> Self {
         Self {
             results: scored(&r.results),
-            missing: r.missing.iter().cloned().map(IdOut).collect(),
+            missing: r.missing.iter().map(EntityId::as_str).collect(),
         }
     }
 }
@@ -942,12 +934,12 @@ pub struct BatchBody {
 /// One answer of a batch: a recommendation, or the error that request alone met.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
-pub enum BatchItem {
-    Answer(RecommendOut),
+pub enum BatchItem<'a> {
+    Answer(RecommendOut<'a>),
     Error { error: ErrorOut },
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorOut {
     /// `bad_request`, `invalid_vector`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`,
@@ -965,8 +957,8 @@ pub struct ErrorBody {
 
 /// `{"responses": [...]}`, in the order of the requests.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct BatchOut {
-    pub responses: Vec<BatchItem>,
+pub struct BatchOut<'a> {
+    pub responses: Vec<BatchItem<'a>>,
 }
 
 /// The query string of trending.

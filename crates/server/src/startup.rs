@@ -383,14 +383,13 @@ async fn envelope(
         code.as_str(),
         elapsed.as_secs_f64(),
     );
-    let tenant = res.request().match_info().get("tenant").map(str::to_owned);
     access_log(
         &span,
         &state.settings,
         &route,
         status,
         elapsed,
-        tenant.as_deref(),
+        res.request().match_info().get("tenant"),
     );
     Ok(res)
 }

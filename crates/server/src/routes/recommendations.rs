@@ -80,10 +80,10 @@ async fn similar_in_database(
     options.validate()?;
     let found = state.store.search(tenant, info.spec, &search).await?;
     let results = found
-        .into_iter()
+        .iter()
         .map(|(id, score)| crate::api::ScoredOut {
-            id: crate::api::IdOut(id),
-            score,
+            id: id.as_str(),
+            score: *score,
         })
         .collect();
     let mut response = HttpResponse::Ok().json(Results { results });
@@ -215,14 +215,12 @@ pub async fn recommend_batch(
                         worker
                             .metrics
                             .observe_cache("recommendations", "memory", answer.cache);
-                        BatchItem::Answer(RecommendOut::from_ranking(&answer.ranking))
+                        Ok(answer)
                     }
-                    Err(e) => BatchItem::Error {
-                        error: ErrorOut {
-                            code: e.parts().1,
-                            message: e.message(),
-                        },
-                    },
+                    Err(e) => Err(ErrorOut {
+                        code: e.parts().1,
+                        message: e.message(),
+                    }),
                 });
             }
             // The last question may have been the one stopped.
@@ -232,6 +230,15 @@ pub async fn recommend_batch(
             Ok(responses)
         })
         .await??;
+    let responses = responses
+        .iter()
+        .map(|answer| match answer {
+            Ok(answer) => BatchItem::Answer(RecommendOut::from_ranking(&answer.ranking)),
+            Err(error) => BatchItem::Error {
+                error: error.clone(),
+            },
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(BatchOut { responses }))
 }
 
