@@ -714,9 +714,8 @@ pub struct ScoredOut<'a> {
 }
 
 // Answers borrow their ids from the ranking they write. An id is an `Arc<str>` shared by every
-// answer that names it, and cloning one for the length of a response (two atomic operations
-// on a counter that the other workers touch too, for popular entities) cost more than
-// writing it.
+// answer that names it: cloning one for the length of a response was two atomic operations
+// per result, on counters that the other workers touch too for popular entities.
 fn scored(results: &[Scored]) -> Vec<ScoredOut<'_>> {
     results
         .iter()

@@ -14,17 +14,23 @@ pub mod tenants;
 
 use std::future::Future;
 
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{ContentType, HeaderName, HeaderValue};
 use actix_web::{HttpResponse, web};
 use reco_engine::{Answer, CacheStatus};
 
+use crate::bodies::{self, Form};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 type Data = web::Data<AppState>;
 
-/// Adds `X-Cache`: `hit` when the answer came from either cache.
-fn cached(answer: &Answer, mut response: HttpResponse) -> HttpResponse {
+/// A ranked answer in `form`, with `X-Cache`: `hit` when it came from either cache. Its body
+/// is written once per cached answer and worker (see `crate::bodies`).
+fn answered(state: &AppState, answer: &Answer, form: Form) -> HttpResponse {
+    let keep = state.engine.config().cache.enabled;
+    let mut response = HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(bodies::body(answer, form, keep));
     let value = match answer.cache {
         CacheStatus::Hit => "hit",
         CacheStatus::Miss => "miss",

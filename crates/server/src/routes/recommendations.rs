@@ -8,7 +8,7 @@ use reco_engine::{
 };
 use reco_storage::DbSearch;
 
-use super::{Data, cached};
+use super::{Data, answered};
 use crate::admission::{Admitted, Refusals};
 use crate::answers;
 use crate::api::{
@@ -16,6 +16,7 @@ use crate::api::{
     RecommendOut, Results, SearchQuery, TrendingParams, UserHistoryOut, UserResults,
     batch_limit_check,
 };
+use crate::bodies::Form;
 use crate::error::ApiError;
 use crate::settings::RankingMode;
 use crate::state::AppState;
@@ -51,8 +52,7 @@ pub async fn similar(
     }
     let prepared = state.engine.prepare_similar(&tenant, &id, &options)?;
     let answer = answers::answer(&state, &tenant, prepared).await?;
-    let response = HttpResponse::Ok().json(Results::from_ranking(&answer.ranking));
-    Ok(cached(&answer, response))
+    Ok(answered(&state, &answer, Form::Results))
 }
 
 /// The reference design: the query vector from memory, the ranking by pgvector.
@@ -116,8 +116,7 @@ pub async fn user_recommendations(
         query.user_strategy()?,
     )?;
     let answer = answers::answer(&state, &tenant, prepared).await?;
-    let response = HttpResponse::Ok().json(UserResults::from_ranking(&answer.ranking));
-    Ok(cached(&answer, response))
+    Ok(answered(&state, &answer, Form::User))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/users/{user}", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$"), ("user" = String, Path, description = "The user id"), HistoryParams), responses((status = 200, description = "The user's history as their recommendations read it, the most recent entities first", body = UserHistoryOut), (status = 404, description = "The tenant holds no interaction of this user", body = ErrorBody), Refusals))]
@@ -149,8 +148,7 @@ pub async fn recommend(
     let request = body.into_inner().into_request()?;
     let prepared = state.engine.prepare_recommend(&tenant, &request)?;
     let answer = answers::answer(&state, &tenant, prepared).await?;
-    let response = HttpResponse::Ok().json(RecommendOut::from_ranking(&answer.ranking));
-    Ok(cached(&answer, response))
+    Ok(answered(&state, &answer, Form::Recommend))
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/recommend/batch", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), request_body = BatchBody, responses((status = 200, description = "One answer or error per request, in order", body = BatchOut), Refusals))]
@@ -262,6 +260,5 @@ pub async fn trending(
     let prepared = state.engine.prepare_trending(&tenant, &trending)?;
     let answer = answers::answer(&state, &tenant, prepared).await?;
     debug_assert_eq!(answer.ranking.strategy, Strategy::Trending);
-    let response = HttpResponse::Ok().json(Results::from_ranking(&answer.ranking));
-    Ok(cached(&answer, response))
+    Ok(answered(&state, &answer, Form::Results))
 }
