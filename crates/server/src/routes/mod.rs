@@ -14,7 +14,7 @@ pub mod tenants;
 
 use std::future::Future;
 
-use actix_web::http::header::{ContentType, HeaderName, HeaderValue};
+use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::{HttpResponse, web};
 use reco_engine::{Answer, CacheStatus};
 
@@ -29,7 +29,7 @@ type Data = web::Data<AppState>;
 fn answered(state: &AppState, answer: &Answer, form: Form) -> HttpResponse {
     let keep = state.engine.config().cache.enabled;
     let mut response = HttpResponse::Ok()
-        .content_type(ContentType::json())
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
         .body(bodies::body(answer, form, keep));
     let value = match answer.cache {
         CacheStatus::Hit => "hit",
