@@ -99,16 +99,20 @@ proptest! {
     }
 }
 
-#[test]
-fn a_write_misses_only_what_it_affects() {
-    let (engine, tenant, _) = engine(reco_engine::Metric::Dot, 3, true);
-    let e = |n: usize, v: [f32; 3]| NewEntity {
+/// Entity `n` with vector `v`, and nothing else.
+fn e(n: usize, v: [f32; 3]) -> NewEntity {
+    NewEntity {
         id: id(n),
         vector: v.to_vec(),
         category: None,
         tags: Vec::new(),
         attributes: None,
-    };
+    }
+}
+
+#[test]
+fn a_write_misses_only_what_it_affects() {
+    let (engine, tenant, _) = engine(reco_engine::Metric::Dot, 3, true);
     engine
         .upsert(&tenant, vec![e(0, [1.0, 0.0, 0.0]), e(1, [0.0, 1.0, 0.0])])
         .unwrap();
@@ -151,13 +155,6 @@ fn a_write_misses_only_what_it_affects() {
 #[test]
 fn a_cached_similar_answer_ends_with_its_entity() {
     let (engine, tenant, _) = engine(reco_engine::Metric::Dot, 3, true);
-    let e = |n: usize, v: [f32; 3]| NewEntity {
-        id: id(n),
-        vector: v.to_vec(),
-        category: None,
-        tags: Vec::new(),
-        attributes: None,
-    };
     engine
         .upsert(&tenant, vec![e(0, [1.0, 0.0, 0.0]), e(1, [0.0, 1.0, 0.0])])
         .unwrap();
