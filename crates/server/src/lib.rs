@@ -18,7 +18,6 @@ mod answers;
 pub mod api;
 mod applier;
 pub mod attributes;
-mod bodies;
 mod breadth;
 pub mod docs;
 pub mod error;

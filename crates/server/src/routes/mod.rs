@@ -14,23 +14,17 @@ pub mod tenants;
 
 use std::future::Future;
 
-use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpResponse, web};
 use reco_engine::{Answer, CacheStatus};
 
-use crate::bodies::{self, Form};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 type Data = web::Data<AppState>;
 
-/// A ranked answer in `form`, with `X-Cache`: `hit` when it came from either cache. Its body
-/// is written once per cached answer and worker (see `crate::bodies`).
-fn answered(state: &AppState, answer: &Answer, form: Form) -> HttpResponse {
-    let keep = state.engine.config().cache.enabled;
-    let mut response = HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
-        .body(bodies::body(answer, form, keep));
+/// Adds `X-Cache`: `hit` when the answer came from either cache.
+fn cached(answer: &Answer, mut response: HttpResponse) -> HttpResponse {
     let value = match answer.cache {
         CacheStatus::Hit => "hit",
         CacheStatus::Miss => "miss",

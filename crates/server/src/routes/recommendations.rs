@@ -8,7 +8,7 @@ use reco_engine::{
 };
 use reco_storage::DbSearch;
 
-use super::{Data, answered};
+use super::{Data, cached};
 use crate::admission::{Admitted, Refusals};
 use crate::answers;
 use crate::api::{
@@ -16,7 +16,6 @@ use crate::api::{
     RecommendOut, Results, SearchQuery, TrendingParams, UserHistoryOut, UserResults,
     batch_limit_check,
 };
-use crate::bodies::Form;
 use crate::error::ApiError;
 use crate::settings::RankingMode;
 use crate::state::AppState;
@@ -52,7 +51,8 @@ pub async fn similar(
     }
     let prepared = state.engine.prepare_similar(&tenant, &id, &options)?;
     let answer = answers::answer(&state, &tenant, prepared).await?;
-    Ok(answered(&state, &answer, Form::Results))
+    let response = HttpResponse::Ok().json(Results::from_ranking(&answer.ranking));
+    Ok(cached(&answer, response))
 }
 
 /// The reference design: the query vector from memory, the ranking by pgvector.
@@ -116,7 +116,8 @@ pub async fn user_recommendations(
         query.user_strategy()?,
     )?;
     let answer = answers::answer(&state, &tenant, prepared).await?;
-    Ok(answered(&state, &answer, Form::User))
+    let response = HttpResponse::Ok().json(UserResults::from_ranking(&answer.ranking));
+    Ok(cached(&answer, response))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/users/{user}", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$"), ("user" = String, Path, description = "The user id"), HistoryParams), responses((status = 200, description = "The user's history as their recommendations read it, the most recent entities first", body = UserHistoryOut), (status = 404, description = "The tenant holds no interaction of this user", body = ErrorBody), Refusals))]
@@ -148,7 +149,8 @@ pub async fn recommend(
     let request = body.into_inner().into_request()?;
     let prepared = state.engine.prepare_recommend(&tenant, &request)?;
     let answer = answers::answer(&state, &tenant, prepared).await?;
-    Ok(answered(&state, &answer, Form::Recommend))
+    let response = HttpResponse::Ok().json(RecommendOut::from_ranking(&answer.ranking));
+    Ok(cached(&answer, response))
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/recommend/batch", tag = "recommendations", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), request_body = BatchBody, responses((status = 200, description = "One answer or error per request, in order", body = BatchOut), Refusals))]
@@ -260,5 +262,6 @@ pub async fn trending(
     let prepared = state.engine.prepare_trending(&tenant, &trending)?;
     let answer = answers::answer(&state, &tenant, prepared).await?;
     debug_assert_eq!(answer.ranking.strategy, Strategy::Trending);
-    Ok(answered(&state, &answer, Form::Results))
+    let response = HttpResponse::Ok().json(Results::from_ranking(&answer.ranking));
+    Ok(cached(&answer, response))
 }
