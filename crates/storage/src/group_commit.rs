@@ -14,24 +14,42 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, StorageError};
 
+/// What a caller queues: rows of one tenant, counted toward a commit's limit.
+pub(crate) trait Batch: Clone + Send + 'static {
+    /// The rows it holds.
+    fn rows(&self) -> usize;
+}
+
+impl<R: Clone + Send + 'static> Batch for Vec<R> {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Batch for reco_engine::CheckedEntities {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+}
+
 /// One caller's batch.
 #[derive(Debug)]
-pub(crate) struct Pending<R, O> {
+pub(crate) struct Pending<B, O> {
     pub tenant: TenantName,
-    pub rows: Vec<R>,
+    pub batch: B,
     done: oneshot::Sender<Result<O>>,
 }
 
 /// The most rows one shared commit takes.
 const MAX_ROWS: usize = 20_000;
 
-/// The queue in front of the writer task, for batches of rows of type `R`.
+/// The queue in front of the writer task, for batches of type `B`.
 #[derive(Debug)]
-pub(crate) struct GroupCommit<R, O = ChangeId> {
-    queue: mpsc::Sender<Pending<R, O>>,
+pub(crate) struct GroupCommit<B, O = ChangeId> {
+    queue: mpsc::Sender<Pending<B, O>>,
 }
 
-impl<R, O> Clone for GroupCommit<R, O> {
+impl<B, O> Clone for GroupCommit<B, O> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
@@ -39,30 +57,30 @@ impl<R, O> Clone for GroupCommit<R, O> {
     }
 }
 
-impl<R: Clone + Send + 'static, O: Send + 'static> GroupCommit<R, O> {
+impl<B: Batch, O: Send + 'static> GroupCommit<B, O> {
     /// Starts the writer task; `commit` writes a group in one transaction and returns each
     /// batch's stamp, in order.
     pub fn start<F, Fut>(commit: F) -> Self
     where
-        F: Fn(Vec<(TenantName, Vec<R>)>) -> Fut + Send + 'static,
+        F: Fn(Vec<(TenantName, B)>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Vec<O>>> + Send,
     {
-        let (queue, mut rx) = mpsc::channel::<Pending<R, O>>(4096);
+        let (queue, mut rx) = mpsc::channel::<Pending<B, O>>(4096);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut group = vec![first];
-                let mut rows = group[0].rows.len();
+                let mut rows = group[0].batch.rows();
                 while rows < MAX_ROWS {
                     match rx.try_recv() {
                         Ok(p) => {
-                            rows += p.rows.len();
+                            rows += p.batch.rows();
                             group.push(p);
                         }
                         Err(_) => break,
                     }
                 }
                 if let [only] = &group[..] {
-                    let result = commit(vec![(only.tenant.clone(), only.rows.clone())])
+                    let result = commit(vec![(only.tenant.clone(), only.batch.clone())])
                         .await
                         .and_then(only_stamp);
                     let only = group.pop().expect("one batch");
@@ -71,7 +89,7 @@ impl<R: Clone + Send + 'static, O: Send + 'static> GroupCommit<R, O> {
                 }
                 let batches = group
                     .iter()
-                    .map(|p| (p.tenant.clone(), p.rows.clone()))
+                    .map(|p| (p.tenant.clone(), p.batch.clone()))
                     .collect();
                 match commit(batches).await {
                     Ok(stamps) if stamps.len() == group.len() => {
@@ -81,7 +99,7 @@ impl<R: Clone + Send + 'static, O: Send + 'static> GroupCommit<R, O> {
                     }
                     Ok(_) | Err(_) => {
                         for p in group {
-                            let result = commit(vec![(p.tenant.clone(), p.rows.clone())])
+                            let result = commit(vec![(p.tenant.clone(), p.batch.clone())])
                                 .await
                                 .and_then(only_stamp);
                             let _ = p.done.send(result);
@@ -94,10 +112,14 @@ impl<R: Clone + Send + 'static, O: Send + 'static> GroupCommit<R, O> {
     }
 
     /// Queues a batch and waits until it is committed; returns its stamp.
-    pub async fn write(&self, tenant: TenantName, rows: Vec<R>) -> Result<O> {
+    pub async fn write(&self, tenant: TenantName, batch: B) -> Result<O> {
         let (done, answer) = oneshot::channel();
         self.queue
-            .send(Pending { tenant, rows, done })
+            .send(Pending {
+                tenant,
+                batch,
+                done,
+            })
             .await
             .map_err(|_| StorageError::Unavailable("the interaction writer has stopped".into()))?;
         answer
@@ -142,7 +164,7 @@ mod tests {
     /// The tenants of each group committed, in order.
     type Groups = Arc<Mutex<Vec<Vec<String>>>>;
 
-    fn recording() -> (GroupCommit<Interaction>, Groups) {
+    fn recording() -> (GroupCommit<Vec<Interaction>>, Groups) {
         let groups = Arc::new(Mutex::new(Vec::new()));
         let seen = groups.clone();
         let writer = GroupCommit::start(move |group: Vec<(TenantName, Vec<Interaction>)>| {

@@ -176,14 +176,19 @@ pub(crate) fn checked_for(
     if batch.spec() == stored {
         return Ok(());
     }
-    Err(StorageError::TenantConflict {
+    Err(checked_against_other(tenant, stored))
+}
+
+/// The refusal of a batch checked against other settings than `stored`, the tenant's.
+pub(crate) fn checked_against_other(tenant: &TenantName, stored: TenantSpec) -> StorageError {
+    StorageError::TenantConflict {
         name: tenant.clone(),
         settings: format!(
             "dimension {} and metric {}, not those the batch was checked against",
             stored.dimension,
             stored.metric.as_str()
         ),
-    })
+    }
 }
 
 #[cfg(test)]

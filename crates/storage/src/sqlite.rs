@@ -24,7 +24,7 @@ use crate::trained::{self, COLUMNS, ModelRow};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    interactions: GroupCommit<KeyedInteraction, Recorded>,
+    interactions: GroupCommit<Vec<KeyedInteraction>, Recorded>,
     settings: SqliteSettings,
 }
 
@@ -169,6 +169,16 @@ impl SqliteStore {
     ) -> Result<ChangeId> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let stamp = bump(&mut tx, tenant).await?;
+        // The write holds the database's write lock from here: the settings read are those
+        // the rows will be written under.
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1"
+        )))
+        .bind(tenant.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let (stored, ..) = tenant_columns(tenant.as_str(), &row)?;
+        rows::checked_for(tenant, stored, batch)?;
         for e in batch.entities() {
             sqlx::query(
                 "INSERT INTO entities (tenant, id, embedding, category, tags, attributes) \

@@ -2,7 +2,7 @@
 //! still a change of its own with its own version of its tenant and its own notice.
 
 use pgvector::Vector;
-use reco_engine::{ChangeId, InteractionId, NewEntity, TenantName};
+use reco_engine::{ChangeId, CheckedEntities, InteractionId, NewEntity, TenantName, TenantSpec};
 use sqlx::PgPool;
 
 use crate::error::{Result, StorageError, unavailable};
@@ -69,9 +69,22 @@ impl<'a> EntityColumns<'a> {
     }
 }
 
+/// The tenant of every batch of `group`, when they all have one.
+fn one_tenant<B>(group: &[(TenantName, B)]) -> Option<&TenantName> {
+    let (first, _) = group.first()?;
+    group.iter().all(|(t, _)| t == first).then_some(first)
+}
+
+/// The stamps of `n` batches numbered from `base + 1`, in order.
+fn stamps_from(lineage: i64, base: i64, n: usize) -> Vec<ChangeId> {
+    (1..=n)
+        .map(|k| rows::change(lineage, base + i64::try_from(k).unwrap_or(i64::MAX)))
+        .collect()
+}
+
 /// Takes the row locks of a group's tenants in name order, before anything is written, as
-/// every group does: two groups (on two servers) that share tenants then never wait for each
-/// other in a cycle. A group of one tenant needs no such step.
+/// every group of several tenants does: two groups (on two servers) that share tenants then
+/// never wait for each other in a cycle.
 async fn lock_in_name_order<'a>(
     tx: &mut sqlx::PgConnection,
     tenants: impl Iterator<Item = &'a TenantName>,
@@ -79,50 +92,67 @@ async fn lock_in_name_order<'a>(
     let mut names: Vec<&str> = tenants.map(TenantName::as_str).collect();
     names.sort_unstable();
     names.dedup();
-    if names.len() > 1 {
-        // The rows are locked as the sort returns them, in name order.
-        sqlx::query("SELECT 1 FROM tenants WHERE name = ANY($1) ORDER BY name FOR UPDATE")
-            .bind(&names)
-            .execute(tx)
-            .await?;
-    }
+    // The rows are locked as the sort returns them, in name order.
+    sqlx::query("SELECT 1 FROM tenants WHERE name = ANY($1) ORDER BY name FOR UPDATE")
+        .bind(&names)
+        .execute(tx)
+        .await?;
     Ok(())
 }
 
-/// Writes a group of entity batches in one transaction and returns their stamps. A batch
-/// alone is one statement (`UNNEST` of column arrays) that takes the tenant's next version,
-/// writes the rows and sends the notice; a group of several takes all its versions in one
-/// statement, and writes all its rows and sends all its notices in a second, so a busy service
-/// pays a few round trips per commit rather than one per batch.
+/// Why a write to `tenant` of a batch checked against `spec` found no tenant row to take a
+/// version of: the tenant does not exist, or it was made again with other settings since the
+/// batch was checked. Read after the fact, for the error alone: the write itself changed
+/// nothing.
+async fn refusal(pool: &PgPool, tenant: &TenantName, spec: TenantSpec) -> StorageError {
+    type SpecColumns = (Option<i32>, Option<String>);
+    let stored: std::result::Result<Option<SpecColumns>, sqlx::Error> =
+        sqlx::query_as("SELECT dimension, metric FROM tenants WHERE name = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(pool)
+            .await;
+    match stored {
+        Err(e) => e.into(),
+        Ok(None) => StorageError::TenantNotFound(tenant.clone()),
+        Ok(Some((dimension, metric))) => {
+            match rows::tenant(tenant.as_str(), dimension.map(i64::from), metric.as_deref()) {
+                Err(e) => e,
+                // Made with these settings after the write looked: it did not exist then.
+                Ok((_, stored)) if stored == spec => StorageError::TenantNotFound(tenant.clone()),
+                Ok((_, stored)) => rows::checked_against_other(tenant, stored),
+            }
+        }
+    }
+}
+
+/// Writes a group of entity batches in one transaction and returns their stamps, each batch a
+/// change of its own with its own version of its tenant and its own notice. A batch is written
+/// only to a tenant whose stored settings are those it was checked against (see
+/// `CheckedEntities`), checked in the same statement that takes the tenant's row lock. A group
+/// of one tenant (the usual case, a single batch included) is one statement; a group of several
+/// takes their locks in name order, then their versions, then writes its rows and notices, in
+/// one transaction of three statements.
 pub(super) async fn upsert_group(
     pool: &PgPool,
     origin: &str,
-    group: Vec<(TenantName, Vec<NewEntity>)>,
+    group: Vec<(TenantName, CheckedEntities)>,
 ) -> Result<Vec<ChangeId>> {
-    if let [(tenant, batch)] = &group[..] {
-        return upsert_alone(pool, origin, tenant, batch).await;
+    if let Some(tenant) = one_tenant(&group) {
+        return upsert_one_tenant(pool, origin, tenant, &group).await;
     }
     let mut tx = pool.begin().await.map_err(unavailable)?;
     lock_in_name_order(&mut tx, group.iter().map(|(t, _)| t)).await?;
-    let stamps = number_batches(&mut tx, &group).await?;
-    // One row per entity: of the rows of one id in the group, the last batch's, which is
-    // what writing the batches one after the other would have left.
-    let mut last = std::collections::HashMap::new();
-    for (b, (tenant, batch)) in group.iter().enumerate() {
-        for (r, e) in batch.iter().enumerate() {
-            last.insert((tenant.as_str(), e.id.as_str()), (b, r));
-        }
+    let numbered = number_batches(&mut tx, &group).await?;
+    for ((tenant, batch), (_, stored)) in group.iter().zip(&numbered) {
+        rows::checked_for(tenant, *stored, batch)?;
     }
+    let stamps: Vec<ChangeId> = numbered.into_iter().map(|(change, _)| change).collect();
     let (mut tenants, mut batches, mut columns) =
         (Vec::new(), Vec::new(), EntityColumns::default());
-    for (b, (tenant, batch)) in group.iter().enumerate() {
-        for (r, e) in batch.iter().enumerate() {
-            if last.get(&(tenant.as_str(), e.id.as_str())) == Some(&(b, r)) {
-                tenants.push(tenant.as_str());
-                batches.push(i64::try_from(stamps[b].stamp.get()).unwrap_or(i64::MAX));
-                columns.push(e);
-            }
-        }
+    for ((tenant, e), b) in last_of_each_id(&group) {
+        tenants.push(tenant.as_str());
+        batches.push(i64::try_from(stamps[b].stamp.get()).unwrap_or(i64::MAX));
+        columns.push(e);
     }
     let notices: Vec<String> = group
         .iter()
@@ -159,34 +189,75 @@ pub(super) async fn upsert_group(
     Ok(stamps)
 }
 
-/// One batch of entities, alone in its commit: one statement, one round trip.
-async fn upsert_alone(
+/// One row per entity of a group, with the index of its batch: of the rows of one id of one
+/// tenant, the last batch's, which is what writing the batches one after the other would have
+/// left (a statement may not write a row twice).
+fn last_of_each_id(
+    group: &[(TenantName, CheckedEntities)],
+) -> Vec<((&TenantName, &NewEntity), usize)> {
+    let mut last = std::collections::HashMap::new();
+    for (b, (tenant, batch)) in group.iter().enumerate() {
+        for (r, e) in batch.entities().iter().enumerate() {
+            last.insert((tenant.as_str(), e.id.as_str()), (b, r));
+        }
+    }
+    let mut kept = Vec::with_capacity(last.len());
+    for (b, (tenant, batch)) in group.iter().enumerate() {
+        for (r, e) in batch.entities().iter().enumerate() {
+            if last.get(&(tenant.as_str(), e.id.as_str())) == Some(&(b, r)) {
+                kept.push(((tenant, e), b));
+            }
+        }
+    }
+    kept
+}
+
+/// The batches of a group of one tenant in one statement outside a transaction block, which
+/// is its own transaction: it takes `n` versions of the tenant (if its settings are those the
+/// batches were checked against), writes the rows, each tagged with its batch's version, and
+/// sends a notice per batch; its answer comes after the commit. One round trip.
+async fn upsert_one_tenant(
     pool: &PgPool,
     origin: &str,
     tenant: &TenantName,
-    batch: &[NewEntity],
+    group: &[(TenantName, CheckedEntities)],
 ) -> Result<Vec<ChangeId>> {
-    let fail = |e: sqlx::Error| write_error(e, tenant);
-    let mut columns = EntityColumns::default();
-    for e in batch {
-        columns.push(e);
+    let spec = group[0].1.spec();
+    if group.iter().any(|(_, batch)| batch.spec() != spec) {
+        // The tenant was made again between two of these checks: each batch goes alone.
+        return Err(StorageError::TenantConflict {
+            name: tenant.clone(),
+            settings: "other settings than some batches of the group were checked against".into(),
+        });
     }
-    let stamp: Option<(i64, i64)> = sqlx::query_as(
-        "WITH b AS (UPDATE tenants SET version = version + 1 WHERE name = $1 \
-                    RETURNING lineage, version AS batch), \
+    let (dimension, metric) = rows::spec_columns(spec)?;
+    let n = i64::try_from(group.len()).unwrap_or(i64::MAX);
+    let mut columns = EntityColumns::default();
+    let mut numbers = Vec::new();
+    for ((_, e), b) in last_of_each_id(group) {
+        columns.push(e);
+        numbers.push(i64::try_from(b + 1).unwrap_or(i64::MAX));
+    }
+    let base: Option<(i64, i64)> = sqlx::query_as(
+        "WITH b AS (UPDATE tenants SET version = version + $8 \
+                    WHERE name = $1 AND dimension IS NOT DISTINCT FROM $9 \
+                      AND metric IS NOT DISTINCT FROM $10 \
+                    RETURNING lineage, version - $8 AS base), \
          written AS ( \
            INSERT INTO entities (tenant, id, embedding, category, tags, attributes, batch, updated_at) \
-           SELECT $1, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::json, b.batch, now() \
-           FROM UNNEST($2::text[], $3::vector[], $4::text[], $5::text[], $6::text[]) \
-                AS u(id, embedding, category, tags, attributes), b \
+           SELECT $1, u.id, u.embedding, u.category, u.tags::jsonb, u.attributes::json, \
+                  b.base + u.k, now() \
+           FROM UNNEST($2::text[], $3::vector[], $4::text[], $5::text[], $6::text[], \
+                       $7::bigint[]) AS u(id, embedding, category, tags, attributes, k), b \
            ON CONFLICT (tenant, id) DO UPDATE SET embedding = EXCLUDED.embedding, \
              category = EXCLUDED.category, tags = EXCLUDED.tags, \
              attributes = EXCLUDED.attributes, batch = EXCLUDED.batch, \
              updated_at = EXCLUDED.updated_at \
            RETURNING 1) \
-         SELECT b.lineage, b.batch FROM b, \
-           LATERAL (SELECT pg_notify($7, $8 || b.lineage || ' ' || b.batch), \
-                           (SELECT count(*) FROM written)) n",
+         SELECT b.lineage, b.base FROM b, \
+           LATERAL (SELECT count(pg_notify($11, $12 || b.lineage || ' ' || (b.base + k))) \
+                    FROM generate_series(1, $8) AS k) n, \
+           LATERAL (SELECT count(*) FROM written) w",
     )
     .bind(tenant.as_str())
     .bind(&columns.ids)
@@ -194,55 +265,62 @@ async fn upsert_alone(
     .bind(&columns.categories)
     .bind(&columns.tags)
     .bind(&columns.attributes)
+    .bind(&numbers)
+    .bind(n)
+    .bind(dimension)
+    .bind(metric)
     .bind(CHANNEL)
     .bind(notice(origin, ChangeKind::Entities, tenant, ""))
-    // One statement outside a transaction block is its own transaction: one round trip
-    // writes the rows, takes the version and sends the notice, and its answer comes after the
-    // commit.
     .fetch_optional(pool)
     .await
-    .map_err(fail)?;
-    let (lineage, stamp) = stamp.ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
-    Ok(vec![rows::change(lineage, stamp)])
+    .map_err(|e| write_error(e, tenant))?;
+    match base {
+        Some((lineage, base)) => Ok(stamps_from(lineage, base, group.len())),
+        None => Err(refusal(pool, tenant, spec).await),
+    }
 }
 
 /// Takes a version of its tenant for each batch of a group, in one statement (the tenants'
 /// rows are locked in name order already): each tenant is bumped by its number of batches,
-/// and its batches are numbered from the versions that come back, in the group's order. A
-/// tenant that does not exist fails the group (each batch is then tried alone).
-async fn number_batches<R>(
+/// and its batches are numbered from the versions that come back, in the group's order. Each
+/// batch's stamp comes with its tenant's stored settings. A tenant that does not exist fails
+/// the group (each batch is then tried alone).
+async fn number_batches<B>(
     tx: &mut sqlx::PgConnection,
-    group: &[(TenantName, Vec<R>)],
-) -> Result<Vec<ChangeId>> {
+    group: &[(TenantName, B)],
+) -> Result<Vec<(ChangeId, TenantSpec)>> {
     let mut per_tenant: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
     for (tenant, _) in group {
         *per_tenant.entry(tenant.as_str()).or_default() += 1;
     }
     let names: Vec<&str> = per_tenant.keys().copied().collect();
     let counts: Vec<i64> = per_tenant.values().copied().collect();
-    let versions: Vec<(String, i64, i64)> = sqlx::query_as(
+    type Bumped = (String, i64, i64, Option<i32>, Option<String>);
+    let versions: Vec<Bumped> = sqlx::query_as(
         "UPDATE tenants t SET version = t.version + c.n \
          FROM (SELECT * FROM UNNEST($1::text[], $2::bigint[]) AS c(name, n) ORDER BY name) c \
-         WHERE t.name = c.name RETURNING t.name, t.lineage, t.version",
+         WHERE t.name = c.name RETURNING t.name, t.lineage, t.version, t.dimension, t.metric",
     )
     .bind(&names)
     .bind(&counts)
     .fetch_all(&mut *tx)
     .await?;
-    let mut next: std::collections::HashMap<&str, (i64, i64)> = std::collections::HashMap::new();
-    for (name, lineage, version) in &versions {
+    let mut next: std::collections::HashMap<&str, (i64, i64, TenantSpec)> =
+        std::collections::HashMap::new();
+    for (name, lineage, version, dimension, metric) in &versions {
         let n = per_tenant.get(name.as_str()).copied().unwrap_or_default();
-        next.insert(name.as_str(), (*lineage, version - n + 1));
+        let (_, spec) = rows::tenant(name, dimension.map(i64::from), metric.as_deref())?;
+        next.insert(name.as_str(), (*lineage, version - n + 1, spec));
     }
     group
         .iter()
         .map(|(tenant, _)| {
-            let (lineage, stamp) = next
+            let (lineage, stamp, spec) = next
                 .get_mut(tenant.as_str())
                 .ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
             let this = *stamp;
             *stamp += 1;
-            Ok(rows::change(*lineage, this))
+            Ok((rows::change(*lineage, this), *spec))
         })
         .collect()
 }
@@ -250,21 +328,23 @@ async fn number_batches<R>(
 /// Writes a group of interaction batches in one transaction and returns their stamps and
 /// which rows were recorded: each batch is a change of its own, with its own version of its
 /// tenant and its own notice; a row whose id its tenant holds already (or an earlier row of
-/// the group gave) is not written.
+/// the group gave) is not written. A group of one tenant is one statement; a group of several
+/// takes their locks in name order first.
 pub(super) async fn insert_interactions(
     pool: &PgPool,
     origin: &str,
     group: Vec<(TenantName, Vec<KeyedInteraction>)>,
 ) -> Result<Vec<Recorded>> {
-    let fail = |e: sqlx::Error| match &group[..] {
-        [(tenant, _)] => write_error(e, tenant),
-        _ => e.into(),
-    };
+    if let Some(tenant) = one_tenant(&group) {
+        return insert_one_tenant(pool, origin, tenant, &group).await;
+    }
     let mut tx = pool.begin().await.map_err(unavailable)?;
-    lock_in_name_order(&mut tx, group.iter().map(|(t, _)| t))
-        .await
-        .map_err(fail)?;
-    let stamps = number_batches(&mut tx, &group).await?;
+    lock_in_name_order(&mut tx, group.iter().map(|(t, _)| t)).await?;
+    let stamps: Vec<ChangeId> = number_batches(&mut tx, &group)
+        .await?
+        .into_iter()
+        .map(|(change, _)| change)
+        .collect();
     let rows: usize = group.iter().map(|(_, b)| b.len()).sum();
     let mut tenants = Vec::with_capacity(rows);
     let mut users = Vec::with_capacity(rows);
@@ -322,9 +402,8 @@ pub(super) async fn insert_interactions(
     .bind(CHANNEL)
     .bind(&notices)
     .fetch_all(&mut *tx)
-    .await
-    .map_err(fail)?;
-    tx.commit().await.map_err(fail)?;
+    .await?;
+    tx.commit().await?;
     // The last row is the notices' count (each branch of a UNION ALL runs, so every notice
     // went whatever was written).
     let written = written
@@ -343,6 +422,89 @@ pub(super) async fn insert_interactions(
                     None => true,
                     Some(id) => written.remove(&(tenant.to_string(), id.to_string())),
                 })
+                .collect();
+            Recorded { change, fresh }
+        })
+        .collect();
+    Ok(recorded)
+}
+
+/// The interaction batches of a group of one tenant in one statement outside a transaction
+/// block (its own transaction, answered after the commit): it takes `n` versions of the
+/// tenant, writes the rows in the group's order, each tagged with its batch's version, and
+/// sends a notice per batch; the ids written come back. One round trip.
+async fn insert_one_tenant(
+    pool: &PgPool,
+    origin: &str,
+    tenant: &TenantName,
+    group: &[(TenantName, Vec<KeyedInteraction>)],
+) -> Result<Vec<Recorded>> {
+    let rows: usize = group.iter().map(|(_, b)| b.len()).sum();
+    let mut users = Vec::with_capacity(rows);
+    let mut entities = Vec::with_capacity(rows);
+    let mut kinds = Vec::with_capacity(rows);
+    let mut weights = Vec::with_capacity(rows);
+    let mut at = Vec::with_capacity(rows);
+    let mut numbers = Vec::with_capacity(rows);
+    let mut keys: Vec<Option<&str>> = Vec::with_capacity(rows);
+    for (b, (_, batch)) in group.iter().enumerate() {
+        let number = i64::try_from(b + 1).unwrap_or(i64::MAX);
+        for (i, id) in batch {
+            users.push(i.user.as_str());
+            entities.push(i.entity.as_str());
+            kinds.push(i.kind.as_str());
+            weights.push(i.weight);
+            at.push(i.timestamp);
+            numbers.push(number);
+            keys.push(id.as_ref().map(InteractionId::as_str));
+        }
+    }
+    let n = i64::try_from(group.len()).unwrap_or(i64::MAX);
+    // Rows go in in the group's order, so of two rows with one id the first is written.
+    let answer: Option<(i64, i64, Vec<String>, i64)> = sqlx::query_as(
+        "WITH b AS (UPDATE tenants SET version = version + $9 WHERE name = $1 \
+                    RETURNING lineage, version - $9 AS base), \
+         written AS ( \
+           INSERT INTO interactions (tenant, user_id, entity_id, kind, weight, at_ms, batch, key) \
+           SELECT $1, r.user_id, r.entity_id, r.kind, r.weight, r.at_ms, b.base + r.k, r.key \
+           FROM UNNEST($2::text[], $3::text[], $4::text[], $5::real[], $6::bigint[], \
+                       $7::bigint[], $8::text[]) WITH ORDINALITY \
+                AS r(user_id, entity_id, kind, weight, at_ms, k, key, n), b \
+           ORDER BY r.n \
+           ON CONFLICT (tenant, key) WHERE key IS NOT NULL DO NOTHING \
+           RETURNING key) \
+         SELECT b.lineage, b.base, \
+                ARRAY(SELECT key FROM written WHERE key IS NOT NULL), \
+                (SELECT count(pg_notify($10, $11 || b.lineage || ' ' || (b.base + k))) \
+                 FROM generate_series(1, $9) AS k) \
+         FROM b",
+    )
+    .bind(tenant.as_str())
+    .bind(&users)
+    .bind(&entities)
+    .bind(&kinds)
+    .bind(&weights)
+    .bind(&at)
+    .bind(&numbers)
+    .bind(&keys)
+    .bind(n)
+    .bind(CHANNEL)
+    .bind(notice(origin, ChangeKind::Interactions, tenant, ""))
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| write_error(e, tenant))?;
+    let (lineage, base, written, _) =
+        answer.ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
+    // Each id written marks its first row in the group as recorded; later rows with it, and
+    // rows whose id was held before, are duplicates.
+    let mut written: std::collections::HashSet<String> = written.into_iter().collect();
+    let recorded = group
+        .iter()
+        .zip(stamps_from(lineage, base, group.len()))
+        .map(|((_, batch), change)| {
+            let fresh = batch
+                .iter()
+                .map(|(_, id)| id.as_ref().is_none_or(|id| written.remove(id.as_str())))
                 .collect();
             Recorded { change, fresh }
         })

@@ -36,8 +36,8 @@ use snapshot::{entity_row, interaction_row};
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    entities: GroupCommit<NewEntity>,
-    interactions: GroupCommit<KeyedInteraction, Recorded>,
+    entities: GroupCommit<CheckedEntities>,
+    interactions: GroupCommit<Vec<KeyedInteraction>, Recorded>,
     /// Names this server in its change notices, for people reading them.
     origin: Arc<str>,
     waiting: Arc<AtomicU32>,
@@ -345,7 +345,9 @@ impl PgStore {
             .collect()
     }
 
-    /// Writes a whole batch (checked against the tenant by `Store::upsert_entities`) in one statement, or nothing, and returns its stamp once committed.
+    /// Writes a whole batch, or nothing, and returns its stamp once committed. The batch is
+    /// refused when the tenant's stored settings are not those it was checked against, which
+    /// the statement that writes it checks.
     pub(crate) async fn upsert_entities(
         &self,
         tenant: &TenantName,
@@ -353,9 +355,7 @@ impl PgStore {
     ) -> Result<ChangeId> {
         // Concurrent upserts share a transaction (one WAL flush): each still takes its own
         // version of the tenant, and the tenant's row lock is taken by one writer at a time.
-        self.entities
-            .write(tenant.clone(), batch.entities().to_vec())
-            .await
+        self.entities.write(tenant.clone(), batch.clone()).await
     }
 
     /// Deletes an entity and returns the change's stamp; `None` when it did not exist.

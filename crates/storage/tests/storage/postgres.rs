@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use reco_engine::{
-    ChangeId, Engine, EngineConfig, EntityId, Filter, Metric, SearchOptions, Stamp, TenantName,
+    ChangeId, CheckedEntities, Engine, EngineConfig, EntityId, Filter, Metric, SearchOptions,
+    Stamp, TenantName,
 };
-use reco_storage::{Change, DbSearch, PostgresSettings, Store};
+use reco_storage::{Change, DbSearch, PostgresSettings, StorageError, Store};
 use sqlx::Row;
 
 use crate::helpers::{
@@ -368,7 +369,7 @@ async fn sqlite_does_not_rank() {
         .search(&t, spec(2, Metric::Dot), &query)
         .await
         .unwrap_err();
-    assert!(matches!(err, reco_storage::StorageError::Unsupported(_)));
+    assert!(matches!(err, StorageError::Unsupported(_)));
     assert!(store.subscribe().await.unwrap().is_none());
 }
 
@@ -463,13 +464,53 @@ async fn concurrent_upserts_each_get_their_own_stamp_and_a_bad_one_fails_alone()
     {
         match result.unwrap() {
             Ok(change) => stamps.push(change.stamp.get()),
-            Err(reco_storage::StorageError::TenantNotFound(_)) => assert_eq!(w, 7),
+            Err(StorageError::TenantNotFound(_)) => assert_eq!(w, 7),
             Err(other) => panic!("writer {w}: {other:?}"),
         }
     }
     stamps.sort_unstable();
     assert_eq!(stamps, (1..=29).collect::<Vec<u64>>());
     assert_eq!(store.counts(&t).await.unwrap().0, 29 * 3);
+}
+
+/// Batches checked against the tenant's settings and batches checked against other settings
+/// (the tenant was made again in between) arrive together and share commits: the statement
+/// that takes the tenant's version checks the settings, so the others are refused, each alone,
+/// and every right one is written with a stamp of its own.
+#[tokio::test]
+async fn grouped_upserts_checked_against_other_settings_fail_alone() {
+    let (_, store) = Fixture::new(Backend::Postgres).await;
+    let t = tenant("shop");
+    store.create_tenant(&t, spec(2, Metric::Dot)).await.unwrap();
+    let writers = (0..40).map(|w| {
+        let (store, t) = (store.clone(), t.clone());
+        tokio::spawn(async move {
+            let dimension = if w % 4 == 3 { 3 } else { 2 };
+            let mut batch = random_entities(2, dimension);
+            for (i, e) in batch.iter_mut().enumerate() {
+                e.id = EntityId::parse(&format!("w{w}-{i}")).unwrap();
+            }
+            let checked = CheckedEntities::new(spec(dimension, Metric::Dot), batch).unwrap();
+            (w, store.upsert_entities(&t, &checked).await)
+        })
+    });
+    let mut stamps = Vec::new();
+    for (w, result) in futures::future::join_all(writers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+    {
+        match result {
+            Ok(change) if w % 4 != 3 => stamps.push(change.stamp.get()),
+            Err(StorageError::TenantConflict { settings, .. }) if w % 4 == 3 => {
+                assert!(settings.starts_with("dimension 2"), "{settings}");
+            }
+            other => panic!("writer {w}: {other:?}"),
+        }
+    }
+    stamps.sort_unstable();
+    assert_eq!(stamps, (1..=30).collect::<Vec<u64>>());
+    assert_eq!(store.counts(&t).await.unwrap().0, 30 * 2);
 }
 
 /// Writers that share commits write the same ids: each still gets a stamp of its own and a
