@@ -131,7 +131,7 @@ async fn run_one(
     };
     evaluation.config = state.settings.engine.clone();
     let spec = data.record.spec;
-    tokio::task::spawn_blocking(move || {
+    crate::background::run("reco-evaluate", move || {
         evaluate(
             spec,
             data.entities,
@@ -146,6 +146,5 @@ async fn run_one(
         )
     })
     .await
-    .map_err(|e| format!("the evaluation stopped: {e}"))?
     .map_err(|e| e.to_string())
 }

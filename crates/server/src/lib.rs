@@ -18,6 +18,7 @@ mod answers;
 pub mod api;
 mod applier;
 pub mod attributes;
+mod background;
 mod breadth;
 pub mod docs;
 pub mod error;

@@ -170,6 +170,11 @@ pub struct ServeArgs {
     /// since its last training (or since none); 0 trains only when asked. [default: 1000]
     #[arg(long, env = "RECO_TRAIN_AFTER")]
     pub train_after: Option<u64>,
+    /// Seconds from the start of a tenant's training by itself to the start of the next one:
+    /// interactions that become due sooner start it then. 0 starts one whenever due.
+    /// [default: 60]
+    #[arg(long, env = "RECO_TRAIN_INTERVAL_S")]
+    pub train_interval_s: Option<u64>,
     /// The recall@10 a tenant's graph search is kept at: questions it answered are re-answered
     /// exactly in the background, and the least breadth whose measured recall holds this
     /// serves. 0 keeps the configured breadth. [default: 0.99]
@@ -240,6 +245,8 @@ pub struct Settings {
     pub batch_max: usize,
     /// New interactions that start a tenant's training by themselves; 0 for never.
     pub train_after: u64,
+    /// The least time between the starts of two trainings a tenant's interactions start.
+    pub train_interval: Duration,
     /// The recall the graph's breadth is chosen to hold (see `breadth`); 0 for a fixed breadth.
     pub recall_target: f64,
     /// The level of the access log.
@@ -279,6 +286,7 @@ impl Default for Settings {
             history: Duration::from_secs(90 * 86_400),
             batch_max: 64,
             train_after: 1000,
+            train_interval: Duration::from_secs(60),
             recall_target: 0.99,
             access_log: AccessLog::Info,
             image_dir: None,
@@ -400,6 +408,9 @@ impl Settings {
         }
         if let Some(after) = args.train_after.or(file.train_after) {
             s.train_after = after;
+        }
+        if let Some(seconds) = args.train_interval_s.or(file.train_interval_s) {
+            s.train_interval = Duration::from_secs(seconds);
         }
         if let Some(target) = args.recall_target.or(file.recall_target) {
             s.recall_target = target;
@@ -584,6 +595,11 @@ mod tests {
         assert!(!off.engine.search.quantized);
         assert_eq!(Settings::default().train_after, 1000);
         assert_eq!(parse(&["--train-after", "0"]).unwrap().train_after, 0);
+        assert_eq!(Settings::default().train_interval, Duration::from_secs(60));
+        assert_eq!(
+            parse(&["--train-interval-s", "5"]).unwrap().train_interval,
+            Duration::from_secs(5)
+        );
         assert!((Settings::default().recall_target - 0.99).abs() < 1e-12);
         assert!((parse(&["--recall-target", "0.95"]).unwrap().recall_target - 0.95).abs() < 1e-12);
         for bad in ["1", "1.5", "-0.1", "NaN"] {

@@ -63,6 +63,9 @@ pub struct AppState {
     pub rankers: Rankers,
     /// Collaborative trainings running, or failed last, per tenant (see `routes::model`).
     pub trainings: std::sync::Mutex<HashMap<TenantName, Training>>,
+    /// When each tenant's interactions last started its training, and whether a later start
+    /// is waiting for `Settings::train_interval` to pass (see `routes::model`).
+    pub auto_trainings: std::sync::Mutex<HashMap<TenantName, AutoTraining>>,
     /// Each tenant's last offline evaluation here (see `evaluation`).
     pub evaluations: std::sync::Mutex<HashMap<TenantName, crate::evaluation::EvaluationRun>>,
     /// Key hash to tenant; `None` remembers briefly that a key opens nothing.
@@ -84,6 +87,15 @@ pub struct AppState {
     /// Incarnations deleted while this server runs: a load that read one before its delete
     /// committed must not bring it back (see `sync::load_tenant`).
     deleted: std::sync::Mutex<std::collections::HashSet<(TenantName, reco_engine::Lineage)>>,
+}
+
+/// The last training a tenant's interactions started by themselves.
+#[derive(Debug, Clone, Copy)]
+pub struct AutoTraining {
+    /// When it started.
+    pub started: tokio::time::Instant,
+    /// Whether the next start waits for its time.
+    pub waiting: bool,
 }
 
 /// A tenant's collaborative training, while it runs or after it failed.
@@ -141,6 +153,7 @@ impl AppState {
             rankers,
             applier: Arc::default(),
             trainings: std::sync::Mutex::new(HashMap::new()),
+            auto_trainings: std::sync::Mutex::new(HashMap::new()),
             evaluations: std::sync::Mutex::new(HashMap::new()),
             writer: tokio::runtime::Handle::current(),
             keys: moka::sync::Cache::builder()

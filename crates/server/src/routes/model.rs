@@ -8,7 +8,7 @@ use super::Data;
 use crate::admission::{Admitted, Refusals};
 use crate::api::{ErrorBody, EvaluationStatus, ModelStatus};
 use crate::error::ApiError;
-use crate::state::Training;
+use crate::state::{AutoTraining, Training};
 use crate::sync::{self, SyncError};
 
 /// Interactions still to arrive before a training starts by itself, counted from the served
@@ -95,8 +95,8 @@ pub(crate) fn start_training(state: &Data, tenant: &reco_engine::TenantName) -> 
 
 /// One training: under the tenant's training lock (servers sharing PostgreSQL train a tenant
 /// one at a time; `None` when another holds it), after loading any newer model another server
-/// kept (so versions follow each other), computed on the blocking pool and the learner's own
-/// threads, never on a request's path, and then kept in storage, which tells the other servers.
+/// kept (so versions follow each other), computed at the background priority on a thread of
+/// its own and the learner's threads (see `crate::background`), never on a request's path, and then kept in storage, which tells the other servers.
 async fn train(
     state: &Data,
     tenant: &reco_engine::TenantName,
@@ -111,9 +111,10 @@ async fn train(
         ..state.engine.tenant_info(tenant)?.learning.params
     };
     let (engine, name) = (state.engine.clone(), tenant.clone());
-    let info = tokio::task::spawn_blocking(move || engine.train_collaborative(&name, &params))
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    let info = crate::background::run("reco-train", move || {
+        engine.train_collaborative(&name, &params)
+    })
+    .await?;
     if let Some(parts) = state.engine.model_parts(tenant)?
         && parts.info.version == info.version
     {
@@ -123,25 +124,81 @@ async fn train(
     Ok(Some(info))
 }
 
-/// After interactions were recorded: starts a training when `train_after` interactions arrived
-/// since the last one (or since none, for a tenant without a model), unless a training runs or
-/// the last one failed (a failed one is retried only when asked).
-pub(crate) fn train_if_due(state: &Data, tenant: &reco_engine::TenantName) {
+/// Whether `tenant` is due a training by itself: `train_after` interactions arrived since the
+/// last one (or since none), and no training runs or failed last (a failed one is retried only
+/// when asked).
+fn is_due(state: &Data, tenant: &reco_engine::TenantName) -> bool {
     let Ok(model) = state.engine.model_info(tenant) else {
-        return;
+        return false;
     };
     if !matches!(until_training(state, tenant, model.as_ref()), Ok(Some(0))) {
-        return;
+        return false;
     }
-    let settled = state
+    state
         .trainings
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(tenant)
-        .is_none();
-    if settled {
-        start_training(state, tenant);
+        .is_none()
+}
+
+/// After interactions were recorded: starts a training when one is due, at most once per
+/// `train_interval` from the start of the last one the interactions started. One due sooner
+/// starts when the interval has passed, whether or not more interactions come: a stream of
+/// interactions then retrains a tenant once per interval, not after every `train_after` of
+/// them, which on a busy shop kept a training running all the time.
+pub(crate) fn train_if_due(state: &Data, tenant: &reco_engine::TenantName) {
+    if !is_due(state, tenant) {
+        return;
     }
+    let now = tokio::time::Instant::now();
+    let at = {
+        let mut autos = state
+            .auto_trainings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match autos.get_mut(tenant) {
+            Some(last) if last.waiting => return,
+            Some(last) if now < last.started + state.settings.train_interval => {
+                last.waiting = true;
+                last.started + state.settings.train_interval
+            }
+            Some(_) | None => {
+                autos.insert(
+                    tenant.clone(),
+                    AutoTraining {
+                        started: now,
+                        waiting: false,
+                    },
+                );
+                drop(autos);
+                start_training(state, tenant);
+                return;
+            }
+        }
+    };
+    let (state, tenant) = (state.clone(), tenant.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep_until(at).await;
+        let due = is_due(&state, &tenant);
+        let mut autos = state
+            .auto_trainings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if due {
+            autos.insert(
+                tenant.clone(),
+                AutoTraining {
+                    started: tokio::time::Instant::now(),
+                    waiting: false,
+                },
+            );
+            drop(autos);
+            start_training(&state, &tenant);
+        } else if let Some(last) = autos.get_mut(&tenant) {
+            last.waiting = false;
+        }
+    });
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/model/train", tag = "model", params(("tenant" = String, Path, description = "The tenant: 1 to 64 of [a-z0-9_-]", pattern = "^[a-z0-9_-]{1,64}$")), responses((status = 202, description = "A training runs (started now, or already running)", body = ModelStatus), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "The tenant's collaborative learning is off", body = ErrorBody), Refusals))]

@@ -19,6 +19,7 @@ both!(
     writes_are_visible_at_once_despite_the_cache,
     collaborative_models_train_in_the_background_and_answer,
     enough_new_interactions_train_a_model_by_themselves,
+    a_stream_of_interactions_trains_once_per_interval,
     a_tenant_without_content_vectors_learns_from_its_log,
     weights_past_1e6_and_timestamps_from_the_future_are_refused,
     the_scheme_is_case_insensitive_and_cosine_lengths_fit_in_f32,
@@ -680,19 +681,7 @@ async fn enough_new_interactions_train_a_model_by_themselves(backend: Backend) {
         "49 are not enough"
     );
     assert_eq!(app.interact("mall", likes(49, 50)).await.status(), 200);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let model: Value = loop {
-        let response = app.get("/v1/tenants/mall/model").await;
-        if response.status() == 200 {
-            let model: Value = response.json().await.unwrap();
-            if model["state"] == "ready" {
-                break model;
-            }
-        }
-        assert!(std::time::Instant::now() < deadline, "no model came");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
-    assert_eq!(model["version"], 1);
+    let model = model_ready(&app, "mall", 1).await;
     assert_eq!(model["next_training"], 50);
     assert_eq!(app.interact("mall", likes(50, 60)).await.status(), 200);
     let model: Value = app
@@ -702,6 +691,73 @@ async fn enough_new_interactions_train_a_model_by_themselves(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(model["next_training"], 40);
+}
+
+/// The tenant's model once version `version` of it is ready (within 20 s).
+async fn model_ready(app: &TestApp, tenant: &str, version: u64) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let response = app.get(&format!("/v1/tenants/{tenant}/model")).await;
+        if response.status() == 200 {
+            let model: Value = response.json().await.unwrap();
+            if model["state"] == "ready" && model["version"] == version {
+                return model;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "version {version} of the model did not come"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// With `train_after` at 5 and `train_interval` at 4 s, interactions that become due sooner
+/// than 4 s after the last training by itself started do not start one at once: it starts
+/// when the 4 s have passed, with no interaction arriving then.
+async fn a_stream_of_interactions_trains_once_per_interval(backend: Backend) {
+    let interval = std::time::Duration::from_secs(4);
+    let mut settings = fresh_database(backend).await;
+    settings.train_after = 5;
+    settings.train_interval = interval;
+    let app = TestApp::start(settings).await;
+    assert_eq!(app.create_tenant("mall", 2, "dot").await.status(), 201);
+    let entities: Vec<Value> = (0..4)
+        .map(|n| json!({"id": format!("e{n}"), "vector": [1.0, f64::from(n)]}))
+        .collect();
+    assert_eq!(
+        app.upsert("mall", Value::from(entities)).await.status(),
+        200
+    );
+    let likes = |from: usize, to: usize| -> Value {
+        (from..to)
+            .map(|n| json!({"user": format!("u{}", n % 3), "entity": format!("e{}", n % 4), "kind": "like"}))
+            .collect::<Vec<_>>()
+            .into()
+    };
+    let first = std::time::Instant::now();
+    assert_eq!(app.interact("mall", likes(0, 5)).await.status(), 200);
+    model_ready(&app, "mall", 1).await;
+    assert_eq!(app.interact("mall", likes(5, 10)).await.status(), 200);
+    let model: Value = app
+        .get("/v1/tenants/mall/model")
+        .await
+        .json()
+        .await
+        .unwrap();
+    if first.elapsed() < interval {
+        assert_eq!(
+            (&model["version"], &model["state"], &model["next_training"]),
+            (&json!(1), &json!("ready"), &json!(0)),
+            "due, and waiting for the interval"
+        );
+    }
+    model_ready(&app, "mall", 2).await;
+    assert!(
+        first.elapsed() >= interval,
+        "the second training started {:?} after the first",
+        first.elapsed()
+    );
 }
 
 /// A shop with only a catalogue of ids and an interaction log: no dimension, entities without
