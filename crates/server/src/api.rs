@@ -564,8 +564,9 @@ pub struct ModelStatus {
     pub factors: Option<usize>,
     /// How long its training took.
     pub seconds: Option<f64>,
-    /// Interactions still to arrive before a training starts by itself; null when trainings
-    /// start only when asked (`RECO_TRAIN_AFTER=0`).
+    /// Interactions still to arrive before a training starts by itself (0: one is due, and
+    /// starts when `RECO_TRAIN_INTERVAL_S` has passed since the last such start); null when
+    /// trainings start only when asked (`RECO_TRAIN_AFTER=0`).
     pub next_training: Option<u64>,
     /// Why the last training failed.
     #[serde(skip_serializing_if = "Option::is_none")]
