@@ -222,6 +222,8 @@ async fn upsert_one_tenant(
     tenant: &TenantName,
     group: &[(TenantName, CheckedEntities)],
 ) -> Result<Vec<ChangeId>> {
+    // A database that takes no connections is "not now", whatever its error says.
+    let mut conn = pool.acquire().await.map_err(unavailable)?;
     let spec = group[0].1.spec();
     if group.iter().any(|(_, batch)| batch.spec() != spec) {
         // The tenant was made again between two of these checks: each batch goes alone.
@@ -271,9 +273,10 @@ async fn upsert_one_tenant(
     .bind(metric)
     .bind(CHANNEL)
     .bind(notice(origin, ChangeKind::Entities, tenant, ""))
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(|e| write_error(e, tenant))?;
+    drop(conn);
     match base {
         Some((lineage, base)) => Ok(stamps_from(lineage, base, group.len())),
         None => Err(refusal(pool, tenant, spec).await),
@@ -439,6 +442,8 @@ async fn insert_one_tenant(
     tenant: &TenantName,
     group: &[(TenantName, Vec<KeyedInteraction>)],
 ) -> Result<Vec<Recorded>> {
+    // A database that takes no connections is "not now", whatever its error says.
+    let mut conn = pool.acquire().await.map_err(unavailable)?;
     let rows: usize = group.iter().map(|(_, b)| b.len()).sum();
     let mut users = Vec::with_capacity(rows);
     let mut entities = Vec::with_capacity(rows);
@@ -490,9 +495,10 @@ async fn insert_one_tenant(
     .bind(n)
     .bind(CHANNEL)
     .bind(notice(origin, ChangeKind::Interactions, tenant, ""))
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(|e| write_error(e, tenant))?;
+    drop(conn);
     let (lineage, base, written, _) =
         answer.ok_or_else(|| StorageError::TenantNotFound(tenant.clone()))?;
     // Each id written marks its first row in the group as recorded; later rows with it, and
