@@ -660,20 +660,8 @@ async fn enough_new_interactions_train_a_model_by_themselves(backend: Backend) {
     let mut settings = fresh_database(backend).await;
     settings.train_after = 50;
     let app = TestApp::start(settings).await;
-    assert_eq!(app.create_tenant("mall", 2, "dot").await.status(), 201);
-    let entities: Vec<Value> = (0..10)
-        .map(|n| json!({"id": format!("e{n}"), "vector": [1.0, f64::from(n)]}))
-        .collect();
-    assert_eq!(
-        app.upsert("mall", Value::from(entities)).await.status(),
-        200
-    );
-    let likes = |from: usize, to: usize| -> Value {
-        (from..to)
-            .map(|n| json!({"user": format!("u{}", n % 7), "entity": format!("e{}", n % 10), "kind": "like"}))
-            .collect::<Vec<_>>()
-            .into()
-    };
+    mall_of(&app, 10).await;
+    let likes = |from, to| likes(from, to, 7, 10);
     assert_eq!(app.interact("mall", likes(0, 49)).await.status(), 200);
     assert_eq!(
         app.get("/v1/tenants/mall/model").await.status(),
@@ -691,6 +679,27 @@ async fn enough_new_interactions_train_a_model_by_themselves(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(model["next_training"], 40);
+}
+
+/// Tenant `mall` (2-d, dot) with entities `e0` to `e{n-1}`.
+async fn mall_of(app: &TestApp, n: u32) {
+    assert_eq!(app.create_tenant("mall", 2, "dot").await.status(), 201);
+    let entities: Vec<Value> = (0..n)
+        .map(|n| json!({"id": format!("e{n}"), "vector": [1.0, f64::from(n)]}))
+        .collect();
+    assert_eq!(
+        app.upsert("mall", Value::from(entities)).await.status(),
+        200
+    );
+}
+
+/// Likes numbered `from` to `to` (excluded), of `users` users in turn on `entities` entities
+/// in turn.
+fn likes(from: usize, to: usize, users: usize, entities: usize) -> Value {
+    (from..to)
+        .map(|n| json!({"user": format!("u{}", n % users), "entity": format!("e{}", n % entities), "kind": "like"}))
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// The tenant's model once version `version` of it is ready (within 20 s).
@@ -721,20 +730,8 @@ async fn a_stream_of_interactions_trains_once_per_interval(backend: Backend) {
     settings.train_after = 5;
     settings.train_interval = interval;
     let app = TestApp::start(settings).await;
-    assert_eq!(app.create_tenant("mall", 2, "dot").await.status(), 201);
-    let entities: Vec<Value> = (0..4)
-        .map(|n| json!({"id": format!("e{n}"), "vector": [1.0, f64::from(n)]}))
-        .collect();
-    assert_eq!(
-        app.upsert("mall", Value::from(entities)).await.status(),
-        200
-    );
-    let likes = |from: usize, to: usize| -> Value {
-        (from..to)
-            .map(|n| json!({"user": format!("u{}", n % 3), "entity": format!("e{}", n % 4), "kind": "like"}))
-            .collect::<Vec<_>>()
-            .into()
-    };
+    mall_of(&app, 4).await;
+    let likes = |from, to| likes(from, to, 3, 4);
     let first = std::time::Instant::now();
     assert_eq!(app.interact("mall", likes(0, 5)).await.status(), 200);
     model_ready(&app, "mall", 1).await;

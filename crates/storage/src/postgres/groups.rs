@@ -69,6 +69,28 @@ impl<'a> EntityColumns<'a> {
     }
 }
 
+/// Interaction rows as the column arrays an `UNNEST` reads.
+#[derive(Default)]
+struct InteractionColumns<'a> {
+    users: Vec<&'a str>,
+    entities: Vec<&'a str>,
+    kinds: Vec<&'a str>,
+    weights: Vec<Option<f32>>,
+    at: Vec<i64>,
+    keys: Vec<Option<&'a str>>,
+}
+
+impl<'a> InteractionColumns<'a> {
+    fn push(&mut self, (i, id): &'a KeyedInteraction) {
+        self.users.push(i.user.as_str());
+        self.entities.push(i.entity.as_str());
+        self.kinds.push(i.kind.as_str());
+        self.weights.push(i.weight);
+        self.at.push(i.timestamp);
+        self.keys.push(id.as_ref().map(InteractionId::as_str));
+    }
+}
+
 /// The tenant of every batch of `group`, when they all have one.
 fn one_tenant<B>(group: &[(TenantName, B)]) -> Option<&TenantName> {
     let (first, _) = group.first()?;
@@ -348,15 +370,8 @@ pub(super) async fn insert_interactions(
         .into_iter()
         .map(|(change, _)| change)
         .collect();
-    let rows: usize = group.iter().map(|(_, b)| b.len()).sum();
-    let mut tenants = Vec::with_capacity(rows);
-    let mut users = Vec::with_capacity(rows);
-    let mut entities = Vec::with_capacity(rows);
-    let mut kinds = Vec::with_capacity(rows);
-    let mut weights = Vec::with_capacity(rows);
-    let mut at = Vec::with_capacity(rows);
-    let mut batches = Vec::with_capacity(rows);
-    let mut keys: Vec<Option<&str>> = Vec::with_capacity(rows);
+    let (mut tenants, mut batches, mut columns) =
+        (Vec::new(), Vec::new(), InteractionColumns::default());
     let mut notices = Vec::with_capacity(group.len());
     for ((tenant, batch), change) in group.iter().zip(&stamps) {
         let this = i64::try_from(change.stamp.get()).unwrap_or(i64::MAX);
@@ -366,15 +381,10 @@ pub(super) async fn insert_interactions(
             tenant,
             *change,
         ));
-        for (i, id) in batch {
+        for row in batch {
             tenants.push(tenant.as_str());
-            users.push(i.user.as_str());
-            entities.push(i.entity.as_str());
-            kinds.push(i.kind.as_str());
-            weights.push(i.weight);
-            at.push(i.timestamp);
             batches.push(this);
-            keys.push(id.as_ref().map(InteractionId::as_str));
+            columns.push(row);
         }
     }
     // Rows go in in the group's order, so of two rows with one id the first is written; the
@@ -395,13 +405,13 @@ pub(super) async fn insert_interactions(
                                            FROM UNNEST($10::text[]) AS n) AS sent",
     )
     .bind(&tenants)
-    .bind(&users)
-    .bind(&entities)
-    .bind(&kinds)
-    .bind(&weights)
-    .bind(&at)
+    .bind(&columns.users)
+    .bind(&columns.entities)
+    .bind(&columns.kinds)
+    .bind(&columns.weights)
+    .bind(&columns.at)
     .bind(&batches)
-    .bind(&keys)
+    .bind(&columns.keys)
     .bind(CHANNEL)
     .bind(&notices)
     .fetch_all(&mut *tx)
@@ -444,24 +454,12 @@ async fn insert_one_tenant(
 ) -> Result<Vec<Recorded>> {
     // A database that takes no connections is "not now", whatever its error says.
     let mut conn = pool.acquire().await.map_err(unavailable)?;
-    let rows: usize = group.iter().map(|(_, b)| b.len()).sum();
-    let mut users = Vec::with_capacity(rows);
-    let mut entities = Vec::with_capacity(rows);
-    let mut kinds = Vec::with_capacity(rows);
-    let mut weights = Vec::with_capacity(rows);
-    let mut at = Vec::with_capacity(rows);
-    let mut numbers = Vec::with_capacity(rows);
-    let mut keys: Vec<Option<&str>> = Vec::with_capacity(rows);
+    let (mut numbers, mut columns) = (Vec::new(), InteractionColumns::default());
     for (b, (_, batch)) in group.iter().enumerate() {
         let number = i64::try_from(b + 1).unwrap_or(i64::MAX);
-        for (i, id) in batch {
-            users.push(i.user.as_str());
-            entities.push(i.entity.as_str());
-            kinds.push(i.kind.as_str());
-            weights.push(i.weight);
-            at.push(i.timestamp);
+        for row in batch {
             numbers.push(number);
-            keys.push(id.as_ref().map(InteractionId::as_str));
+            columns.push(row);
         }
     }
     let n = i64::try_from(group.len()).unwrap_or(i64::MAX);
@@ -485,13 +483,13 @@ async fn insert_one_tenant(
          FROM b",
     )
     .bind(tenant.as_str())
-    .bind(&users)
-    .bind(&entities)
-    .bind(&kinds)
-    .bind(&weights)
-    .bind(&at)
+    .bind(&columns.users)
+    .bind(&columns.entities)
+    .bind(&columns.kinds)
+    .bind(&columns.weights)
+    .bind(&columns.at)
     .bind(&numbers)
-    .bind(&keys)
+    .bind(&columns.keys)
     .bind(n)
     .bind(CHANNEL)
     .bind(notice(origin, ChangeKind::Interactions, tenant, ""))
