@@ -258,3 +258,95 @@ fn a_search_never_descends_onto_a_node_whose_bottom_list_is_not_written_yet() {
     let hits = truth.iter().filter(|t| got[..10].contains(t)).count();
     assert!(hits >= 9, "{hits} of the 10 nearest nodes");
 }
+
+/// Distances from a table: any values, ties among them, and pairs with no distance, as a
+/// reader's snapshot that lacks a node's vector gives.
+struct Table {
+    distances: Vec<Vec<Option<f32>>>,
+}
+
+impl Vectors for Table {
+    fn between(&self, a: u32, b: u32) -> Option<f32> {
+        self.distances[a as usize][b as usize]
+    }
+    fn prefetch(&self, _: u32) {}
+}
+
+/// A seeded stream of draws below a bound.
+fn draws(seed: u64) -> impl FnMut(usize) -> usize {
+    let mut x = seed;
+    move |below| {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        usize::try_from(x >> 33).expect("31 bits fit") % below
+    }
+}
+
+/// `select_one_out` must be `select` made cheaper, never a different choice: the graph's
+/// recall rests on which links a full list keeps.
+fn agrees_with_select(vectors: &impl Vectors, candidates: &[Near]) {
+    let graph = Graph::new(shape());
+    let width = candidates.len() - 1;
+    let expected = graph.with_links(|links| links.select(vectors, candidates, width));
+    let got = Links::select_one_out(vectors, candidates);
+    assert_eq!(got, expected, "candidates {candidates:?}");
+}
+
+#[test]
+fn a_full_list_leaves_out_the_candidate_select_leaves_out_on_any_distances() {
+    let mut draw = draws(17);
+    for _ in 0..5_000 {
+        let width = 1 + draw(40);
+        let nodes = width + 2;
+        // Coarse values, so that ties are common; one pair in twenty has no distance.
+        let mut distances = vec![vec![None; nodes]; nodes];
+        #[expect(
+            clippy::needless_range_loop,
+            reason = "a symmetric table is filled by pairs"
+        )]
+        for a in 0..nodes {
+            for b in a + 1..nodes {
+                #[expect(clippy::cast_precision_loss, reason = "draws below 16")]
+                let d = (draw(20) >= 1).then(|| draw(16) as f32);
+                distances[a][b] = d;
+                distances[b][a] = d;
+            }
+        }
+        let table = Table { distances };
+        // Node 0 is the list's owner; the others are its links and the newcomer.
+        let mut candidates: Vec<Near> = (1..nodes)
+            .map(|n| Near {
+                distance: table.distances[0][n].unwrap_or(16.0),
+                node: u32::try_from(n).expect("small"),
+            })
+            .collect();
+        candidates.sort_unstable();
+        agrees_with_select(&table, &candidates);
+    }
+}
+
+#[test]
+fn a_full_list_leaves_out_the_candidate_select_leaves_out_on_clustered_rows() {
+    let rows = Rows::new(600, 5);
+    let mut draw = draws(29);
+    for _ in 0..2_000 {
+        let width = [4, 8, 16, 32][draw(4)];
+        let owner = u32::try_from(draw(600)).expect("below 600");
+        // The owner's near rows, as a list holds them, and some far ones.
+        let mut all: Vec<Near> = nodes(600)
+            .filter(|&n| n != owner)
+            .filter_map(|n| {
+                Some(Near {
+                    distance: rows.between(owner, n)?,
+                    node: n,
+                })
+            })
+            .collect();
+        all.sort_unstable();
+        let mut candidates: Vec<Near> = all[..width].to_vec();
+        candidates.push(all[width + draw(200)]);
+        candidates.sort_unstable();
+        agrees_with_select(&rows, &candidates);
+    }
+}
