@@ -68,14 +68,7 @@ async fn a_pool_with_generic_plans_writes_and_loads_alike() {
     )
     .await
     .unwrap();
-    let Store::Postgres(pg) = &store else {
-        panic!("PostgreSQL")
-    };
-    let mode: String = sqlx::query_scalar("SELECT current_setting('plan_cache_mode')")
-        .fetch_one(pg.pool())
-        .await
-        .unwrap();
-    assert_eq!(mode, "force_generic_plan");
+    assert_eq!(plan_cache_mode(&store).await, "force_generic_plan");
     let t = tenant("shop");
     store.create_tenant(&t, spec(4, Metric::Dot)).await.unwrap();
     for n in 0..12 {
@@ -95,15 +88,18 @@ async fn a_pool_with_generic_plans_writes_and_loads_alike() {
     assert_eq!(count.entities, 12);
     assert_eq!(count.record.unwrap().version.get(), 24);
     // The default leaves PostgreSQL's own choice.
-    let default = fixture.open().await;
-    let Store::Postgres(pg) = &default else {
+    assert_eq!(plan_cache_mode(&fixture.open().await).await, "auto");
+}
+
+/// The `plan_cache_mode` of a session of the store's pool.
+async fn plan_cache_mode(store: &Store) -> String {
+    let Store::Postgres(pg) = store else {
         panic!("PostgreSQL")
     };
-    let mode: String = sqlx::query_scalar("SELECT current_setting('plan_cache_mode')")
+    sqlx::query_scalar("SELECT current_setting('plan_cache_mode')")
         .fetch_one(pg.pool())
         .await
-        .unwrap();
-    assert_eq!(mode, "auto");
+        .unwrap()
 }
 
 /// pgvector's exact order is the engine's exact order, for every metric, with filters.
