@@ -283,12 +283,11 @@ fn draws(seed: u64) -> impl FnMut(usize) -> usize {
     }
 }
 
-/// `select_one_out` must be `select` made cheaper, never a different choice: the graph's
-/// recall rests on which links a full list keeps.
+/// `select_one_out` must be the full selection made cheaper, never a different choice: the
+/// graph's recall rests on which links a full list keeps.
 fn agrees_with_select(vectors: &impl Vectors, candidates: &[Near]) {
-    let graph = Graph::new(shape());
     let width = candidates.len() - 1;
-    let expected = graph.with_links(|links| links.select(vectors, candidates, width));
+    let expected = Links::select_in_full(vectors, candidates, width);
     let got = Links::select_one_out(vectors, candidates);
     assert_eq!(got, expected, "candidates {candidates:?}");
 }
