@@ -170,7 +170,7 @@ impl Links<'_> {
     }
 }
 
-/// Whether `candidates[at]` is diverse in [`Links::select`]'s sense: no nearer diverse
+/// Whether `candidates[at]` is diverse in [`Links::select_in_full`]'s sense: no nearer diverse
 /// candidate blocks it. `known` holds the answers found so far.
 fn diverse(
     vectors: &impl Vectors,
