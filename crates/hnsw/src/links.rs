@@ -87,6 +87,27 @@ impl<'g> Links<'g> {
         segment.upper.get(at..at + w)
     }
 
+    /// Starts loading what expanding the node on layer 0 reads first: its state and its
+    /// list. A walk asks this of each node it queues, so that by the time the node is
+    /// expanded its list is (usually) in the cache: expanding read each list cold, and in a
+    /// profile of uncached traffic two thirds of [`Links::neighbours`]' samples waited on it.
+    #[inline]
+    pub(crate) fn prefetch_bottom(&self, node: u32) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some((segment, r)) = self.segment(node) {
+            let w = self.graph.width(0) + 1;
+            safe_arch::prefetch_t0(&segment.state[r]);
+            if let Some(list) = segment.bottom.get(r * w..(r + 1) * w) {
+                // 16 links to a cache line: the first of each line the list touches.
+                for link in list.iter().step_by(16).chain(list.last()) {
+                    safe_arch::prefetch_t0(link);
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = node;
+    }
+
     /// Copies the node's links on `layer` to `out`.
     #[inline]
     pub(crate) fn neighbours(&self, node: u32, layer: usize, out: &mut Vec<u32>) {

@@ -80,6 +80,9 @@ impl Links<'_> {
                     };
                     if found.len() < ef || distance < bar {
                         let near = Near { distance, node: n };
+                        if layer == 0 {
+                            self.prefetch_bottom(n);
+                        }
                         candidates.push(Reverse(near));
                         if keep(n) {
                             found.push(near);

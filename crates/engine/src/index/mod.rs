@@ -225,6 +225,20 @@ impl EntityIndex {
         prefetch(&chunk.inverse_norms[r..=r]);
     }
 
+    /// Starts loading a slot's row (its vector, norm and record), for an exact score a little
+    /// later. The candidates a search rescores lie anywhere in memory: scored one after the
+    /// other, each waited for its vector in turn (in a profile of uncached traffic, 83% of the
+    /// exact dot product's samples were on its loads); asked for together, the loads overlap.
+    #[inline]
+    pub(super) fn prefetch_row(&self, slot: u32) {
+        let Some((chunk, r)) = self.allocated(slot) else {
+            return;
+        };
+        prefetch(chunk.vector(r, self.spec.dimension));
+        prefetch(&chunk.inverse_norms[r..=r]);
+        prefetch(&chunk.records[r..=r]);
+    }
+
     /// How many candidates a graph search considers now (HNSW's ef, widened with the tenant's
     /// size or set by [`crate::Engine::set_search_breadth`]); the setting when there is no
     /// graph.

@@ -72,6 +72,9 @@ impl EntityIndex {
             // The reader's snapshot holds none of the graph's entry points yet: scan instead.
             return false;
         }
+        for &slot in &found {
+            self.prefetch_row(slot);
+        }
         for slot in found.into_iter().filter(|&slot| allowed(slot)) {
             if let Some(row) = self.row(slot) {
                 let g = goodness(row.vector, row.inverse_norm);
@@ -147,7 +150,11 @@ impl EntityIndex {
                 }
             }
         }
-        for candidate in rough.into_sorted() {
+        let rough = rough.into_sorted();
+        for candidate in &rough {
+            self.prefetch_row(candidate.slot);
+        }
+        for candidate in rough {
             let row = self.row(candidate.slot).expect("scanned slots are live");
             let g = goodness(row.vector, row.inverse_norm);
             if g >= floor {
