@@ -98,7 +98,7 @@ impl<'g> Links<'g> {
             let w = self.graph.width(0) + 1;
             safe_arch::prefetch_t0(&segment.state[r]);
             if let Some(list) = segment.bottom.get(r * w..(r + 1) * w) {
-                // 16 links to a cache line: the first of each line the list touches.
+                // One link every 64 bytes, and the last: each cache line the list touches.
                 for link in list.iter().step_by(16).chain(list.last()) {
                     safe_arch::prefetch_t0(link);
                 }
