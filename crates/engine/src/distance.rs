@@ -46,17 +46,9 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> f32 {
     narrow(i8::dot(a, b).unwrap_or(f64::NAN))
 }
 
-/// Asks the CPU to start loading every cache line of `data`, for a read a little later; a hint
-/// only, which does nothing where the target has no prefetch instruction.
-#[inline]
-pub fn prefetch<T>(data: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    for element in data.iter().step_by((64 / size_of::<T>().max(1)).max(1)) {
-        safe_arch::prefetch_t0(element);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = data;
-}
+/// The graph's prefetch (every cache line a slice touches, a hint only), which the engine uses
+/// for its rows and an answer's ids.
+pub use reco_hnsw::prefetch;
 
 /// Writes the int8 code of `v` to `code` and returns its scale: each component is about
 /// `code[i] * scale`. The scale is per vector (the largest component maps to ±127), so the

@@ -93,19 +93,13 @@ impl<'g> Links<'g> {
     /// profile of uncached traffic two thirds of [`Links::neighbours`]' samples waited on it.
     #[inline]
     pub(crate) fn prefetch_bottom(&self, node: u32) {
-        #[cfg(target_arch = "x86_64")]
         if let Some((segment, r)) = self.segment(node) {
             let w = self.graph.width(0) + 1;
-            safe_arch::prefetch_t0(&segment.state[r]);
+            crate::prefetch(&segment.state[r..=r]);
             if let Some(list) = segment.bottom.get(r * w..(r + 1) * w) {
-                // One link every 64 bytes, and the last: each cache line the list touches.
-                for link in list.iter().step_by(16).chain(list.last()) {
-                    safe_arch::prefetch_t0(link);
-                }
+                crate::prefetch(list);
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = node;
     }
 
     /// Copies the node's links on `layer` to `out`.
