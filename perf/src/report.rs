@@ -25,7 +25,7 @@ pub struct Row {
 }
 
 /// A whole run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Run {
     pub machine: String,
     pub connections: u32,
@@ -238,15 +238,21 @@ pub fn targets(run: &Run) -> Vec<String> {
     out
 }
 
-/// Throughput and p99 per mode against the catalogue size, both on log scales.
+/// Modes per row of the chart's legend.
+const LEGEND_COLUMNS: usize = 4;
+
+/// Throughput and p99 per mode against the catalogue size, both on log scales, with the
+/// legend in a strip of its own below both charts (inside either, it hid points).
 pub fn chart(run: &Run, path: &Path) -> Result<()> {
-    let root = SVGBackend::new(path, (1100, 480)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(550);
     let mut modes: Vec<&str> = run.rows.iter().map(|r| r.mode.as_str()).collect();
-    modes.dedup();
     modes.sort_unstable();
     modes.dedup();
+    let legend_rows = modes.len().div_ceil(LEGEND_COLUMNS).max(1);
+    let legend_height = 16 + 22 * u32::try_from(legend_rows)?;
+    let root = SVGBackend::new(path, (1100, 480 + legend_height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (charts, legend) = root.split_vertically(480);
+    let (left, right) = charts.split_horizontally(550);
     let entities = |r: &Row| r.entities as f64;
     let max_n = run.rows.iter().map(entities).fold(1_000.0, f64::max) * 1.5;
     let throughput: fn(&Row) -> f64 = |r| r.wrk.throughput().max(1.0);
@@ -277,26 +283,36 @@ pub fn chart(run: &Run, path: &Path) -> Result<()> {
                 .filter(|r| r.mode == *mode)
                 .map(|r| (entities(r), value(r)))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
-                .label(*mode)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
+            chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?;
             chart.draw_series(
                 points
                     .into_iter()
                     .map(|p| Circle::new(p, 3, colour.filled())),
             )?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 11))
-            .position(SeriesLabelPosition::LowerLeft)
-            .draw()?;
+    }
+    for (i, mode) in modes.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let column = i32::try_from(i % LEGEND_COLUMNS)?;
+        let row = i32::try_from(i / LEGEND_COLUMNS)?;
+        let (x, y) = (70 + 260 * column, 14 + 22 * row);
+        legend.draw(&PathElement::new(
+            vec![(x, y), (x + 24, y)],
+            colour.stroke_width(2),
+        ))?;
+        legend.draw(&Text::new(
+            (*mode).to_owned(),
+            (x + 32, y - 7),
+            ("sans-serif", 13),
+        ))?;
     }
     root.present()?;
     Ok(())
+}
+
+/// An earlier run's `results.json`, whole.
+pub fn read_run(path: &Path) -> Result<Run> {
+    Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
 }
 
 /// The rows of an earlier run's `results.json`; none when there is no file.
@@ -406,13 +422,38 @@ mod tests {
     #[test]
     fn the_chart_is_an_svg() {
         let mut run = Run::new(1000);
-        run.rows = vec![row("20k", "memory", 20_000, 30_000, 0)];
+        run.rows = vec![
+            row("20k", "memory", 20_000, 30_000, 0),
+            row("20k", "ceiling", 60_000, 20_000, 0),
+        ];
         let dir = std::env::temp_dir().join(format!("reco-perf-chart-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("chart.svg");
         chart(&run, &path).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("requests per second"));
+        // The legend names each mode once, in its strip below the charts.
+        assert_eq!(svg.matches("memory").count(), 1, "{svg}");
+        assert_eq!(svg.matches("ceiling").count(), 1, "{svg}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_written_run_reads_back_whole() {
+        let mut run = Run::new(1000);
+        run.rows = vec![row("1k", "memory", 9_000, 40_000, 3)];
+        let dir = std::env::temp_dir().join(format!("reco-perf-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write(&run, &dir).unwrap();
+        let read = read_run(&dir.join("results.json")).unwrap();
+        assert_eq!(read.machine, run.machine);
+        assert_eq!(read.connections, 1000);
+        assert_eq!(
+            serde_json::to_string(&read.rows).unwrap(),
+            serde_json::to_string(&run.rows).unwrap()
+        );
+        let markdown_again = std::fs::read_to_string(dir.join("results.md")).unwrap();
+        assert_eq!(markdown_again, markdown(&read));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
