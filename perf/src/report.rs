@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -247,9 +248,11 @@ pub fn chart(run: &Run, path: &Path) -> Result<()> {
     let mut modes: Vec<&str> = run.rows.iter().map(|r| r.mode.as_str()).collect();
     modes.sort_unstable();
     modes.dedup();
-    let legend_rows = modes.len().div_ceil(LEGEND_COLUMNS).max(1);
-    let legend_height = 16 + 22 * u32::try_from(legend_rows)?;
-    let root = SVGBackend::new(path, (1100, 480 + legend_height)).into_drawing_area();
+    let root = SVGBackend::new(
+        path,
+        (1100, 480 + legend_height(modes.len(), LEGEND_COLUMNS)?),
+    )
+    .into_drawing_area();
     root.fill(&WHITE)?;
     let (charts, legend) = root.split_vertically(480);
     let (left, right) = charts.split_horizontally(550);
@@ -291,22 +294,57 @@ pub fn chart(run: &Run, path: &Path) -> Result<()> {
             )?;
         }
     }
-    for (i, mode) in modes.iter().enumerate() {
-        let colour = Palette99::pick(i).to_rgba();
-        let column = i32::try_from(i % LEGEND_COLUMNS)?;
-        let row = i32::try_from(i / LEGEND_COLUMNS)?;
-        let (x, y) = (70 + 260 * column, 14 + 22 * row);
-        legend.draw(&PathElement::new(
-            vec![(x, y), (x + 24, y)],
-            colour.stroke_width(2),
-        ))?;
-        legend.draw(&Text::new(
-            (*mode).to_owned(),
+    let keys: Vec<_> = modes
+        .iter()
+        .enumerate()
+        .map(|(i, mode)| (*mode, Palette99::pick(i).to_rgba(), Key::Line))
+        .collect();
+    draw_legend(&legend, &keys, LEGEND_COLUMNS, 260)?;
+    root.present()?;
+    Ok(())
+}
+
+/// How a legend's entry is keyed: by a line, or by a triangle (a single point).
+#[derive(Debug, Clone, Copy)]
+pub enum Key {
+    Line,
+    Triangle,
+}
+
+/// The height of a legend strip of `entries` in rows of `columns`.
+pub fn legend_height(entries: usize, columns: usize) -> Result<u32> {
+    Ok(16 + 22 * u32::try_from(entries.div_ceil(columns).max(1))?)
+}
+
+/// Draws a legend in a strip of its own (below a chart, so that it hides no point):
+/// `columns` entries a row, each `width` pixels wide.
+pub fn draw_legend(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    entries: &[(&str, RGBAColor, Key)],
+    columns: usize,
+    width: i32,
+) -> Result<()> {
+    for (i, &(name, colour, key)) in entries.iter().enumerate() {
+        let column = i32::try_from(i % columns)?;
+        let row = i32::try_from(i / columns)?;
+        let (x, y) = (70 + width * column, 14 + 22 * row);
+        match key {
+            Key::Line => {
+                area.draw(&PathElement::new(
+                    vec![(x, y), (x + 24, y)],
+                    colour.stroke_width(2),
+                ))?;
+            }
+            Key::Triangle => {
+                area.draw(&TriangleMarker::new((x + 12, y), 5, colour.filled()))?;
+            }
+        }
+        area.draw(&Text::new(
+            name.to_owned(),
             (x + 32, y - 7),
             ("sans-serif", 13),
         ))?;
     }
-    root.present()?;
     Ok(())
 }
 
