@@ -18,8 +18,11 @@ use std::hint::black_box;
 use std::io::Write;
 
 use criterion::{BenchmarkId, Throughput, criterion_group, criterion_main};
-use reco_benches::{Scale, catalogue, criterion, entity_id, loaded, loaded_with};
-use reco_engine::{Engine, EngineConfig, Metric, Prepared, SearchOptions, TenantName};
+use reco_benches::{
+    SCALE_100K, SCALES, Scale, catalogue, criterion, entity_id, loaded, loaded_with, questions,
+    recall, top10s,
+};
+use reco_engine::{EngineConfig, Metric, Prepared, SearchOptions};
 
 const SAMPLE: usize = 200;
 const EFS: [usize; 5] = [16, 32, 64, 128, 256];
@@ -29,23 +32,7 @@ const EFS_1M: [usize; 2] = [192, 512];
 const BATCH: usize = 64;
 
 fn scales() -> Vec<Scale> {
-    let mut scales = vec![
-        Scale {
-            entities: 20_000,
-            dimension: 128,
-            label: "20k",
-        },
-        Scale {
-            entities: 100_000,
-            dimension: 128,
-            label: "100k",
-        },
-        Scale {
-            entities: 20_000,
-            dimension: 384,
-            label: "20k-384d",
-        },
-    ];
+    let mut scales = vec![SCALES[2], SCALE_100K, SCALES[3]];
     if std::env::var_os("RECO_BENCH_1M").is_some() {
         scales.push(Scale {
             entities: 1_000_000,
@@ -60,32 +47,6 @@ fn scales() -> Vec<Scale> {
     scales
 }
 
-/// The query rows: spread over the catalogue, the same for every setting.
-fn queries(n: usize) -> Vec<usize> {
-    (0..SAMPLE).map(|i| (i * 7919 + 13) % n).collect()
-}
-
-fn top10(engine: &Engine, tenant: &TenantName, row: usize, options: &SearchOptions) -> Vec<String> {
-    let answer = engine
-        .similar(tenant, &entity_id(row), options)
-        .expect("an answer");
-    answer
-        .ranking
-        .results
-        .iter()
-        .map(|s| s.id.to_string())
-        .collect()
-}
-
-fn recall(truth: &[Vec<String>], found: &[Vec<String>]) -> f64 {
-    let hits: usize = truth
-        .iter()
-        .zip(found)
-        .map(|(t, f)| t.iter().filter(|id| f.contains(id)).count())
-        .sum();
-    hits as f64 / truth.iter().map(Vec::len).sum::<usize>() as f64
-}
-
 /// Writes the scale's vectors (f32, little-endian, row-major) and query rows (u32).
 fn dump(scale: Scale, dir: &std::path::Path) {
     std::fs::create_dir_all(dir).expect("a dump folder");
@@ -97,7 +58,7 @@ fn dump(scale: Scale, dir: &std::path::Path) {
             vectors.write_all(&x.to_le_bytes()).expect("written");
         }
     }
-    let rows: Vec<u8> = queries(scale.entities)
+    let rows: Vec<u8> = questions(scale.entities, SAMPLE)
         .iter()
         .flat_map(|&q| u32::try_from(q).expect("a row").to_le_bytes())
         .collect();
@@ -114,15 +75,12 @@ fn ann(c: &mut criterion::Criterion) {
         }
         let (engine, tenant) = loaded(scale, Metric::Cosine, false);
         assert!(engine.has_graph(&tenant).expect("the tenant"));
-        let rows = queries(scale.entities);
+        let rows = questions(scale.entities, SAMPLE);
         let exact = SearchOptions {
             exact: true,
             ..SearchOptions::top(10)
         };
-        let truth: Vec<_> = rows
-            .iter()
-            .map(|&r| top10(&engine, &tenant, r, &exact))
-            .collect();
+        let truth: Vec<_> = top10s(&engine, &tenant, &rows, &exact);
         let bytes =
             engine.entity_heap_bytes(&tenant).expect("the tenant") as f64 / scale.entities as f64;
         let mut next = 0;
@@ -159,10 +117,7 @@ fn ann(c: &mut criterion::Criterion) {
             config.search.threshold = usize::MAX;
             let (flat, flat_tenant) = loaded_with(scale, Metric::Cosine, config);
             let options = SearchOptions::top(10);
-            let found: Vec<_> = rows
-                .iter()
-                .map(|&r| top10(&flat, &flat_tenant, r, &options))
-                .collect();
+            let found: Vec<_> = top10s(&flat, &flat_tenant, &rows, &options);
             let r = recall(&truth, &found);
             let flat_bytes = flat.entity_heap_bytes(&flat_tenant).expect("the tenant") as f64
                 / scale.entities as f64;
@@ -189,10 +144,7 @@ fn ann(c: &mut criterion::Criterion) {
         for &ef in EFS.iter().chain(wide) {
             engine.set_search_breadth(&tenant, ef).expect("the tenant");
             let options = SearchOptions::top(10);
-            let found: Vec<_> = rows
-                .iter()
-                .map(|&r| top10(&engine, &tenant, r, &options))
-                .collect();
+            let found: Vec<_> = top10s(&engine, &tenant, &rows, &options);
             let r = recall(&truth, &found);
             eprintln!(
                 "ann/{}/ef={ef}: recall@10 {r:.4}, {bytes:.0} bytes per entity",

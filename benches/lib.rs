@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reco_engine::{
     Engine, EngineConfig, EntityId, Interaction, InteractionKind, ManualClock, Metric, NewEntity,
-    TenantName, TenantSpec, UserId,
+    SearchOptions, TenantName, TenantSpec, UserId,
 };
 
 /// Clusters in every catalogue, so that neighbours are meaningful.
@@ -53,6 +53,50 @@ pub const SCALES: [Scale; 4] = [
         label: "20k-384d",
     },
 ];
+
+/// 100k at 128 dimensions: where the graph's recall starts to depend on its breadths (`ann`,
+/// `examples/expansion.rs`).
+pub const SCALE_100K: Scale = Scale {
+    entities: 100_000,
+    dimension: 128,
+    label: "100k",
+};
+
+/// `count` rows spread over a catalogue of `n`: the questions recall is measured on.
+pub fn questions(n: usize, count: usize) -> Vec<usize> {
+    (0..count).map(|i| (i * 7919 + 13) % n).collect()
+}
+
+/// For each row, the ids of the top 10 similar to its entity, best first.
+pub fn top10s(
+    engine: &Engine,
+    tenant: &TenantName,
+    rows: &[usize],
+    options: &SearchOptions,
+) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|&row| {
+            engine
+                .similar(tenant, &entity_id(row), options)
+                .expect("an answer")
+                .ranking
+                .results
+                .iter()
+                .map(|s| s.id.to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// The share of the true answers' ids that were found, over all questions.
+pub fn recall(truth: &[Vec<String>], found: &[Vec<String>]) -> f64 {
+    let hits: usize = truth
+        .iter()
+        .zip(found)
+        .map(|(t, f)| t.iter().filter(|id| f.contains(id)).count())
+        .sum();
+    hits as f64 / truth.iter().map(Vec::len).sum::<usize>() as f64
+}
 
 /// Short runs: the whole suite fits in a few minutes on two cores.
 pub fn criterion() -> Criterion {
