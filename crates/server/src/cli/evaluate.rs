@@ -356,14 +356,17 @@ pub fn chart(report: &EvaluationReport, path: &Path) -> anyhow::Result<()> {
         * 1.15;
     let names: Vec<&str> = report.scores.iter().map(|s| s.strategy.as_str()).collect();
     let count = u32::try_from(names.len()).unwrap_or(u32::MAX);
-    let root = SVGBackend::new(path, (160 * count.max(3) + 120, 420)).into_drawing_area();
+    // The legend has a strip of its own below the bars: inside, it could hide the first
+    // group's tallest bar.
+    let root = SVGBackend::new(path, (160 * count.max(3) + 120, 420 + 32)).into_drawing_area();
     root.fill(&WHITE)?;
+    let (plot, legend) = root.split_vertically(420);
     let title = format!(
         "Strategies on {} tested users ({})",
         report.tested,
         split_name(report.split)
     );
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(36)
@@ -390,17 +393,11 @@ pub fn chart(report: &EvaluationReport, path: &Path) -> anyhow::Result<()> {
             let left = i as f64 + 0.1 + m as f64 * 0.27;
             Rectangle::new([(left, 0.0), (left + 0.25, values(s)[m])], colour.filled())
         });
-        chart
-            .draw_series(bars)?
-            .label(*label)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
+        chart.draw_series(bars)?;
+        let x = 64 + 120 * i32::try_from(m)?;
+        legend.draw(&Rectangle::new([(x, 6), (x + 12, 18)], colour.filled()))?;
+        legend.draw(&Text::new(*label, (x + 18, 5), ("sans-serif", 13)))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
     root.present()?;
     Ok(())
 }

@@ -330,7 +330,15 @@ async fn evaluate_compares_strategies_on_a_tenant_and_on_files() {
         .unwrap();
     let hr = collaborative["hr@10"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&hr), "{report}");
-    assert!(std::fs::read_to_string(&chart).unwrap().contains("<svg"));
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.contains("<svg"));
+    for measure in ["HR@10", "NDCG@10", "recall@20"] {
+        assert_eq!(
+            svg.matches(measure).count(),
+            1,
+            "{measure} once, in the legend"
+        );
+    }
     // Files without vectors: no content strategy; a bad line is named.
     let entities = write(
         "entities.jsonl",
