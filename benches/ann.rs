@@ -80,7 +80,7 @@ fn ann(c: &mut criterion::Criterion) {
             exact: true,
             ..SearchOptions::top(10)
         };
-        let truth: Vec<_> = top10s(&engine, &tenant, &rows, &exact);
+        let truth = top10s(&engine, &tenant, &rows, &exact);
         let bytes =
             engine.entity_heap_bytes(&tenant).expect("the tenant") as f64 / scale.entities as f64;
         let mut next = 0;
@@ -117,7 +117,7 @@ fn ann(c: &mut criterion::Criterion) {
             config.search.threshold = usize::MAX;
             let (flat, flat_tenant) = loaded_with(scale, Metric::Cosine, config);
             let options = SearchOptions::top(10);
-            let found: Vec<_> = top10s(&flat, &flat_tenant, &rows, &options);
+            let found = top10s(&flat, &flat_tenant, &rows, &options);
             let r = recall(&truth, &found);
             let flat_bytes = flat.entity_heap_bytes(&flat_tenant).expect("the tenant") as f64
                 / scale.entities as f64;
@@ -144,7 +144,7 @@ fn ann(c: &mut criterion::Criterion) {
         for &ef in EFS.iter().chain(wide) {
             engine.set_search_breadth(&tenant, ef).expect("the tenant");
             let options = SearchOptions::top(10);
-            let found: Vec<_> = top10s(&engine, &tenant, &rows, &options);
+            let found = top10s(&engine, &tenant, &rows, &options);
             let r = recall(&truth, &found);
             eprintln!(
                 "ann/{}/ef={ef}: recall@10 {r:.4}, {bytes:.0} bytes per entity",

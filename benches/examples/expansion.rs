@@ -66,7 +66,7 @@ fn main() {
                 exact: true,
                 ..SearchOptions::top(10)
             };
-            let truth: Vec<_> = top10s(&engine, &tenant, &rows, &exact);
+            let truth = top10s(&engine, &tenant, &rows, &exact);
             let mut line = format!(
                 "{} round {round} expansion_add={breadth}: load {load:.1} s, insert {insert_us:.0} us, recall@10",
                 scale.label
@@ -74,7 +74,7 @@ fn main() {
             for ef in SEARCH_BREADTHS {
                 engine.set_search_breadth(&tenant, ef).expect("the tenant");
                 let options = SearchOptions::top(10);
-                let found: Vec<_> = top10s(&engine, &tenant, &rows, &options);
+                let found = top10s(&engine, &tenant, &rows, &options);
                 line += &format!(" ef={ef} {:.4}", recall(&truth, &found));
             }
             println!("{line}");
