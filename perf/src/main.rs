@@ -180,10 +180,10 @@ async fn drive(
 async fn main() -> Result<()> {
     let args = Args::parse();
     if args.report_only {
-        let results = args.out.join("results.json");
-        let load = results.exists();
-        if load {
-            report::write(&report::read_run(&results)?, &args.out)?;
+        let run = report::read_run(&args.out.join("results.json"))?;
+        let load = run.is_some();
+        if let Some(run) = run {
+            report::write(&run, &args.out)?;
         }
         let open_loop = open_loop::redraw(&args.out)?;
         anyhow::ensure!(

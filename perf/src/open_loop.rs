@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::data::{self, Catalogue, Draw};
 use crate::floor::Floor;
 use crate::k6::{self, Arrival, K6Result};
-use crate::report::{Key, draw_legend, legend_height};
+use crate::report::{Key, draw_legend, legend_height, read_if_there};
 use crate::server::{self, Config, KEY, Server};
 
 /// What the open-loop and soak modes need of the command line.
@@ -191,10 +191,8 @@ pub fn redraw(out: &Path) -> Result<bool> {
         floor: Vec<FloorRow>,
         rates: Vec<K6Result>,
     }
-    let text = match std::fs::read_to_string(out.join("open-loop.json")) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e.into()),
+    let Some(text) = read_if_there(&out.join("open-loop.json"))? else {
+        return Ok(false);
     };
     let written: Written = serde_json::from_str(&text)?;
     open_loop_chart(&written.rates, &written.floor, &out.join("open-loop.svg"))?;

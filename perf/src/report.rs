@@ -348,20 +348,23 @@ pub fn draw_legend(
     Ok(())
 }
 
-/// An earlier run's `results.json`, whole.
-pub fn read_run(path: &Path) -> Result<Run> {
-    Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
-}
-
 /// The rows of an earlier run's `results.json`; none when there is no file.
 pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
-    #[derive(Deserialize)]
-    struct Rows {
-        rows: Vec<Row>,
-    }
+    Ok(read_run(path)?.map(|run| run.rows).unwrap_or_default())
+}
+
+/// An earlier run's `results.json`, whole; `None` when there is no file.
+pub fn read_run(path: &Path) -> Result<Option<Run>> {
+    Ok(read_if_there(path)?
+        .map(|text| serde_json::from_str(&text))
+        .transpose()?)
+}
+
+/// A file's text; `None` when there is no such file.
+pub fn read_if_there(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => Ok(serde_json::from_str::<Rows>(&text)?.rows),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -483,7 +486,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("reco-perf-read-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         write(&run, &dir).unwrap();
-        let read = read_run(&dir.join("results.json")).unwrap();
+        let read = read_run(&dir.join("results.json")).unwrap().expect("a run");
         assert_eq!(read.machine, run.machine);
         assert_eq!(read.connections, 1000);
         assert_eq!(
