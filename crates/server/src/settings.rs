@@ -318,10 +318,12 @@ impl Settings {
     }
 
     /// The PostgreSQL settings for this ranking mode: pgvector's index serves only ranking in
-    /// the database, so a server that ranks in memory does not make its writes pay to keep it.
+    /// the database, so a server that ranks in memory does not make its writes pay to keep it;
+    /// and such a server runs no search there, so its sessions plan each statement once.
     pub fn postgres_for_ranking(&self) -> PostgresSettings {
         PostgresSettings {
             vector_index: self.ranking == RankingMode::Database,
+            generic_plans: self.ranking == RankingMode::Memory,
             ..self.postgres.clone()
         }
     }
@@ -526,6 +528,18 @@ mod tests {
         assert_eq!(s.sqlite.path, PathBuf::from("data/reco.db"));
         assert_eq!(s.rate_limit, None, "no limit unless configured");
         assert_eq!(s.engine.work_budget, reco_engine::DEFAULT_WORK_BUDGET);
+    }
+
+    #[test]
+    fn the_ranking_mode_chooses_the_index_and_the_plans() {
+        let memory = Settings::default().postgres_for_ranking();
+        assert!(!memory.vector_index && memory.generic_plans);
+        let database = Settings {
+            ranking: RankingMode::Database,
+            ..Settings::default()
+        }
+        .postgres_for_ranking();
+        assert!(database.vector_index && !database.generic_plans);
     }
 
     #[test]

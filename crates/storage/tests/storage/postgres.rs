@@ -52,6 +52,56 @@ async fn every_connection_gets_the_session_settings() {
     assert_eq!(store.pool_stats().idle, 3);
 }
 
+/// A pool asked for generic plans sets them on every session, and its writes (each statement
+/// run more times than PostgreSQL's five custom plans) and loads give what the default gives.
+#[tokio::test]
+async fn a_pool_with_generic_plans_writes_and_loads_alike() {
+    let (fixture, _) = Fixture::new(Backend::Postgres).await;
+    let settings = PostgresSettings {
+        generic_plans: true,
+        ..crate::helpers::small_pool()
+    };
+    let store = Store::open(
+        Some(fixture.url()),
+        settings,
+        reco_storage::SqliteSettings::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(plan_cache_mode(&store).await, "force_generic_plan");
+    let t = tenant("shop");
+    store.create_tenant(&t, spec(4, Metric::Dot)).await.unwrap();
+    for n in 0..12 {
+        let mut one = random_entities(1, 4);
+        one[0].id = EntityId::parse(&format!("g{n:02}")).unwrap();
+        upsert(&store, &t, &one).await.unwrap();
+        record(&store, &t, vec![interaction(n, n, 1_000)])
+            .await
+            .unwrap();
+    }
+    let mut count = Count::default();
+    store
+        .load_tenant(&t, 0, 5, &indicatif::ProgressBar::hidden(), &mut count)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(count.entities, 12);
+    assert_eq!(count.record.unwrap().version.get(), 24);
+    // The default leaves PostgreSQL's own choice.
+    assert_eq!(plan_cache_mode(&fixture.open().await).await, "auto");
+}
+
+/// The `plan_cache_mode` of a session of the store's pool.
+async fn plan_cache_mode(store: &Store) -> String {
+    let Store::Postgres(pg) = store else {
+        panic!("PostgreSQL")
+    };
+    sqlx::query_scalar("SELECT current_setting('plan_cache_mode')")
+        .fetch_one(pg.pool())
+        .await
+        .unwrap()
+}
+
 /// pgvector's exact order is the engine's exact order, for every metric, with filters.
 #[tokio::test]
 async fn pgvector_exact_order_matches_the_engine() {
